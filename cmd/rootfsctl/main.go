@@ -1,0 +1,190 @@
+// Command rootfsctl provisions systemd-nspawn machine root filesystems for
+// Kubernetes nodes from declarative YAML plans.
+//
+// This package is the only place that reads os.Args, writes to stdout and
+// stderr, handles signals and decides exit codes. It wires the step
+// registry and hands everything else to the engine.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps"
+)
+
+// Exit codes. Documented in the README; keep both in sync.
+const (
+	exitOK          = 0
+	exitFailed      = 1   // invalid plan, failed step, failed preflight, I/O error
+	exitChanges     = 2   // plan --detailed-exitcode: something would change
+	exitUsage       = 64  // bad command line
+	exitInterrupted = 130 // SIGINT or SIGTERM
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitError carries an exit code chosen by a command; the message, if any,
+// has already been printed.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError marks a bad command line.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// run executes the CLI and maps its outcome to an exit code, in one place.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	root := app.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	var ue usageError
+	switch {
+	case errors.As(err, &ee):
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "Error:", ee.err)
+		}
+		return ee.code
+	case errors.As(err, &ue):
+		fmt.Fprintln(stderr, "Error:", err)
+		fmt.Fprintln(stderr, "Run with --help for usage.")
+		return exitUsage
+	case errors.Is(err, engine.ErrInterrupted), errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "Error: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintln(stderr, "Error:", err)
+	return exitFailed
+}
+
+// app holds what every command shares: the streams and global flags.
+type app struct {
+	stdout, stderr io.Writer
+	logFormat      string
+	logLevel       string
+	registry       *engine.Registry
+}
+
+func newApp(stdout, stderr io.Writer) *app {
+	reg := engine.NewRegistry()
+	steps.Register(reg)
+	return &app{stdout: stdout, stderr: stderr, registry: reg}
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "rootfsctl",
+		Short: "Provision systemd-nspawn machine root filesystems for Kubernetes nodes",
+		Long: `rootfsctl runs declarative YAML plans: a graph of typed steps that
+turn a host into a Kubernetes node running inside a systemd-nspawn container.
+It validates plans without touching the system, shows their graph, reports
+what would change, and applies them with bounded concurrency.`,
+		Example: `  # Check plans in CI (every problem, as file:line:col: message)
+  rootfsctl validate plans/*.yaml
+
+  # See the steps and their order
+  rootfsctl graph plans/kube-node.yaml
+
+  # What would change, then apply
+  rootfsctl plan plans/kube-node.yaml --var machine=kube1
+  sudo rootfsctl apply plans/kube-node.yaml --var machine=kube1`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       buildVersion(),
+	}
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "auto", "log format on stderr: auto (console on a terminal, JSON otherwise), console or json")
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	_ = root.RegisterFlagCompletionFunc("log-format", fixedCompletions("auto", "console", "json"))
+	_ = root.RegisterFlagCompletionFunc("log-level", fixedCompletions("debug", "info", "warn", "error"))
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		a.validateCommand(), a.graphCommand(), a.planCommand(), a.applyCommand(),
+		a.stepsCommand(), a.schemaCommand(), a.versionCommand(),
+	)
+	return root
+}
+
+func fixedCompletions(values ...string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return values, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// planFileCompletion completes plan files by extension.
+func planFileCompletion(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
+// logger builds the zerolog logger the flags ask for.
+func (a *app) logger() (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(a.logLevel)
+	if err != nil || a.logLevel == "" {
+		return zerolog.Nop(), usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", a.logLevel)}
+	}
+	var w io.Writer = a.stderr
+	switch a.logFormat {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: a.stderr, TimeFormat: "15:04:05.000", NoColor: !isTerminal(a.stderr)}
+	case "auto":
+		if isTerminal(a.stderr) {
+			w = zerolog.ConsoleWriter{Out: a.stderr, TimeFormat: "15:04:05.000"}
+		}
+	default:
+		return zerolog.Nop(), usageError{fmt.Errorf("--log-format %q: use auto, console or json", a.logFormat)}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,484 @@
+package engine
+
+import (
+	"encoding"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The decoder turns a yaml.Node into a typed parameter struct. The struct's
+// tags are the single source of truth: `yaml` names the key, `jsonschema`
+// (the same tag invopop/jsonschema reads for the published schema) carries
+// required, default=, enum=, pattern=, minimum=, maximum= and minItems=.
+// Decoding reports every problem with its position instead of stopping at the
+// first, which yaml.v3's own Decode cannot do.
+
+// FieldError is returned by a parameter struct's Validate method to place a
+// problem at one of its fields. Path uses the yaml names, dot-separated, with
+// [i] for list items: "crictl.url", "binaries[1]".
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e FieldError) Error() string { return e.Path + ": " + e.Message }
+
+// Validator is implemented by parameter structs that check more than types,
+// for example that a version is well-formed or a URL template is known.
+type Validator interface {
+	Validate() []FieldError
+}
+
+var (
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	yamlNodeType        = reflect.TypeFor[yaml.Node]()
+)
+
+type decoder struct {
+	d *diags
+	// fields maps a yaml path (relative to the decode root) to its node, so
+	// that Validate errors can be positioned.
+	fields map[string]*yaml.Node
+}
+
+func newDecoder(d *diags) *decoder {
+	return &decoder{d: d, fields: map[string]*yaml.Node{}}
+}
+
+// decode fills v (a settable value) from n. prefix is how messages name the
+// value ("prepare.with"); path is the yaml path relative to the root.
+func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
+	n = resolveAlias(n)
+	dec.fields[path] = n
+	name := joinName(prefix, path)
+
+	if v.Kind() == reflect.Pointer {
+		if isNull(n) {
+			return
+		}
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		dec.decode(n, v.Elem(), prefix, path)
+		return
+	}
+	if v.Type() == yamlNodeType {
+		v.Set(reflect.ValueOf(*n))
+		return
+	}
+	if reflect.PointerTo(v.Type()).Implements(textUnmarshalerType) {
+		if !dec.expectScalar(n, name, "a string") {
+			return
+		}
+		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
+			dec.d.at(n, "%s%v", pre(name), err)
+		}
+		return
+	}
+
+	switch v.Kind() {
+	case reflect.String:
+		if isNull(n) {
+			return
+		}
+		if dec.expectScalar(n, name, "a string") {
+			v.SetString(n.Value)
+		}
+	case reflect.Bool:
+		if !dec.expectScalar(n, name, "true or false") {
+			return
+		}
+		switch strings.ToLower(n.Value) {
+		case "true":
+			v.SetBool(true)
+		case "false":
+			v.SetBool(false)
+		default:
+			dec.d.at(n, "%sexpected true or false, got %q", pre(name), n.Value)
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if !dec.expectScalar(n, name, "an integer") {
+			return
+		}
+		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 10, v.Type().Bits())
+		if err != nil {
+			dec.d.at(n, "%sexpected an integer, got %q", pre(name), n.Value)
+			return
+		}
+		v.SetInt(i)
+	case reflect.Slice:
+		if isNull(n) {
+			return
+		}
+		if n.Kind != yaml.SequenceNode {
+			dec.d.at(n, "%sexpected a list, got %s", pre(name), kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			dec.decode(item, s.Index(i), prefix, fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		if isNull(n) {
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			dec.d.at(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
+			return
+		}
+		m := reflect.MakeMap(v.Type())
+		seen := map[string]bool{}
+		for _, kv := range mappingPairs(n) {
+			k, val := kv[0], kv[1]
+			if seen[k.Value] {
+				dec.d.at(k, "%sduplicate key %q", pre(name), k.Value)
+				continue
+			}
+			seen[k.Value] = true
+			elem := reflect.New(v.Type().Elem()).Elem()
+			dec.decode(val, elem, prefix, joinPath(path, k.Value))
+			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), elem)
+		}
+		v.Set(m)
+	case reflect.Struct:
+		dec.decodeStruct(n, v, prefix, path)
+	default:
+		panic(fmt.Sprintf("engine: cannot decode into %s", v.Type()))
+	}
+}
+
+func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path string) {
+	name := joinName(prefix, path)
+	fields := structFields(v.Type())
+	if isNull(n) {
+		n = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	}
+	if n.Kind != yaml.MappingNode {
+		dec.d.at(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
+		return
+	}
+	set := map[string]bool{}
+	for _, kv := range mappingPairs(n) {
+		k, val := kv[0], kv[1]
+		f, ok := fields.byName[k.Value]
+		if !ok {
+			dec.d.at(k, "%sunknown field %q%s", pre(name), k.Value, suggest(k.Value, fields.names))
+			continue
+		}
+		if set[k.Value] {
+			dec.d.at(k, "%sduplicate key %q", pre(name), k.Value)
+			continue
+		}
+		set[k.Value] = true
+		fv := v.Field(f.index)
+		fpath := joinPath(path, f.name)
+		dec.decode(val, fv, prefix, fpath)
+		dec.checkConstraints(resolveAlias(val), fv, f, joinName(prefix, fpath))
+	}
+	for _, f := range fields.list {
+		if set[f.name] {
+			continue
+		}
+		if f.required {
+			dec.d.at(n, "%smissing required field %q", pre(name), f.name)
+			continue
+		}
+		if f.def != "" {
+			dn := defaultNode(f.def, n)
+			dec.decode(dn, v.Field(f.index), prefix, joinPath(path, f.name))
+			delete(dec.fields, joinPath(path, f.name)) // a default has no position of its own
+		}
+	}
+}
+
+func (dec *decoder) checkConstraints(n *yaml.Node, v reflect.Value, f field, name string) {
+	if len(f.enum) > 0 && v.Kind() == reflect.String && v.String() != "" {
+		if !contains(f.enum, v.String()) {
+			dec.d.at(n, "%s%q is not one of %s", pre(name), v.String(), strings.Join(f.enum, ", "))
+		}
+	}
+	if f.pattern != nil && v.Kind() == reflect.String && !f.pattern.MatchString(v.String()) {
+		dec.d.at(n, "%s%q does not match %s", pre(name), v.String(), f.pattern)
+	}
+	if v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64 {
+		if f.minimum != nil && v.Int() < *f.minimum {
+			dec.d.at(n, "%smust be at least %d, got %d", pre(name), *f.minimum, v.Int())
+		}
+		if f.maximum != nil && v.Int() > *f.maximum {
+			dec.d.at(n, "%smust be at most %d, got %d", pre(name), *f.maximum, v.Int())
+		}
+	}
+	if v.Kind() == reflect.Slice && f.minItems > 0 && v.Len() < f.minItems && n.Kind == yaml.SequenceNode {
+		dec.d.at(n, "%sneeds at least %d item(s)", pre(name), f.minItems)
+	}
+}
+
+func (dec *decoder) expectScalar(n *yaml.Node, name, want string) bool {
+	if n.Kind == yaml.ScalarNode {
+		return true
+	}
+	dec.d.at(n, "%sexpected %s, got %s", pre(name), want, kindName(n))
+	return false
+}
+
+// field is what the tags of one struct field say.
+type field struct {
+	index    int
+	name     string
+	required bool
+	def      string
+	enum     []string
+	pattern  *regexp.Regexp
+	minimum  *int64
+	maximum  *int64
+	minItems int
+}
+
+type fieldSet struct {
+	list   []field
+	byName map[string]field
+	names  []string
+}
+
+func structFields(t reflect.Type) fieldSet {
+	fs := fieldSet{byName: map[string]field{}}
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(sf.Name[:1]) + sf.Name[1:]
+		}
+		f := field{index: i, name: name}
+		for _, item := range splitTag(sf.Tag.Get("jsonschema")) {
+			key, val, _ := strings.Cut(item, "=")
+			switch key {
+			case "required":
+				f.required = true
+			case "default":
+				f.def = val
+			case "enum":
+				f.enum = append(f.enum, val)
+			case "pattern":
+				f.pattern = regexp.MustCompile(val)
+			case "minimum", "maximum":
+				n, err := strconv.ParseInt(val, 10, 64)
+				if err != nil {
+					panic(fmt.Sprintf("engine: %s.%s: bad %s tag %q", t, sf.Name, key, val))
+				}
+				if key == "minimum" {
+					f.minimum = &n
+				} else {
+					f.maximum = &n
+				}
+			case "minItems":
+				f.minItems, _ = strconv.Atoi(val)
+			}
+		}
+		fs.list = append(fs.list, f)
+		fs.byName[name] = f
+		fs.names = append(fs.names, name)
+	}
+	return fs
+}
+
+// splitTag splits a jsonschema tag on commas that are not escaped with a
+// backslash, the same rule invopop/jsonschema applies.
+func splitTag(tag string) []string {
+	if tag == "" {
+		return nil
+	}
+	var out []string
+	var cur strings.Builder
+	for i := 0; i < len(tag); i++ {
+		switch {
+		case tag[i] == '\\' && i+1 < len(tag) && tag[i+1] == ',':
+			cur.WriteByte(',')
+			i++
+		case tag[i] == ',':
+			out = append(out, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(tag[i])
+		}
+	}
+	return append(out, cur.String())
+}
+
+// mappingPairs returns the key/value pairs of a mapping, expanding YAML merge
+// keys ("<<: *anchor"); explicit keys come after merged ones so they win.
+func mappingPairs(n *yaml.Node) [][2]*yaml.Node {
+	var merged, own [][2]*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Value == "<<" && k.Tag == "!!merge" {
+			src := resolveAlias(v)
+			srcs := []*yaml.Node{src}
+			if src.Kind == yaml.SequenceNode {
+				srcs = src.Content
+			}
+			for _, s := range srcs {
+				if s = resolveAlias(s); s.Kind == yaml.MappingNode {
+					merged = append(merged, mappingPairs(s)...)
+				}
+			}
+			continue
+		}
+		own = append(own, [2]*yaml.Node{k, v})
+	}
+	if len(merged) == 0 {
+		return own
+	}
+	// Explicit keys override merged ones: drop merged keys that are set here.
+	explicit := map[string]bool{}
+	for _, kv := range own {
+		explicit[kv[0].Value] = true
+	}
+	var out [][2]*yaml.Node
+	seen := map[string]bool{}
+	for _, kv := range merged {
+		if !explicit[kv[0].Value] && !seen[kv[0].Value] {
+			seen[kv[0].Value] = true
+			out = append(out, kv)
+		}
+	}
+	return append(out, own...)
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if isNull(n) {
+			return "nothing"
+		}
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "an unsupported YAML node"
+}
+
+func joinPath(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func joinName(prefix, path string) string {
+	switch {
+	case path == "":
+		return prefix
+	case prefix == "":
+		return path
+	case strings.HasPrefix(path, "["):
+		return prefix + path
+	}
+	return prefix + "." + path
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest returns ` (did you mean "x"?)` for the closest candidate within a
+// small edit distance, or "" when nothing is close.
+func suggest(got string, candidates []string) string {
+	best, bestD := "", 0
+	for _, c := range candidates {
+		d := levenshtein(strings.ToLower(got), strings.ToLower(c))
+		if best == "" || d < bestD || (d == bestD && c < best) {
+			best, bestD = c, d
+		}
+	}
+	limit := max(2, len(got)/3)
+	if best == "" || bestD > limit {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// validNames formats candidates for "expected one of" messages.
+func validNames(candidates []string) string {
+	c := append([]string(nil), candidates...)
+	sort.Strings(c)
+	return strings.Join(c, ", ")
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// defaultNode parses a default= tag value as YAML (so lists can be given in
+// flow style, "[a\\, b]"), positioned at the mapping that lacks the field.
+func defaultNode(def string, at *yaml.Node) *yaml.Node {
+	var doc yaml.Node
+	n := &yaml.Node{Kind: yaml.ScalarNode, Value: def}
+	if err := yaml.Unmarshal([]byte(def), &doc); err == nil && len(doc.Content) == 1 {
+		n = doc.Content[0]
+	}
+	setPos(n, at.Line, at.Column)
+	return n
+}
+
+func setPos(n *yaml.Node, line, col int) {
+	n.Line, n.Column = line, col
+	for _, c := range n.Content {
+		setPos(c, line, col)
+	}
+}
+
+// pre is the "name: " that starts a message about a value, or nothing at the
+// top level of a plan.
+func pre(name string) string {
+	if name == "" {
+		return ""
+	}
+	return name + ": "
+}

@@ -1,0 +1,313 @@
+package engine
+
+import (
+	"container/heap"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/heimdalr/dag"
+)
+
+// Graph is a plan's dependency graph. The vertices and edges live in a
+// heimdalr DAG (which answers ancestor queries for --target); the order and
+// stages are computed here from plain adjacency lists.
+type Graph struct {
+	plan     *Plan
+	dag      *dag.DAG
+	index    map[string]int      // file order
+	children map[string][]string // need -> steps that need it
+	order    []string            // topological, earliest file position first
+	stage    map[string]int      // 1 + the longest chain of needs below a step
+}
+
+// NewGraph builds the graph of a validated plan.
+//
+// heimdalr's AddEdge copies the ancestor set of the source and the
+// descendant set of the target on every call, and rebuilds cached closures
+// it invalidates. Cycles are already ruled out by the loader, so the edges
+// are inserted in an order that keeps those sets small: edges are grouped by
+// the span of stages they cross, short spans first (a bottom-up merge over
+// the stages, like building a segment tree). Reachability through the edges
+// inserted so far then never leaves the span being merged.
+func NewGraph(p *Plan) (*Graph, error) {
+	g := &Graph{
+		plan: p, dag: dag.NewDAG(),
+		index: make(map[string]int, len(p.Steps)), children: map[string][]string{},
+		stage: make(map[string]int, len(p.Steps)),
+	}
+	for i, s := range p.Steps {
+		g.index[s.ID] = i
+		if err := g.dag.AddVertexByID(s.ID, s); err != nil {
+			return nil, fmt.Errorf("add step %s to graph: %w", s.ID, err)
+		}
+	}
+	for _, s := range p.Steps {
+		for _, n := range s.Needs {
+			g.children[n] = append(g.children[n], s.ID)
+		}
+	}
+	if err := g.topoSort(); err != nil {
+		return nil, err
+	}
+	type edge struct {
+		from, to string
+		key      int
+	}
+	var edges []edge
+	for _, id := range g.order {
+		for _, n := range g.plan.byID[id].Needs {
+			edges = append(edges, edge{n, id, spanKey(g.stage[n], g.stage[id])})
+		}
+	}
+	sort.SliceStable(edges, func(i, j int) bool { return edges[i].key < edges[j].key })
+	for _, e := range edges {
+		if err := g.dag.AddEdge(e.from, e.to); err != nil {
+			return nil, fmt.Errorf("add dependency %s -> %s to graph: %w", e.from, e.to, err)
+		}
+	}
+	return g, nil
+}
+
+// spanKey is the height of the smallest aligned block of stages (sizes 2, 4,
+// 8, ...) that holds both a and b: the level of their lowest common node in
+// a segment tree over stages.
+func spanKey(a, b int) int {
+	x := (a - 1) ^ (b - 1)
+	h := 0
+	for x > 0 {
+		x >>= 1
+		h++
+	}
+	return h
+}
+
+// topoSort orders the steps so that every step comes after its needs, and
+// among the steps ready at any moment the one defined first comes first.
+func (g *Graph) topoSort() error {
+	pending := make(map[string]int, len(g.plan.Steps))
+	h := &idHeap{index: g.index}
+	for _, s := range g.plan.Steps {
+		pending[s.ID] = len(s.Needs)
+		if len(s.Needs) == 0 {
+			heap.Push(h, s.ID)
+			g.stage[s.ID] = 1
+		}
+	}
+	for h.Len() > 0 {
+		id := heap.Pop(h).(string)
+		g.order = append(g.order, id)
+		for _, c := range g.children[id] {
+			g.stage[c] = max(g.stage[c], g.stage[id]+1)
+			if pending[c]--; pending[c] == 0 {
+				heap.Push(h, c)
+			}
+		}
+	}
+	if len(g.order) != len(g.plan.Steps) {
+		return fmt.Errorf("build graph: dependency cycle among %d steps", len(g.plan.Steps)-len(g.order))
+	}
+	return nil
+}
+
+type idHeap struct {
+	ids   []string
+	index map[string]int
+}
+
+func (h *idHeap) Len() int           { return len(h.ids) }
+func (h *idHeap) Less(i, j int) bool { return h.index[h.ids[i]] < h.index[h.ids[j]] }
+func (h *idHeap) Swap(i, j int)      { h.ids[i], h.ids[j] = h.ids[j], h.ids[i] }
+func (h *idHeap) Push(x any)         { h.ids = append(h.ids, x.(string)) }
+func (h *idHeap) Pop() any {
+	x := h.ids[len(h.ids)-1]
+	h.ids = h.ids[:len(h.ids)-1]
+	return x
+}
+
+// Order returns every step id, needs before the steps that need them.
+func (g *Graph) Order() []string { return append([]string(nil), g.order...) }
+
+// Stage returns the step's stage: 1 for steps without needs, otherwise one
+// more than the highest stage among its needs.
+func (g *Graph) Stage(id string) int { return g.stage[id] }
+
+// Select returns the targets and everything they need, directly or not, in
+// topological order. No targets selects every step.
+func (g *Graph) Select(targets []string) ([]string, error) {
+	if len(targets) == 0 {
+		return g.Order(), nil
+	}
+	keep := map[string]bool{}
+	for _, t := range targets {
+		if _, ok := g.plan.byID[t]; !ok {
+			return nil, fmt.Errorf("--target %s: no such step%s", t, suggest(t, g.order))
+		}
+		anc, err := g.dag.GetAncestors(t)
+		if err != nil {
+			return nil, fmt.Errorf("select ancestors of %s: %w", t, err)
+		}
+		keep[t] = true
+		for id := range anc {
+			keep[id] = true
+		}
+	}
+	var out []string
+	for _, id := range g.order {
+		if keep[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// Format names a graph rendering.
+type Format string
+
+const (
+	FormatText    Format = "text"
+	FormatDOT     Format = "dot"
+	FormatMermaid Format = "mermaid"
+	FormatJSON    Format = "json"
+)
+
+// Render writes the graph in the given format. Steps appear in topological
+// order, so the output is stable for a given plan.
+func (g *Graph) Render(w io.Writer, f Format) error {
+	switch f {
+	case FormatText:
+		return g.renderText(w)
+	case FormatDOT:
+		return g.renderDOT(w)
+	case FormatMermaid:
+		return g.renderMermaid(w)
+	case FormatJSON:
+		return g.renderJSON(w)
+	}
+	return fmt.Errorf("unknown graph format %q (text, dot, mermaid, json)", f)
+}
+
+func (g *Graph) stages() [][]string {
+	var out [][]string
+	for _, id := range g.order {
+		st := g.stage[id]
+		for len(out) < st {
+			out = append(out, nil)
+		}
+		out[st-1] = append(out[st-1], id)
+	}
+	for _, ids := range out {
+		sort.Slice(ids, func(i, j int) bool { return g.index[ids[i]] < g.index[ids[j]] })
+	}
+	return out
+}
+
+func (g *Graph) edgeCount() int {
+	n := 0
+	for _, s := range g.plan.Steps {
+		n += len(s.Needs)
+	}
+	return n
+}
+
+func (g *Graph) renderText(w io.Writer) error {
+	b := &strings.Builder{}
+	stages := g.stages()
+	fmt.Fprintf(b, "plan %s: %d steps, %d dependencies, %d stages\n", g.plan.Name, len(g.order), g.edgeCount(), len(stages))
+	for i, ids := range stages {
+		label := "runs first"
+		if i > 0 {
+			label = "starts as soon as its needs finish"
+		}
+		fmt.Fprintf(b, "stage %d (%s)\n", i+1, label)
+		for _, id := range ids {
+			s := g.plan.byID[id]
+			fmt.Fprintf(b, "  %s [%s]", id, s.Type)
+			if len(s.Needs) > 0 {
+				fmt.Fprintf(b, " <- %s", strings.Join(s.Needs, ", "))
+			}
+			if s.Description != "" {
+				fmt.Fprintf(b, "  # %s", oneLine(s.Description))
+			}
+			b.WriteByte('\n')
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (g *Graph) renderDOT(w io.Writer) error {
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "digraph %q {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n", g.plan.Name)
+	for i, ids := range g.stages() {
+		fmt.Fprintf(b, "  subgraph stage_%d {\n    rank=same;\n", i+1)
+		for _, id := range ids {
+			fmt.Fprintf(b, "    %q [label=%q];\n", id, id+"\n"+g.plan.byID[id].Type)
+		}
+		b.WriteString("  }\n")
+	}
+	for _, id := range g.order {
+		for _, n := range g.plan.byID[id].Needs {
+			fmt.Fprintf(b, "  %q -> %q;\n", n, id)
+		}
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (g *Graph) renderMermaid(w io.Writer) error {
+	// Mermaid reserves words such as "end", so nodes get neutral ids and the
+	// step id goes in the label.
+	b := &strings.Builder{}
+	b.WriteString("flowchart LR\n")
+	nid := func(id string) string { return fmt.Sprintf("s%d", g.index[id]) }
+	for _, id := range g.order {
+		fmt.Fprintf(b, "  %s[\"%s<br/><small>%s</small>\"]\n", nid(id), id, g.plan.byID[id].Type)
+	}
+	for _, id := range g.order {
+		for _, n := range g.plan.byID[id].Needs {
+			fmt.Fprintf(b, "  %s --> %s\n", nid(n), nid(id))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+type graphJSON struct {
+	Name  string          `json:"name"`
+	Steps []graphJSONStep `json:"steps"`
+	Edges []graphJSONEdge `json:"edges"`
+}
+
+type graphJSONStep struct {
+	ID          string   `json:"id"`
+	Type        string   `json:"type"`
+	Description string   `json:"description,omitempty"`
+	Needs       []string `json:"needs"`
+	Stage       int      `json:"stage"`
+}
+
+type graphJSONEdge struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+func (g *Graph) renderJSON(w io.Writer) error {
+	out := graphJSON{Name: g.plan.Name, Steps: []graphJSONStep{}, Edges: []graphJSONEdge{}}
+	for _, id := range g.order {
+		s := g.plan.byID[id]
+		needs := append([]string{}, s.Needs...)
+		out.Steps = append(out.Steps, graphJSONStep{ID: id, Type: s.Type, Description: s.Description, Needs: needs, Stage: g.stage[id]})
+		for _, n := range s.Needs {
+			out.Edges = append(out.Edges, graphJSONEdge{From: n, To: id})
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

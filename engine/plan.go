@@ -1,0 +1,445 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// APIVersion and Kind are the only plan header values this version reads.
+const (
+	APIVersion         = "rootfsctl/v1"
+	Kind               = "Plan"
+	DefaultParallelism = 4
+)
+
+var (
+	stepIDPattern = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	varNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+)
+
+// Plan is a loaded, validated plan: every variable expanded, every step's
+// parameters decoded and its implementation built.
+type Plan struct {
+	File          string // as given to Load
+	Dir           string // absolute directory of File (${plan.dir})
+	Name          string
+	Description   string
+	Parallelism   int
+	FailurePolicy FailurePolicy
+	Vars          map[string]string // resolved values of the declared vars
+	Steps         []*PlanStep       // in file order
+	byID          map[string]*PlanStep
+}
+
+// PlanStep is one step of a plan.
+type PlanStep struct {
+	ID          string
+	Type        string
+	Description string
+	Needs       []string
+	Timeout     time.Duration // 0: none
+	Retry       Retry         // Attempts >= 1
+	Params      any           // pointer to the type's parameter struct
+	Impl        Step
+	Pos         Pos // position of the step's key
+
+	needPositions []Pos
+}
+
+// Step returns the step with the given id.
+func (p *Plan) Step(id string) (*PlanStep, bool) {
+	s, ok := p.byID[id]
+	return s, ok
+}
+
+// LoadOptions are the inputs to loading besides the file itself.
+type LoadOptions struct {
+	Registry *Registry
+	Host     Host
+	// Vars override the plan's vars (and may override host.* facts, for
+	// example to provision a rootfs for another architecture).
+	Vars map[string]string
+}
+
+// Load reads and validates a plan file. When the plan is invalid the error is
+// Diagnostics, holding every problem found, sorted by position.
+func Load(file string, opts LoadOptions) (*Plan, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	return Parse(file, data, opts)
+}
+
+// planDoc is the top level of a plan file. Its tags also generate the schema.
+type planDoc struct {
+	APIVersion    string    `yaml:"apiVersion" jsonschema:"required,enum=rootfsctl/v1" jsonschema_description:"Plan format version. Always rootfsctl/v1."`
+	Kind          string    `yaml:"kind" jsonschema:"required,enum=Plan" jsonschema_description:"Always Plan."`
+	Name          string    `yaml:"name" jsonschema:"required,pattern=^[a-z0-9][a-z0-9-]*$" jsonschema_description:"Name of the plan: lowercase letters, digits and dashes."`
+	Description   string    `yaml:"description" jsonschema_description:"Free text."`
+	Vars          yaml.Node `yaml:"vars" jsonschema_description:"String variables, used as ${name} in any value under steps. Values may use other variables and the built-ins ${host.arch}, ${host.os}, ${host.hostname}, ${host.kernel}, ${plan.dir}. $${ writes a literal ${."`
+	Parallelism   int       `yaml:"parallelism" jsonschema:"minimum=1,default=4" jsonschema_description:"How many steps may run at once. --parallelism/-j overrides."`
+	FailurePolicy string    `yaml:"failurePolicy" jsonschema:"enum=fail-fast,enum=keep-going,default=fail-fast" jsonschema_description:"fail-fast cancels everything on the first failure; keep-going runs independent branches to the end."`
+	Defaults      *defaults `yaml:"defaults" jsonschema_description:"Applied to every step that does not set its own."`
+	Steps         yaml.Node `yaml:"steps" jsonschema:"required" jsonschema_description:"The steps, keyed by id."`
+}
+
+type defaults struct {
+	Timeout Duration `yaml:"timeout" jsonschema_description:"Time limit for each attempt of a step (Go duration: 90s, 15m)."`
+	Retry   *Retry   `yaml:"retry" jsonschema_description:"Retry policy."`
+}
+
+// stepDoc is one entry under steps:, before its parameters are decoded.
+type stepDoc struct {
+	Type        string    `yaml:"type" jsonschema:"required" jsonschema_description:"The step type (rootfsctl steps lists them)."`
+	Description string    `yaml:"description" jsonschema_description:"Free text."`
+	Needs       []string  `yaml:"needs" jsonschema_description:"Ids of steps that must finish successfully before this one starts."`
+	Timeout     *Duration `yaml:"timeout" jsonschema_description:"Time limit for each attempt (Go duration: 90s, 15m)."`
+	Retry       *Retry    `yaml:"retry" jsonschema_description:"Retry policy; attempts are spaced by exponential backoff with jitter."`
+	With        yaml.Node `yaml:"with" jsonschema_description:"The step type's parameters."`
+}
+
+// Parse validates a plan held in memory; file names it in messages.
+func Parse(file string, data []byte, opts LoadOptions) (*Plan, error) {
+	d := &diags{file: file}
+	p := parse(d, data, opts)
+	if len(d.list) > 0 {
+		return nil, d.list.Sort()
+	}
+	return p, nil
+}
+
+func parse(d *diags, data []byte, opts LoadOptions) *Plan {
+	if opts.Registry == nil {
+		opts.Registry = NewRegistry()
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		d.atPos(yamlErrorPos(d.file, err), "%s", yamlErrorMessage(err))
+		return nil
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		d.atPos(Pos{File: d.file, Line: 1, Col: 1}, "plan is empty")
+		return nil
+	}
+	root := resolveAlias(doc.Content[0])
+
+	var hdr planDoc
+	dec := newDecoder(d)
+	dec.decode(root, reflect.ValueOf(&hdr).Elem(), "", "")
+	if root.Kind != yaml.MappingNode {
+		return nil
+	}
+
+	abs, err := filepath.Abs(d.file)
+	if err != nil {
+		d.atPos(Pos{File: d.file}, "resolve plan directory: %v", err)
+		return nil
+	}
+	p := &Plan{
+		File: d.file, Dir: filepath.Dir(abs),
+		Name: hdr.Name, Description: hdr.Description,
+		Parallelism: hdr.Parallelism, FailurePolicy: FailurePolicy(hdr.FailurePolicy),
+		byID: map[string]*PlanStep{},
+	}
+
+	lookup, names := resolveVars(d, p, &hdr.Vars, opts)
+	parseSteps(d, p, &hdr.Steps, hdr.Defaults, opts.Registry, lookup, names)
+	checkNeeds(d, p)
+	return p
+}
+
+// resolveVars resolves the declared vars with overrides and built-ins, and
+// returns the lookup used for step values.
+func resolveVars(d *diags, p *Plan, varsNode *yaml.Node, opts LoadOptions) (func(string) (string, bool), func() []string) {
+	builtins := opts.Host.vars()
+	builtins["plan.dir"] = p.Dir
+	r := &varResolver{
+		d: d, raw: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{},
+		builtins: builtins, resolved: map[string]string{}, state: map[string]int{},
+	}
+	var declared []string
+	if varsNode.Kind != 0 && !isNull(varsNode) {
+		if varsNode.Kind != yaml.MappingNode {
+			d.at(varsNode, "vars: expected a mapping, got %s", kindName(varsNode))
+		} else {
+			for _, kv := range mappingPairs(varsNode) {
+				k, v := kv[0], resolveAlias(kv[1])
+				switch {
+				case !varNamePattern.MatchString(k.Value):
+					d.at(k, "vars: invalid variable name %q (letters, digits, _ and -, not starting with a digit)", k.Value)
+					continue
+				case r.raw[k.Value] != nil:
+					d.at(k, "vars: duplicate variable %q", k.Value)
+					continue
+				case v.Kind != yaml.ScalarNode:
+					d.at(v, "vars.%s: expected a string, got %s", k.Value, kindName(v))
+					continue
+				}
+				r.raw[k.Value], r.keys[k.Value] = v, k
+				declared = append(declared, k.Value)
+			}
+		}
+	}
+	// Overrides replace declared values (as literal text, which may itself
+	// refer to variables) and may replace built-ins.
+	for name, val := range opts.Vars {
+		if _, ok := r.raw[name]; ok {
+			r.raw[name] = &yaml.Node{Kind: yaml.ScalarNode, Value: val, Line: r.keys[name].Line, Column: r.keys[name].Column}
+			continue
+		}
+		if _, ok := builtins[name]; ok {
+			builtins[name] = val
+			continue
+		}
+		d.atPos(Pos{File: d.file}, "--var %s: the plan declares no such variable%s", name, suggest(name, declared))
+	}
+	p.Vars = map[string]string{}
+	for _, name := range declared {
+		if v, ok := r.resolve(name); ok {
+			p.Vars[name] = v
+		}
+	}
+	return r.resolve, r.allNames
+}
+
+func parseSteps(d *diags, p *Plan, stepsNode *yaml.Node, defs *defaults, reg *Registry,
+	lookup func(string) (string, bool), names func() []string) {
+	if stepsNode.Kind == 0 {
+		return // reported as missing by the header decoder
+	}
+	if stepsNode.Kind != yaml.MappingNode {
+		d.at(stepsNode, "steps: expected a mapping of step ids to steps, got %s", kindName(stepsNode))
+		return
+	}
+	if len(stepsNode.Content) == 0 {
+		d.at(stepsNode, "steps: a plan needs at least one step")
+	}
+	for _, kv := range mappingPairs(stepsNode) {
+		k, v := kv[0], resolveAlias(kv[1])
+		id := k.Value
+		if !stepIDPattern.MatchString(id) {
+			d.at(k, "invalid step id %q (lowercase letters, digits and dashes, starting with a letter)", id)
+		}
+		if prev, dup := p.byID[id]; dup {
+			d.at(k, "duplicate step id %q (first defined at line %d)", id, prev.Pos.Line)
+			continue
+		}
+		s := &PlanStep{ID: id, Pos: nodePos(d.file, k)}
+		p.byID[id] = s
+		p.Steps = append(p.Steps, s)
+		parseStep(d, s, v, defs, reg, lookup, names)
+	}
+}
+
+func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registry,
+	lookup func(string) (string, bool), names func() []string) {
+	if n.Kind != yaml.MappingNode {
+		d.at(n, "%s: expected a mapping with type and with, got %s", s.ID, kindName(n))
+		return
+	}
+	// Variables are expanded everywhere in a step except in type and needs:
+	// the graph's shape stays the same whatever the variables say.
+	ex := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	for _, kv := range mappingPairs(n) {
+		val := kv[1]
+		if kv[0].Value != "type" && kv[0].Value != "needs" {
+			val = interpolate(d, val, s.ID+"."+kv[0].Value, lookup, names)
+		}
+		ex.Content = append(ex.Content, kv[0], val)
+	}
+	var sd stepDoc
+	dec := newDecoder(d)
+	dec.decode(ex, reflect.ValueOf(&sd).Elem(), s.ID, "")
+	s.Type, s.Description, s.Needs = sd.Type, sd.Description, sd.Needs
+	for i := range sd.Needs {
+		s.needPositions = append(s.needPositions, nodePos(d.file, dec.fields[fmt.Sprintf("needs[%d]", i)]))
+	}
+	s.Retry = Retry{Attempts: 1}
+	switch {
+	case sd.Timeout != nil:
+		s.Timeout = time.Duration(*sd.Timeout)
+	case defs != nil:
+		s.Timeout = time.Duration(defs.Timeout)
+	}
+	switch {
+	case sd.Retry != nil:
+		s.Retry = *sd.Retry
+	case defs != nil && defs.Retry != nil:
+		s.Retry = *defs.Retry
+	}
+	if s.Retry.Attempts == 0 {
+		s.Retry.Attempts = 1
+	}
+	if s.Retry.Delay == 0 {
+		s.Retry.Delay = Duration(time.Second)
+	}
+	if s.Retry.MaxDelay == 0 {
+		s.Retry.MaxDelay = Duration(30 * time.Second)
+	}
+	if sd.Type == "" {
+		return
+	}
+	typeNode := dec.fields["type"]
+	st, ok := reg.Lookup(sd.Type)
+	if !ok {
+		d.at(typeNode, "%s: unknown step type %q%s", s.ID, sd.Type, suggestOrList(sd.Type, reg.names()))
+		return
+	}
+	withNode := &sd.With
+	if withNode.Kind == 0 {
+		withNode = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+	}
+	before := len(d.list)
+	params := st.NewParams()
+	pdec := newDecoder(d)
+	pdec.decode(withNode, reflect.ValueOf(params).Elem(), s.ID+".with", "")
+	if len(d.list) > before {
+		return // Validate and build assume well-typed parameters
+	}
+	if v, ok := params.(Validator); ok {
+		for _, fe := range v.Validate() {
+			at := withNode
+			if fn := pdec.fields[fe.Path]; fn != nil {
+				at = fn
+			}
+			d.at(at, "%s.with.%s: %s", s.ID, fe.Path, fe.Message)
+		}
+	}
+	if len(d.list) > before {
+		return
+	}
+	s.Params = params
+	impl, err := st.build(s.ID, params)
+	if err != nil {
+		d.at(withNode, "%s: %v", s.ID, err)
+		return
+	}
+	s.Impl = impl
+}
+
+func suggestOrList(got string, candidates []string) string {
+	if s := suggest(got, candidates); s != "" {
+		return s
+	}
+	return " (known types: " + validNames(candidates) + ")"
+}
+
+// checkNeeds reports needs naming missing steps or the step itself, and
+// every dependency cycle at the needs entry that closes it.
+func checkNeeds(d *diags, p *Plan) {
+	// positions of needs entries, re-read from the source order
+	ids := make([]string, 0, len(p.Steps))
+	for _, s := range p.Steps {
+		ids = append(ids, s.ID)
+	}
+	valid := map[string][]string{}
+	for _, s := range p.Steps {
+		seen := map[string]bool{}
+		for i, need := range s.Needs {
+			pos := s.needPos(i)
+			switch {
+			case need == s.ID:
+				d.atPos(pos, "%s: a step cannot need itself", s.ID)
+			case p.byID[need] == nil:
+				d.atPos(pos, "%s: needs unknown step %q%s", s.ID, need, suggest(need, ids))
+			case seen[need]:
+				d.atPos(pos, "%s: needs %q more than once", s.ID, need)
+			default:
+				seen[need] = true
+				valid[s.ID] = append(valid[s.ID], need)
+			}
+		}
+	}
+	for _, c := range findCycles(ids, valid) {
+		s := p.byID[c.from]
+		d.atPos(s.needPos(indexOf(s.Needs, c.to)), "dependency cycle: %s", strings.Join(c.path, " -> "))
+	}
+}
+
+// cycle is a dependency cycle closed by the edge from -> to (from needs to).
+type cycle struct {
+	from, to string
+	path     []string
+}
+
+// findCycles walks needs depth-first in file order and returns one cycle per
+// back edge. Iterative, so deep plans cannot overflow the stack.
+func findCycles(ids []string, needs map[string][]string) []cycle {
+	state := make(map[string]int, len(ids)) // 0 new, 1 on stack, 2 done
+	var out []cycle
+	type frame struct {
+		id   string
+		next int
+	}
+	for _, start := range ids {
+		if state[start] != 0 {
+			continue
+		}
+		stack := []frame{{id: start}}
+		path := []string{start}
+		state[start] = 1
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if top.next >= len(needs[top.id]) {
+				state[top.id] = 2
+				stack = stack[:len(stack)-1]
+				path = path[:len(path)-1]
+				continue
+			}
+			n := needs[top.id][top.next]
+			top.next++
+			switch state[n] {
+			case 0:
+				state[n] = 1
+				stack = append(stack, frame{id: n})
+				path = append(path, n)
+			case 1:
+				i := indexOf(path, n)
+				cyc := append(append([]string(nil), path[i:]...), n)
+				out = append(out, cycle{from: top.id, to: n, path: cyc})
+			}
+		}
+	}
+	return out
+}
+
+// needPos is filled in by the loader: the position of the i-th needs entry.
+func (s *PlanStep) needPos(i int) Pos {
+	if i < len(s.needPositions) {
+		return s.needPositions[i]
+	}
+	return s.Pos
+}
+
+func yamlErrorMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if _, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(msg, "line ") {
+		msg = rest
+	}
+	return "invalid YAML: " + msg
+}
+
+func yamlErrorPos(file string, err error) Pos {
+	var te *yaml.TypeError
+	msg := err.Error()
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	var line int
+	if i := strings.Index(msg, "line "); i >= 0 {
+		fmt.Sscanf(msg[i:], "line %d", &line)
+	}
+	if line == 0 {
+		line = 1
+	}
+	return Pos{File: file, Line: line, Col: 1}
+}

@@ -1,0 +1,199 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// SchemaProvider lets a parameter type describe itself in the JSON Schema
+// (for example a version string with its pattern).
+type SchemaProvider interface {
+	JSONSchema() map[string]any
+}
+
+var schemaProviderType = reflect.TypeFor[SchemaProvider]()
+
+// interpolated matches a value that still holds a ${variable}: editors see
+// plans before expansion, so typed fields accept such strings too.
+var interpolated = map[string]any{"type": "string", "pattern": `\$\{[^}]+\}`}
+
+// Schema generates the JSON Schema (draft-07, the dialect yaml-language-server
+// understands best) for plans using the registry's step types. It is derived
+// from the same struct tags the decoder reads.
+func Schema(reg *Registry) ([]byte, error) {
+	defs := map[string]any{}
+	var typeNames []any
+	var branches []any
+	for _, t := range reg.Types() {
+		typeNames = append(typeNames, t.Name)
+		params := schemaFor(t.params, true)
+		params["description"] = t.Summary
+		defs["with."+t.Name] = params
+		then := map[string]any{"properties": map[string]any{"with": map[string]any{"$ref": "#/definitions/with." + t.Name}}}
+		if req, _ := params["required"].([]string); len(req) > 0 {
+			then["required"] = []string{"with"}
+		}
+		branches = append(branches, map[string]any{
+			"if":   map[string]any{"properties": map[string]any{"type": map[string]any{"const": t.Name}}, "required": []string{"type"}},
+			"then": then,
+		})
+	}
+	step := schemaFor(reflect.TypeFor[stepDoc](), true)
+	props := step["properties"].(map[string]any)
+	props["type"] = map[string]any{"enum": typeNames, "description": props["type"].(map[string]any)["description"]}
+	props["needs"].(map[string]any)["items"] = map[string]any{"type": "string", "pattern": stepIDPattern.String()}
+	props["needs"].(map[string]any)["uniqueItems"] = true
+	props["with"].(map[string]any)["type"] = "object"
+	step["allOf"] = branches
+	defs["step"] = step
+
+	root := schemaFor(reflect.TypeFor[planDoc](), false)
+	root["$schema"] = "http://json-schema.org/draft-07/schema#"
+	root["title"] = "rootfsctl plan"
+	root["definitions"] = defs
+	rp := root["properties"].(map[string]any)
+	rp["vars"] = map[string]any{
+		"description":          rp["vars"].(map[string]any)["description"],
+		"type":                 "object",
+		"propertyNames":        map[string]any{"pattern": varNamePattern.String()},
+		"additionalProperties": map[string]any{"type": []string{"string", "number", "boolean"}},
+	}
+	rp["steps"] = map[string]any{
+		"description":          rp["steps"].(map[string]any)["description"],
+		"type":                 "object",
+		"minProperties":        1,
+		"propertyNames":        map[string]any{"pattern": stepIDPattern.String()},
+		"additionalProperties": map[string]any{"$ref": "#/definitions/step"},
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(root); err != nil {
+		return nil, fmt.Errorf("encode schema: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// schemaFor describes values of type t. interp says whether ${...} strings
+// are allowed in place of typed values (everywhere under steps).
+func schemaFor(t reflect.Type, interp bool) map[string]any {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == yamlNodeType {
+		return map[string]any{}
+	}
+	if reflect.PointerTo(t).Implements(schemaProviderType) {
+		return reflect.New(t).Interface().(SchemaProvider).JSONSchema()
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		return map[string]any{"type": "string"}
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return map[string]any{"type": "integer"}
+	case reflect.Slice:
+		return map[string]any{"type": "array", "items": wrapInterp(schemaFor(t.Elem(), interp), interp)}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": wrapInterp(schemaFor(t.Elem(), interp), interp)}
+	case reflect.Struct:
+		props := map[string]any{}
+		var required []string
+		for _, f := range structFields(t).list {
+			sf := t.Field(f.index)
+			s := schemaFor(sf.Type, interp)
+			if len(f.enum) > 0 {
+				s["enum"] = f.enum
+			}
+			if f.pattern != nil {
+				s["pattern"] = f.pattern.String()
+			}
+			if f.minimum != nil {
+				s["minimum"] = *f.minimum
+			}
+			if f.maximum != nil {
+				s["maximum"] = *f.maximum
+			}
+			if f.minItems > 0 {
+				s["minItems"] = f.minItems
+			}
+			s = wrapInterp(s, interp)
+			if d := sf.Tag.Get("jsonschema_description"); d != "" {
+				s["description"] = d
+			}
+			if f.def != "" {
+				s["default"] = typedDefault(sf.Type, f.def)
+			}
+			if f.required {
+				required = append(required, f.name)
+			}
+			props[f.name] = s
+		}
+		s := map[string]any{"type": "object", "additionalProperties": false, "properties": props}
+		if len(required) > 0 {
+			s["required"] = required
+		}
+		return s
+	}
+	panic(fmt.Sprintf("engine: no schema for %s", t))
+}
+
+// wrapInterp lets a constrained scalar also be given as a ${...} string.
+func wrapInterp(s map[string]any, interp bool) map[string]any {
+	if !interp {
+		return s
+	}
+	typ, _ := s["type"].(string)
+	_, hasEnum := s["enum"]
+	_, hasPattern := s["pattern"]
+	_, hasAnyOf := s["anyOf"]
+	if typ == "boolean" || typ == "integer" || hasAnyOf || (typ == "string" && (hasEnum || hasPattern)) {
+		return map[string]any{"anyOf": []any{s, interpolated}}
+	}
+	return s
+}
+
+func typedDefault(t reflect.Type, def string) any {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return def == "true"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if n, err := strconv.ParseInt(def, 10, 64); err == nil {
+			return n
+		}
+	case reflect.Slice:
+		var list []string
+		if err := yaml.Unmarshal([]byte(def), &list); err == nil {
+			return list
+		}
+		return strings.Split(def, " ")
+	}
+	return def
+}
+
+// JSONSchema describes durations as Go duration strings.
+func (Duration) JSONSchema() map[string]any {
+	return map[string]any{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`}
+}
+
+// JSONSchema accepts modes as octal text or a YAML integer (0644 unquoted).
+func (FileMode) JSONSchema() map[string]any {
+	return map[string]any{"anyOf": []any{
+		map[string]any{"type": "string", "pattern": `^(0[oO]?)?[0-7]{3,4}$`},
+		map[string]any{"type": "integer", "minimum": 0},
+	}}
+}

@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+)
+
+// Step is what a step type builds from its parameters. The engine calls Check
+// first and Apply only when Check says a change is needed.
+//
+// A step's logger is zerolog.Ctx(ctx): it carries the step id and type.
+type Step interface {
+	// Check reports whether Apply would change anything, and why. It must not
+	// modify the system.
+	Check(ctx context.Context) (Change, error)
+	// Apply brings the system to the declared state.
+	Apply(ctx context.Context) error
+}
+
+// Change is the outcome of a step's Check.
+type Change struct {
+	Needed bool
+	Reason string // why a change is needed, or why the step is up to date
+}
+
+// UpToDate and NeedsChange build Change values.
+func UpToDate(reason string) Change    { return Change{Reason: reason} }
+func NeedsChange(reason string) Change { return Change{Needed: true, Reason: reason} }
+
+// Permanent marks an error that a retry cannot fix (bad input, a checksum
+// that will not match next time either). The engine does not retry it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// StepType is one kind of step a plan can use. Params is a pointer to the
+// zero value of the typed parameter struct: its tags drive decoding,
+// defaults, validation and the JSON Schema.
+type StepType struct {
+	Name    string
+	Summary string // one line, shown by `rootfsctl steps`
+	Doc     string // longer documentation
+	params  reflect.Type
+	build   func(id string, params any) (Step, error)
+}
+
+// NewParams returns a fresh pointer to the type's parameter struct.
+func (t *StepType) NewParams() any { return reflect.New(t.params).Interface() }
+
+// ParamsType is the parameter struct type.
+func (t *StepType) ParamsType() reflect.Type { return t.params }
+
+// Registry maps step type names to their definitions. cmd builds one and
+// hands it to the engine; the engine knows no concrete step type.
+type Registry struct {
+	types map[string]*StepType
+}
+
+func NewRegistry() *Registry { return &Registry{types: map[string]*StepType{}} }
+
+// Register adds a step type whose parameters are P. build receives the
+// decoded, defaulted and validated parameters.
+func Register[P any](r *Registry, name, summary, doc string, build func(id string, p *P) (Step, error)) {
+	if _, dup := r.types[name]; dup {
+		panic(fmt.Sprintf("engine: step type %q registered twice", name))
+	}
+	r.types[name] = &StepType{
+		Name: name, Summary: summary, Doc: doc,
+		params: reflect.TypeFor[P](),
+		build:  func(id string, p any) (Step, error) { return build(id, p.(*P)) },
+	}
+}
+
+// Lookup returns the step type called name.
+func (r *Registry) Lookup(name string) (*StepType, bool) {
+	t, ok := r.types[name]
+	return t, ok
+}
+
+// Types returns every registered type, sorted by name.
+func (r *Registry) Types() []*StepType {
+	out := make([]*StepType, 0, len(r.types))
+	for _, t := range r.types {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (r *Registry) names() []string {
+	out := make([]string, 0, len(r.types))
+	for n := range r.types {
+		out = append(out, n)
+	}
+	return out
+}

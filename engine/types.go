@@ -1,0 +1,74 @@
+package engine
+
+import (
+	"fmt"
+	"io/fs"
+	"strconv"
+	"time"
+)
+
+// Duration is a time.Duration written as Go duration text in plans ("90s", "15m").
+type Duration time.Duration
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use a number with a unit: 500ms, 30s, 15m, 1h)", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("invalid duration %q: must not be negative", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// FileMode is a Unix permission mode written in octal ("0644", "0o755", 644).
+type FileMode uint32
+
+func (m *FileMode) UnmarshalText(b []byte) error {
+	s := string(b)
+	if len(s) > 2 && (s[:2] == "0o" || s[:2] == "0O") {
+		s = s[2:]
+	}
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o7777 {
+		return fmt.Errorf("invalid file mode %q (use octal, such as 0644 or 0755)", b)
+	}
+	*m = FileMode(v)
+	return nil
+}
+
+func (m FileMode) MarshalText() ([]byte, error) { return []byte(fmt.Sprintf("%04o", uint32(m))), nil }
+
+// Retry says how often a step is attempted and how long to wait in between.
+type Retry struct {
+	Attempts int      `yaml:"attempts" json:"attempts" jsonschema:"minimum=1" jsonschema_description:"How many times the step is attempted in all (1 means no retry)."`
+	Delay    Duration `yaml:"delay" json:"delay" jsonschema_description:"Wait before the second attempt; doubled after each further failure, with jitter. Default 1s."`
+	MaxDelay Duration `yaml:"maxDelay" json:"maxDelay" jsonschema_description:"Upper bound for the wait between attempts. Default 30s."`
+}
+
+// FailurePolicy decides what a failed step does to the rest of the run.
+type FailurePolicy string
+
+const (
+	FailFast  FailurePolicy = "fail-fast"
+	KeepGoing FailurePolicy = "keep-going"
+)
+
+// Perm converts the octal mode to an fs.FileMode, mapping the setuid, setgid
+// and sticky bits to Go's flags.
+func (m FileMode) Perm() fs.FileMode {
+	fm := fs.FileMode(m) & fs.ModePerm
+	if m&0o4000 != 0 {
+		fm |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		fm |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		fm |= fs.ModeSticky
+	}
+	return fm
+}

@@ -1,0 +1,99 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+)
+
+const fileDoc = `Writes a file on the host with exactly the given content and mode.
+Up to date when the file already has that content and mode. The write is
+atomic: a temporary file in the same directory, fsync, then rename, so a
+reader never sees a partial file. Missing parent directories are created
+with mode 0755.`
+
+// FileParams are the parameters of the file step.
+type FileParams struct {
+	Path    string          `yaml:"path" jsonschema:"required" jsonschema_description:"Absolute path of the file."`
+	Content string          `yaml:"content" jsonschema_description:"The file's content, exactly (use a YAML block scalar for several lines)."`
+	Mode    engine.FileMode `yaml:"mode" jsonschema:"default=0644" jsonschema_description:"Permission bits, in octal."`
+}
+
+func (p *FileParams) Validate() []engine.FieldError {
+	var errs []engine.FieldError
+	if !filepath.IsAbs(p.Path) {
+		errs = append(errs, engine.FieldError{Path: "path", Message: fmt.Sprintf("must be an absolute path, got %q", p.Path)})
+	} else if filepath.Clean(p.Path) == "/" {
+		errs = append(errs, engine.FieldError{Path: "path", Message: "must name a file, not /"})
+	}
+	return errs
+}
+
+type fileStep struct{ p FileParams }
+
+func newFile(_ string, p *FileParams) (engine.Step, error) { return &fileStep{p: *p}, nil }
+
+func (s *fileStep) Check(_ context.Context) (engine.Change, error) {
+	want := s.p.Mode.Perm()
+	fi, err := os.Lstat(s.p.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return engine.NeedsChange("file does not exist"), nil
+	case err != nil:
+		return engine.Change{}, fmt.Errorf("stat %s: %w", s.p.Path, err)
+	case !fi.Mode().IsRegular():
+		return engine.NeedsChange(fmt.Sprintf("%s is a %s, not a regular file", s.p.Path, fileKind(fi.Mode()))), nil
+	}
+	got, err := os.ReadFile(s.p.Path)
+	if err != nil {
+		return engine.Change{}, fmt.Errorf("read %s: %w", s.p.Path, err)
+	}
+	if !bytes.Equal(got, []byte(s.p.Content)) {
+		return engine.NeedsChange("content differs"), nil
+	}
+	if got := fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky); got != want {
+		return engine.NeedsChange(fmt.Sprintf("mode is %s, want %s", got, want)), nil
+	}
+	return engine.UpToDate("content and mode match"), nil
+}
+
+func (s *fileStep) Apply(_ context.Context) error {
+	dir := filepath.Dir(s.p.Path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer root.Close()
+	if fi, err := root.Lstat(filepath.Base(s.p.Path)); err == nil && fi.IsDir() {
+		return engine.Permanent(fmt.Errorf("write %s: it is a directory", s.p.Path))
+	}
+	if err := writeAtomic(root, filepath.Base(s.p.Path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm()); err != nil {
+		return fmt.Errorf("write %s: %w", s.p.Path, err)
+	}
+	return nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "regular file"
+}
