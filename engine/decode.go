@@ -179,8 +179,11 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 		set[k.Value] = true
 		fv := v.Field(f.index)
 		fpath := joinPath(path, f.name)
+		before := len(dec.d.list)
 		dec.decode(val, fv, prefix, fpath)
-		dec.checkConstraints(resolveAlias(val), fv, f, joinName(prefix, fpath))
+		if len(dec.d.list) == before { // constraints only make sense for a well-typed value
+			dec.checkConstraints(resolveAlias(val), fv, f, joinName(prefix, fpath))
+		}
 	}
 	for _, f := range fields.list {
 		if set[f.name] {

@@ -21,7 +21,7 @@ const (
 )
 
 var (
-	stepIDPattern = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	stepIDPattern  = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 	varNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 )
 
@@ -246,6 +246,7 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 		d.at(n, "%s: expected a mapping with type and with, got %s", s.ID, kindName(n))
 		return
 	}
+	before := len(d.list)
 	// Variables are expanded everywhere in a step except in type and needs:
 	// the graph's shape stays the same whatever the variables say.
 	ex := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
@@ -298,7 +299,6 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 	if withNode.Kind == 0 {
 		withNode = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 	}
-	before := len(d.list)
 	params := st.NewParams()
 	pdec := newDecoder(d)
 	pdec.decode(withNode, reflect.ValueOf(params).Elem(), s.ID+".with", "")

@@ -230,6 +230,9 @@ func interpolate(d *diags, n *yaml.Node, name string, lookup func(string) (strin
 		vals := map[string]string{}
 		for _, rf := range refs {
 			v, ok := lookup(rf.name)
+			if !ok && contains(names(), rf.name) {
+				continue // declared, but its own definition failed: reported there
+			}
 			if !ok {
 				d.atPos(refPos(d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, suggest(rf.name, names()))
 				continue

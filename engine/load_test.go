@@ -1,0 +1,164 @@
+package engine_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps"
+)
+
+// TestInvalidPlans checks the messages for a corpus of broken plans against
+// a golden file, and that every file in the corpus is rejected.
+func TestInvalidPlans(t *testing.T) {
+	reg := newRegistry(newTracker())
+	files, err := filepath.Glob("testdata/invalid/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no invalid plans found: %v", err)
+	}
+	sort.Strings(files)
+	var out bytes.Buffer
+	for _, f := range files {
+		p, err := engine.Load(f, engine.LoadOptions{Registry: reg, Host: testHost})
+		var ds engine.Diagnostics
+		if !errors.As(err, &ds) {
+			t.Errorf("Load(%s): got plan %v, error %v; want Diagnostics", f, p, err)
+			continue
+		}
+		for _, d := range ds {
+			if d.Line == 0 || d.Col == 0 {
+				t.Errorf("Load(%s): diagnostic without a position: %s", f, d)
+			}
+		}
+		if err := ds.WriteText(&out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkGolden(t, "invalid.golden", out.Bytes())
+}
+
+func TestDiagnosticsFormats(t *testing.T) {
+	ds := engine.Diagnostics{
+		{Pos: engine.Pos{File: "b.yaml", Line: 2, Col: 1}, Message: "second, with a comma: and colon"},
+		{Pos: engine.Pos{File: "a.yaml", Line: 9, Col: 3}, Message: "first\nline two"},
+		{Pos: engine.Pos{File: "b.yaml", Line: 2, Col: 1}, Message: "second, with a comma: and colon"},
+	}.Sort()
+	if len(ds) != 2 {
+		t.Fatalf("Sort(): got %d diagnostics, want 2 (duplicates dropped)", len(ds))
+	}
+	var gh bytes.Buffer
+	if err := ds.WriteGitHub(&gh); err != nil {
+		t.Fatal(err)
+	}
+	want := "::error file=a.yaml,line=9,col=3::first%0Aline two\n" +
+		"::error file=b.yaml,line=2,col=1::second, with a comma: and colon\n"
+	if gh.String() != want {
+		t.Errorf("WriteGitHub(): got\n%s\nwant\n%s", gh.String(), want)
+	}
+	var js bytes.Buffer
+	if err := (engine.Diagnostics(nil)).WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(js.String()) != "[]" {
+		t.Errorf("WriteJSON(nil): got %q, want []", js.String())
+	}
+}
+
+const varsPlan = `apiVersion: rootfsctl/v1
+kind: Plan
+name: vars-demo
+vars:
+  machine: kube1
+  machineDir: /var/lib/machines/${machine}
+  arch: ${host.arch}
+  greeting: hello
+defaults:
+  timeout: 15m
+  retry: {attempts: 3, delay: 2s, maxDelay: 30s}
+steps:
+  hostname:
+    <<: &base {type: file}
+    with:
+      path: ${machineDir}/etc/hostname
+      content: "${greeting} ${host.hostname} ${arch} $${literal} costs $5"
+      mode: 0600
+  list:
+    type: run
+    needs: [hostname]
+    timeout: 2m
+    retry: {attempts: 2}
+    with:
+      command: [ls, "${plan.dir}", "${host.kernel}"]
+      env: {MACHINE: "${machine}"}
+`
+
+func TestLoadExpandsVariables(t *testing.T) {
+	reg := newRegistry(newTracker())
+	t.Run("declared values", func(t *testing.T) {
+		p, _ := loadString(t, reg, varsPlan, nil)
+		fp := p.Steps[0].Params.(*steps.FileParams)
+		if fp.Path != "/var/lib/machines/kube1/etc/hostname" {
+			t.Errorf("path: got %q", fp.Path)
+		}
+		if want := "hello node1 amd64 ${literal} costs $5"; fp.Content != want {
+			t.Errorf("content: got %q, want %q", fp.Content, want)
+		}
+		if fp.Mode != 0o600 {
+			t.Errorf("mode: got %o, want 600", fp.Mode)
+		}
+		rp := p.Steps[1].Params.(*steps.RunParams)
+		if rp.Command[1] != p.Dir || rp.Command[2] != testHost.Kernel {
+			t.Errorf("command: got %q, want plan dir %q and kernel %q", rp.Command, p.Dir, testHost.Kernel)
+		}
+		if rp.Env["MACHINE"] != "kube1" {
+			t.Errorf("env: got %v", rp.Env)
+		}
+		if p.Vars["machineDir"] != "/var/lib/machines/kube1" {
+			t.Errorf("Vars[machineDir]: got %q", p.Vars["machineDir"])
+		}
+	})
+	t.Run("overrides reach dependent vars and built-ins", func(t *testing.T) {
+		p, _ := loadString(t, reg, varsPlan, map[string]string{"machine": "kube2", "host.arch": "arm64"})
+		fp := p.Steps[0].Params.(*steps.FileParams)
+		if fp.Path != "/var/lib/machines/kube2/etc/hostname" {
+			t.Errorf("path: got %q", fp.Path)
+		}
+		if !strings.Contains(fp.Content, " arm64 ") {
+			t.Errorf("content: got %q, want the overridden arch", fp.Content)
+		}
+	})
+	t.Run("defaults and own settings", func(t *testing.T) {
+		p, _ := loadString(t, reg, varsPlan, nil)
+		h, l := p.Steps[0], p.Steps[1]
+		if h.Timeout != 15*time.Minute || h.Retry.Attempts != 3 || time.Duration(h.Retry.Delay) != 2*time.Second {
+			t.Errorf("hostname: got timeout %v retry %+v, want the plan defaults", h.Timeout, h.Retry)
+		}
+		if l.Timeout != 2*time.Minute || l.Retry.Attempts != 2 || time.Duration(l.Retry.Delay) != time.Second {
+			t.Errorf("list: got timeout %v retry %+v, want its own with built-in delay", l.Timeout, l.Retry)
+		}
+	})
+	t.Run("unknown override", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "plan.yaml")
+		if err := os.WriteFile(file, []byte(varsPlan), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := engine.Load(file, engine.LoadOptions{Registry: reg, Host: testHost, Vars: map[string]string{"machin": "x"}})
+		if err == nil || !strings.Contains(err.Error(), `--var machin: the plan declares no such variable (did you mean "machine"?)`) {
+			t.Errorf("Load(): got %v, want an unknown --var error with a suggestion", err)
+		}
+	})
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := engine.Load(filepath.Join(t.TempDir(), "nope.yaml"), engine.LoadOptions{})
+	var ds engine.Diagnostics
+	if err == nil || errors.As(err, &ds) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing): got %v, want a wrapped not-exist error", err)
+	}
+}
