@@ -55,6 +55,9 @@ func newDecoder(d *diags) *decoder {
 // value ("prepare.with"); path is the yaml path relative to the root.
 func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
 	n = resolveAlias(n)
+	if !dec.d.spend(n) {
+		return
+	}
 	dec.fields[path] = n
 	name := joinName(prefix, path)
 
@@ -322,7 +325,13 @@ func splitTag(tag string) []string {
 
 // mappingPairs returns the key/value pairs of a mapping, expanding YAML merge
 // keys ("<<: *anchor"); explicit keys come after merged ones so they win.
-func mappingPairs(n *yaml.Node) [][2]*yaml.Node {
+func mappingPairs(n *yaml.Node) [][2]*yaml.Node { return mergedPairs(n, 0) }
+
+// maxMergeDepth bounds chains of merge keys; a merge that includes its own
+// mapping would otherwise never end.
+const maxMergeDepth = 16
+
+func mergedPairs(n *yaml.Node, depth int) [][2]*yaml.Node {
 	var merged, own [][2]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -333,8 +342,8 @@ func mappingPairs(n *yaml.Node) [][2]*yaml.Node {
 				srcs = src.Content
 			}
 			for _, s := range srcs {
-				if s = resolveAlias(s); s.Kind == yaml.MappingNode {
-					merged = append(merged, mappingPairs(s)...)
+				if s = resolveAlias(s); s.Kind == yaml.MappingNode && depth < maxMergeDepth {
+					merged = append(merged, mergedPairs(s, depth+1)...)
 				}
 			}
 			continue

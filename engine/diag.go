@@ -116,8 +116,19 @@ func (ds Diagnostics) WriteJSON(w io.Writer) error {
 
 // diags collects diagnostics for one file.
 type diags struct {
-	file string
-	list Diagnostics
+	file  string
+	list  Diagnostics
+	spent int // YAML nodes visited, against maxPlanNodes
+}
+
+// spend counts one visited node; past the budget it reports once and
+// returns false.
+func (d *diags) spend(n *yaml.Node) bool {
+	d.spent++
+	if d.spent == maxPlanNodes+1 {
+		d.at(n, "plan expands to more than %d YAML nodes (aliases included); refusing to go on", maxPlanNodes)
+	}
+	return d.spent <= maxPlanNodes
 }
 
 func (d *diags) at(n *yaml.Node, format string, args ...any) {

@@ -173,12 +173,14 @@ func (g *Graph) Select(targets []string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		anc, err := d.GetAncestors(t)
+		// GetOrderedAncestors walks the edges breadth-first; GetAncestors
+		// would fill a closure cache for every ancestor (quadratic on deep plans).
+		anc, err := d.GetOrderedAncestors(t)
 		if err != nil {
 			return nil, fmt.Errorf("select ancestors of %s: %w", t, err)
 		}
 		keep[t] = true
-		for id := range anc {
+		for _, id := range anc {
 			keep[id] = true
 		}
 	}

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -160,5 +161,20 @@ func TestLoadMissingFile(t *testing.T) {
 	var ds engine.Diagnostics
 	if err == nil || errors.As(err, &ds) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load(missing): got %v, want a wrapped not-exist error", err)
+	}
+}
+
+// TestAliasBomb: a document whose aliases expand exponentially is refused
+// quickly with a positioned error instead of exhausting memory.
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: bomb\nl0: &l0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 9; i++ {
+		fmt.Fprintf(&b, "l%d: &l%d [*l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	b.WriteString("steps:\n  a:\n    type: run\n    with: {command: *l8}\n")
+	_, err := engine.Parse("bomb.yaml", []byte(b.String()), engine.LoadOptions{Registry: newRegistry(newTracker()), Host: testHost})
+	if err == nil || !strings.Contains(err.Error(), "plan expands to more than 1000000 YAML nodes") {
+		t.Fatalf("Parse(alias bomb): got %v, want the node budget error", err)
 	}
 }

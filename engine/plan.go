@@ -250,10 +250,11 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 	// Variables are expanded everywhere in a step except in type and needs:
 	// the graph's shape stays the same whatever the variables say.
 	ex := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	e := &expander{d: d, lookup: lookup, names: names, active: map[*yaml.Node]bool{n: true}}
 	for _, kv := range mappingPairs(n) {
 		val := kv[1]
 		if kv[0].Value != "type" && kv[0].Value != "needs" {
-			val = interpolate(d, val, s.ID+"."+kv[0].Value, lookup, names)
+			val = e.interpolate(val, s.ID+"."+kv[0].Value)
 		}
 		ex.Content = append(ex.Content, kv[0], val)
 	}

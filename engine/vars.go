@@ -212,29 +212,53 @@ func indexOf(list []string, s string) int {
 	return -1
 }
 
+// maxPlanNodes bounds how many YAML nodes a plan may expand to, aliases
+// included, so that "billion laughs" documents fail fast instead of eating
+// memory.
+const maxPlanNodes = 1_000_000
+
+// expander copies step values with ${...} expanded. Aliases are expanded
+// into copies; an alias that refers to a node it is inside of is an error.
+type expander struct {
+	d      *diags
+	lookup func(string) (string, bool)
+	names  func() []string
+	active map[*yaml.Node]bool
+}
+
 // interpolate returns a deep copy of n with ${...} expanded in every scalar
 // value. Mapping keys are left alone. Problems are reported at the scalar.
-func interpolate(d *diags, n *yaml.Node, name string, lookup func(string) (string, bool), names func() []string) *yaml.Node {
+func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 	if n == nil {
 		return nil
 	}
-	n = resolveAlias(n)
+	if n.Kind == yaml.AliasNode {
+		target := resolveAlias(n)
+		if e.active[target] {
+			e.d.at(n, "%srecursive YAML alias *%s", pre(name), n.Value)
+			return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+		}
+		n = target
+	}
+	if !e.d.spend(n) {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+	}
 	c := *n
 	switch n.Kind {
 	case yaml.ScalarNode:
 		refs, problem, at := scanRefs(n.Value)
 		if problem != "" {
-			d.atPos(refPos(d.file, n, at), "%s%s", pre(name), problem)
+			e.d.atPos(refPos(e.d.file, n, at), "%s%s", pre(name), problem)
 			return &c
 		}
 		vals := map[string]string{}
 		for _, rf := range refs {
-			v, ok := lookup(rf.name)
-			if !ok && contains(names(), rf.name) {
+			v, ok := e.lookup(rf.name)
+			if !ok && contains(e.names(), rf.name) {
 				continue // declared, but its own definition failed: reported there
 			}
 			if !ok {
-				d.atPos(refPos(d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, suggest(rf.name, names()))
+				e.d.atPos(refPos(e.d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, suggest(rf.name, e.names()))
 				continue
 			}
 			vals[rf.name] = v
@@ -246,18 +270,22 @@ func interpolate(d *diags, n *yaml.Node, name string, lookup func(string) (strin
 			}
 		}
 	case yaml.MappingNode:
+		e.active[n] = true
+		defer delete(e.active, n)
 		c.Content = make([]*yaml.Node, len(n.Content))
 		for i, ch := range n.Content {
 			if i%2 == 0 {
 				c.Content[i] = ch
 			} else {
-				c.Content[i] = interpolate(d, ch, joinName(name, n.Content[i-1].Value), lookup, names)
+				c.Content[i] = e.interpolate(ch, joinName(name, n.Content[i-1].Value))
 			}
 		}
 	case yaml.SequenceNode, yaml.DocumentNode:
+		e.active[n] = true
+		defer delete(e.active, n)
 		c.Content = make([]*yaml.Node, len(n.Content))
 		for i, ch := range n.Content {
-			c.Content[i] = interpolate(d, ch, fmt.Sprintf("%s[%d]", name, i), lookup, names)
+			c.Content[i] = e.interpolate(ch, fmt.Sprintf("%s[%d]", name, i))
 		}
 	}
 	return &c

@@ -75,6 +75,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	if _, _, ferr := root.Find(args); ferr != nil {
+		err = usageError{err} // unknown command
+	}
 	var ee *exitError
 	var ue usageError
 	switch {

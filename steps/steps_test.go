@@ -1,0 +1,177 @@
+package steps_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps"
+)
+
+var host = engine.Host{Arch: "amd64", OS: "linux", Hostname: "node1", Kernel: "6.1.0"}
+
+// build loads a one-step plan and returns the step's implementation.
+func build(t *testing.T, stepYAML string) engine.Step {
+	t.Helper()
+	reg := engine.NewRegistry()
+	steps.Register(reg)
+	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: t\nsteps:\n  s:\n" + stepYAML
+	p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
+	if err != nil {
+		t.Fatalf("Parse():\n%v", err)
+	}
+	return p.Steps[0].Impl
+}
+
+func ctx() context.Context { return zerolog.Nop().WithContext(context.Background()) }
+
+func mustCheck(t *testing.T, s engine.Step, needed bool, reason string) {
+	t.Helper()
+	ch, err := s.Check(ctx())
+	if err != nil {
+		t.Fatalf("Check(): %v", err)
+	}
+	if ch.Needed != needed || !strings.Contains(ch.Reason, reason) {
+		t.Fatalf("Check(): got %+v, want needed=%v with reason containing %q", ch, needed, reason)
+	}
+}
+
+func TestFileStep(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a/b/c.conf")
+	s := build(t, "    type: file\n    with: {path: "+path+", content: \"x=1\\n\", mode: \"0640\"}\n")
+	mustCheck(t, s, true, "does not exist")
+	if err := s.Apply(ctx()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != "x=1\n" {
+		t.Fatalf("content: got %q, %v", got, err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode: got %v, want 0640", fi.Mode())
+	}
+	mustCheck(t, s, false, "match")
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d entries after apply, want only the file (no temp files)", len(entries))
+	}
+
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s, true, "mode is -rw-------, want -rw-r-----")
+	if err := os.WriteFile(path, []byte("x=2\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s, true, "content differs")
+
+	// A symlink at the path is replaced by a regular file, not followed.
+	target := filepath.Join(dir, "elsewhere")
+	if err := os.WriteFile(target, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path)
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s, true, "symlink")
+	if err := s.Apply(ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep" {
+		t.Errorf("symlink target was written through: %q", b)
+	}
+	if fi, _ := os.Lstat(path); !fi.Mode().IsRegular() {
+		t.Errorf("path is %v after apply, want a regular file", fi.Mode())
+	}
+}
+
+func TestFileStepSetuidMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tool")
+	s := build(t, "    type: file\n    with: {path: "+path+", content: x, mode: \"04755\"}\n")
+	if err := s.Apply(ctx()); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode()&os.ModeSetuid == 0 || fi.Mode().Perm() != 0o755 {
+		t.Errorf("mode: got %v, want setuid 0755", fi.Mode())
+	}
+	mustCheck(t, s, false, "match")
+}
+
+func TestFileStepRefusesDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s := build(t, "    type: file\n    with: {path: "+dir+", content: x}\n")
+	mustCheck(t, s, true, "is a directory")
+	if err := s.Apply(ctx()); err == nil || !engine.IsPermanent(err) {
+		t.Errorf("Apply() over a directory: got %v, want a permanent error", err)
+	}
+}
+
+func TestRunStep(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("env dir and creates", func(t *testing.T) {
+		s := build(t, "    type: run\n    with: {command: [sh, -c, 'echo \"$GREETING\" > out'], dir: "+dir+", env: {GREETING: hi}, creates: out}\n")
+		mustCheck(t, s, true, "does not exist")
+		if err := s.Apply(ctx()); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, "out")); string(b) != "hi\n" {
+			t.Errorf("out: got %q, want hi", b)
+		}
+		mustCheck(t, s, false, "exists")
+	})
+	t.Run("failure quotes exit code and stderr tail", func(t *testing.T) {
+		s := build(t, "    type: run\n    with: {command: [sh, -c, 'for i in $(seq 1 15); do echo line$i >&2; done; exit 7']}\n")
+		err := s.Apply(ctx())
+		if err == nil {
+			t.Fatal("Apply(): got nil error")
+		}
+		if !strings.HasPrefix(err.Error(), "sh exited with status 7: line6\n") || !strings.HasSuffix(err.Error(), "line15") {
+			t.Errorf("Apply(): got %q, want status 7 and the last 10 stderr lines", err)
+		}
+	})
+	t.Run("missing program is permanent", func(t *testing.T) {
+		s := build(t, "    type: run\n    with: {command: [/nonexistent/program]}\n")
+		if err := s.Apply(ctx()); err == nil || !engine.IsPermanent(err) {
+			t.Errorf("Apply(): got %v, want a permanent error", err)
+		}
+	})
+	t.Run("cancellation reaches the process group", func(t *testing.T) {
+		pidFile := filepath.Join(dir, "child.pid")
+		s := build(t, "    type: run\n    with: {command: [sh, -c, 'sleep 30 & echo $! > "+pidFile+"; wait']}\n")
+		c, cancel := context.WithCancel(ctx())
+		done := make(chan error, 1)
+		go func() { done <- s.Apply(c) }()
+		var pid int
+		for pid == 0 {
+			b, _ := os.ReadFile(pidFile)
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err == nil || !strings.Contains(err.Error(), "context canceled") {
+			t.Errorf("Apply() after cancel: got %v, want context canceled", err)
+		}
+		// The grandchild got SIGTERM with its group: it is gone or a zombie.
+		for i := 0; i < 200; i++ {
+			if err := syscall.Kill(pid, 0); err != nil {
+				return
+			}
+			if b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); strings.Contains(string(b), ") Z ") {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Errorf("child sleep (pid %d) still running after cancellation", pid)
+	})
+}
