@@ -174,6 +174,9 @@ func (a *app) logger() (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), usageError{fmt.Errorf("--log-format %q: use auto, console or json", a.logFormat)}
 	}
+	// Millisecond timestamps: steps run concurrently and finish within
+	// milliseconds of each other.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
 
