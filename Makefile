@@ -32,6 +32,10 @@ fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzParse -fuzztime 60s
 
 demo: build
+	$(GO) build -o bin/rootfsctl-demo ./cmd/rootfsctl-demo
+	./bin/rootfsctl-demo $(BIN)
+
+demo-hello: build
 	./$(BIN) validate plans/hello.yaml
 	./$(BIN) graph plans/hello.yaml
 	./$(BIN) apply --log-level warn plans/hello.yaml

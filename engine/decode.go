@@ -42,6 +42,9 @@ var (
 
 type decoder struct {
 	d *diags
+	// expand, when set, expands ${...} in default= values, so a default can
+	// be "${host.arch}".
+	expand func(string) string
 	// fields maps a yaml path (relative to the decode root) to its node, so
 	// that Validate errors can be positioned.
 	fields map[string]*yaml.Node
@@ -196,8 +199,22 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 			dec.d.at(n, "%smissing required field %q", pre(name), f.name)
 			continue
 		}
-		if f.def != "" {
-			dn := defaultNode(f.def, n)
+		if f.def == "" {
+			// An omitted nested struct still gets its own fields' defaults.
+			if ft := v.Field(f.index).Type(); ft.Kind() == reflect.Struct && ft != yamlNodeType &&
+				!reflect.PointerTo(ft).Implements(textUnmarshalerType) {
+				empty := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+				dec.decode(empty, v.Field(f.index), prefix, joinPath(path, f.name))
+				delete(dec.fields, joinPath(path, f.name))
+			}
+			continue
+		}
+		{
+			def := f.def
+			if dec.expand != nil {
+				def = dec.expand(def)
+			}
+			dn := defaultNode(def, n)
 			dec.decode(dn, v.Field(f.index), prefix, joinPath(path, f.name))
 			delete(dec.fields, joinPath(path, f.name)) // a default has no position of its own
 		}

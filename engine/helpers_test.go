@@ -95,7 +95,7 @@ func (s *probe) Apply(ctx context.Context) error {
 // newRegistry returns the built-in step types plus a probe bound to tr.
 func newRegistry(tr *tracker) *engine.Registry {
 	reg := engine.NewRegistry()
-	steps.Register(reg)
+	steps.Register(reg, steps.Options{})
 	engine.Register(reg, "probe", "Test step.", "", func(id string, p *probeParams) (engine.Step, error) {
 		return &probe{id: id, p: *p, t: tr}, nil
 	})

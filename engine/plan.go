@@ -302,6 +302,18 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 	}
 	params := st.NewParams()
 	pdec := newDecoder(d)
+	pdec.expand = func(def string) string {
+		refs, problem, _ := scanRefs(def)
+		vals := map[string]string{}
+		for _, r := range refs {
+			v, ok := lookup(r.name)
+			if !ok || problem != "" {
+				return def
+			}
+			vals[r.name] = v
+		}
+		return expand(def, vals)
+	}
 	pdec.decode(withNode, reflect.ValueOf(params).Elem(), s.ID+".with", "")
 	if len(d.list) > before {
 		return // Validate and build assume well-typed parameters

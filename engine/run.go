@@ -73,6 +73,7 @@ type RunOptions struct {
 	Targets       []string // run only these and what they need
 	CheckOnly     bool     // run only the up-to-date checks (rootfsctl plan)
 	Logger        zerolog.Logger
+	Progress      Progress // where steps report transfer progress; nil discards
 
 	// sleep waits between attempts; tests replace it to observe backoff.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -281,6 +282,9 @@ func (s *scheduler) attempt(runCtx context.Context, st *PlanStep, log zerolog.Lo
 		defer cancel()
 	}
 	ctx = log.WithContext(ctx)
+	if s.opts.Progress != nil {
+		ctx = WithProgress(ctx, s.opts.Progress)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			log.Debug().Str("stack", string(debug.Stack())).Msg("step panicked")

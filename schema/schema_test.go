@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite plan.schema.json from the Go ty
 
 func registry() *engine.Registry {
 	reg := engine.NewRegistry()
-	steps.Register(reg)
+	steps.Register(reg, steps.Options{})
 	return reg
 }
 

@@ -2,9 +2,11 @@ package steps
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -16,44 +18,104 @@ import (
 // to a final path, so that leftovers of a crash are recognisable.
 const TempPrefix = ".rootfsctl-tmp-"
 
-// writeAtomic writes r to name inside root: a temporary file in the same
-// directory, fsync, rename over the final name, fsync of the directory.
-// Readers see the old file or the new one, never a part; on any error the
-// old file is untouched and the temporary file is removed.
-func writeAtomic(root *os.Root, name string, r io.Reader, mode fs.FileMode) (err error) {
+// staged is a file being written next to its final name inside a root. It
+// hashes what it is given, and only Commit makes it visible (rename), so a
+// reader never sees a partial or unverified file and the previous file stays
+// in place until then.
+type staged struct {
+	root      *os.Root
+	name, tmp string
+	f         *os.File
+	h         hash.Hash
+	n         int64
+}
+
+// stage creates the temporary file for name (creating parent directories).
+// owner (a step id) is part of the temporary name, so that a step cleaning
+// up after a crash removes only its own leftovers, never the files another
+// step is writing into the same directory at that moment.
+func stage(root *os.Root, name, owner string) (*staged, error) {
 	dir := path.Dir(name)
 	if err := root.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create directory %s: %w", dir, err)
+		return nil, fmt.Errorf("create directory %s: %w", dir, err)
 	}
-	tmp := path.Join(dir, TempPrefix+path.Base(name)+"-"+randomSuffix())
+	tmp := path.Join(dir, tempPrefix(owner)+path.Base(name)+"-"+randomSuffix())
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("create temporary file for %s: %w", name, err)
+		return nil, fmt.Errorf("create temporary file for %s: %w", name, err)
 	}
+	return &staged{root: root, name: name, tmp: tmp, f: f, h: sha256.New()}, nil
+}
+
+func (s *staged) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	s.h.Write(p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// Truncate and Seek let a download restart from the beginning.
+func (s *staged) Truncate(n int64) error {
+	if n != 0 {
+		return errors.New("staged files can only be truncated to zero")
+	}
+	s.h.Reset()
+	s.n = 0
+	return s.f.Truncate(0)
+}
+
+func (s *staged) Seek(off int64, whence int) (int64, error) { return s.f.Seek(off, whence) }
+
+// Digest is the hex SHA-256 of what was written.
+func (s *staged) Digest() string { return hex.EncodeToString(s.h.Sum(nil)) }
+
+// Commit sets the mode, syncs, and renames the file into place.
+func (s *staged) Commit(mode fs.FileMode) (err error) {
 	defer func() {
 		if err != nil {
-			// Best effort: the file may already be gone; the next run cleans up leftovers.
-			_ = f.Close()
-			_ = root.Remove(tmp)
+			s.Abort()
 		}
 	}()
-	if _, err = io.Copy(f, r); err != nil {
+	// fchmod, so the umask does not decide the final mode.
+	if err = s.f.Chmod(mode); err != nil {
+		return fmt.Errorf("set mode of %s: %w", s.name, err)
+	}
+	if err = s.f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", s.name, err)
+	}
+	if err = s.f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", s.name, err)
+	}
+	if fi, lerr := s.root.Lstat(s.name); lerr == nil && fi.IsDir() {
+		return fmt.Errorf("install %s: a directory is in the way", s.name)
+	}
+	if err = s.root.Rename(s.tmp, s.name); err != nil {
+		return fmt.Errorf("rename into place %s: %w", s.name, err)
+	}
+	return syncDir(s.root, path.Dir(s.name))
+}
+
+// Abort removes the temporary file. Best effort: a leftover is removed by
+// the next run's cleanup.
+func (s *staged) Abort() {
+	_ = s.f.Close()
+	_ = s.root.Remove(s.tmp)
+}
+
+// tempPrefix starts the temporary names of one owner.
+func tempPrefix(owner string) string { return TempPrefix + owner + "-" }
+
+// writeAtomic writes r to name inside root through a staged file.
+func writeAtomic(root *os.Root, name string, r io.Reader, mode fs.FileMode, owner string) error {
+	s, err := stage(root, name, owner)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(s, r); err != nil {
+		s.Abort()
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	// fchmod, so the umask does not decide the final mode.
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("set mode of %s: %w", name, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", name, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", name, err)
-	}
-	if err = root.Rename(tmp, name); err != nil {
-		return fmt.Errorf("rename into place %s: %w", name, err)
-	}
-	return syncDir(root, dir)
+	return s.Commit(mode)
 }
 
 // syncDir makes a rename in dir durable.
@@ -69,11 +131,24 @@ func syncDir(root *os.Root, dir string) error {
 	return nil
 }
 
+// removeTemps deletes owner's leftover temporary files in dir (inside
+// root), for example after a crash. Best effort: a missing dir has none.
+func removeTemps(root *os.Root, dir, owner string) {
+	d, err := root.Open(dir)
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, n := range names {
+		if strings.HasPrefix(n, tempPrefix(owner)) {
+			_ = root.Remove(path.Join(dir, n))
+		}
+	}
+}
+
 func randomSuffix() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
 	return hex.EncodeToString(b[:])
 }
-
-// isTempName reports whether a directory entry is a leftover temporary file.
-func isTempName(name string) bool { return strings.HasPrefix(name, TempPrefix) }

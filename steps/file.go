@@ -76,7 +76,7 @@ func (s *fileStep) Apply(_ context.Context) error {
 	if fi, err := root.Lstat(filepath.Base(s.p.Path)); err == nil && fi.IsDir() {
 		return engine.Permanent(fmt.Errorf("write %s: it is a directory", s.p.Path))
 	}
-	if err := writeAtomic(root, filepath.Base(s.p.Path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm()); err != nil {
+	if err := writeAtomic(root, filepath.Base(s.p.Path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm(), "file"); err != nil {
 		return fmt.Errorf("write %s: %w", s.p.Path, err)
 	}
 	return nil

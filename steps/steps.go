@@ -8,10 +8,48 @@
 // path join: every such write goes through an os.Root.
 package steps
 
-import "github.com/rootfsctl/rootfsctl/engine"
+import (
+	"os"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps/fetch"
+)
+
+// Options are what steps need from the process that runs them; cmd sets
+// them, tests replace them.
+type Options struct {
+	Fetch      *fetch.Client  // downloads; default: production timeouts and retries
+	Keychain   authn.Keychain // registry credentials; default: the Docker config keychain
+	TempDir    string         // scratch space for archives being verified; default os.TempDir()
+	Privileged bool           // running as root: keep file owners, device nodes, security xattrs
+}
 
 // Register adds every built-in step type to reg.
-func Register(reg *engine.Registry) {
+func Register(reg *engine.Registry, opts Options) {
+	if opts.Fetch == nil {
+		opts.Fetch = fetch.New("rootfsctl/dev")
+	}
+	if opts.Keychain == nil {
+		opts.Keychain = authn.DefaultKeychain
+	}
+	if opts.TempDir == "" {
+		opts.TempDir = os.TempDir()
+	}
+	o := &opts
 	engine.Register(reg, "run", "Run a command.", runDoc, newRun)
 	engine.Register(reg, "file", "Write a file with the given content and mode.", fileDoc, newFile)
+	engine.Register(reg, "ensure-workspace", "Unpack an OCI image as the machine's rootfs and write its nspawn settings.", workspaceDoc,
+		func(id string, p *WorkspaceParams) (engine.Step, error) { return newWorkspace(id, p, o) })
+	engine.Register(reg, "configure-os", "Write kmsg, modules, apt sources and hostname into the machine.", osDoc,
+		func(id string, p *OSParams) (engine.Step, error) { return newOSConfig(id, p, o) })
+	engine.Register(reg, "disable-resolved", "Mask systemd-resolved in the machine and copy the host's resolv.conf.", resolvedDoc,
+		func(id string, p *ResolvedParams) (engine.Step, error) { return newResolved(id, p, o) })
+	engine.Register(reg, "download-kube", "Install kubelet, kubectl, kube-proxy and crictl into the machine.", kubeDoc,
+		func(id string, p *KubeParams) (engine.Step, error) { return newKube(id, p, o) })
+	engine.Register(reg, "download-cri", "Install containerd and runc into the machine.", criDoc,
+		func(id string, p *CRIParams) (engine.Step, error) { return newCRI(id, p, o) })
+	engine.Register(reg, "download-cni", "Install the CNI plugins into the machine.", cniDoc,
+		func(id string, p *CNIParams) (engine.Step, error) { return newCNI(id, p, o) })
 }

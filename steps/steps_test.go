@@ -22,7 +22,7 @@ var host = engine.Host{Arch: "amd64", OS: "linux", Hostname: "node1", Kernel: "6
 func build(t *testing.T, stepYAML string) engine.Step {
 	t.Helper()
 	reg := engine.NewRegistry()
-	steps.Register(reg)
+	steps.Register(reg, steps.Options{})
 	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: t\nsteps:\n  s:\n" + stepYAML
 	p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
 	if err != nil {

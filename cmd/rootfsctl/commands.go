@@ -194,6 +194,22 @@ type runFlags struct {
 	targets     []string
 	output      string
 	report      string
+	preflight   preflightFlags
+}
+
+// preflightFlags are shared by preflight and apply.
+type preflightFlags struct {
+	ignore         []string
+	failOnWarnings bool
+	skip           bool
+}
+
+func (f *preflightFlags) register(cmd *cobra.Command, apply bool) {
+	cmd.Flags().StringSliceVar(&f.ignore, "ignore-preflight-errors", nil, "preflight checks whose errors become warnings (comma separated, case-insensitive; all for every check)")
+	cmd.Flags().BoolVar(&f.failOnWarnings, "fail-on-warnings", false, "treat preflight warnings as errors")
+	if apply {
+		cmd.Flags().BoolVar(&f.skip, "skip-preflight", false, "do not run the preflight checks before applying")
+	}
 }
 
 func (f *runFlags) register(cmd *cobra.Command, apply bool) {
@@ -204,6 +220,7 @@ func (f *runFlags) register(cmd *cobra.Command, apply bool) {
 	cmd.Flags().StringVar(&f.report, "report", "", "also write the per-step results as JSON to this file")
 	if apply {
 		cmd.Flags().BoolVar(&f.keepGoing, "keep-going", false, "after a failure, run the steps that do not depend on it (overrides the plan's failurePolicy)")
+		f.preflight.register(cmd, true)
 	}
 	_ = cmd.RegisterFlagCompletionFunc("output", fixedCompletions("text", "json"))
 }
@@ -224,7 +241,25 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 	if err != nil {
 		return nil, err
 	}
-	opts := engine.RunOptions{Parallelism: f.parallelism, Targets: f.targets, CheckOnly: checkOnly, Logger: log}
+	if !checkOnly && !f.preflight.skip {
+		pre, err := engine.Preflight(cmd.Context(), p, g, engine.PreflightOptions{
+			Ignore: f.preflight.ignore, FailOnWarnings: f.preflight.failOnWarnings, Targets: f.targets,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if pre.Status != "ok" {
+			_ = pre.WriteTable(a.stderr)
+			return nil, &exitError{code: exitFailed, err: fmt.Errorf("%s: preflight failed (%d errors, %d warnings); nothing was changed (--ignore-preflight-errors or --skip-preflight to override)", file, pre.Summary.Errors, pre.Summary.Warnings)}
+		}
+		for _, c := range pre.Checks {
+			if c.Severity != engine.SeverityOK {
+				log.Warn().Str("check", c.Name).Str("target", c.Target).Bool("ignored", c.Ignored).Msg(c.Message)
+			}
+		}
+		log.Info().Int("ok", pre.Summary.OK).Int("warnings", pre.Summary.Warnings).Msg("preflight passed")
+	}
+	opts := engine.RunOptions{Parallelism: f.parallelism, Targets: f.targets, CheckOnly: checkOnly, Logger: log, Progress: a.progress(log)}
 	if f.keepGoing {
 		opts.FailurePolicy = engine.KeepGoing
 	}
@@ -440,4 +475,58 @@ func (a *app) versionCommand() *cobra.Command {
 			return err
 		},
 	}
+}
+
+func (a *app) preflightCommand() *cobra.Command {
+	var pf preflightFlags
+	var vars, targets []string
+	var output string
+	cmd := &cobra.Command{
+		Use:   "preflight [--ignore-preflight-errors a,b|all] [--fail-on-warnings] [--output text|json] PLAN",
+		Short: "Run the plan's non-mutating checks",
+		Long: `Runs the checks the plan's steps contribute, changing nothing: that the
+image manifest resolves (no layers are pulled), that every artifact URL is
+reachable (HEAD, falling back to a one-byte ranged GET), and that the machine
+directory and the nspawn configuration directories can be written. Messages
+never contain URLs, credentials or image references. apply runs the same
+checks first.`,
+		Example: `  rootfsctl preflight plans/kube-node.yaml --var machine=kube1
+  rootfsctl preflight --ignore-preflight-errors cni-artifacts plans/kube-node.yaml
+  rootfsctl preflight -o json plans/kube-node.yaml | jq .summary`,
+		Args:              usageArgs(cobra.ExactArgs(1)),
+		ValidArgsFunction: planFileCompletion,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return usageError{fmt.Errorf("--output %q: use text or json", output)}
+			}
+			p, g, err := a.loadPlan(args[0], vars)
+			if err != nil {
+				return err
+			}
+			rep, err := engine.Preflight(cmd.Context(), p, g, engine.PreflightOptions{
+				Ignore: pf.ignore, FailOnWarnings: pf.failOnWarnings, Targets: targets,
+			})
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				err = rep.WriteJSON(a.stdout)
+			} else {
+				err = rep.WriteTable(a.stdout)
+			}
+			if err != nil {
+				return err
+			}
+			if rep.Status != "ok" {
+				return &exitError{code: exitFailed, err: fmt.Errorf("%s: preflight failed", args[0])}
+			}
+			return nil
+		},
+	}
+	pf.register(cmd, false)
+	cmd.Flags().StringArrayVar(&vars, "var", nil, "set a plan variable, name=value (repeatable)")
+	cmd.Flags().StringArrayVar(&targets, "target", nil, "only the checks of this step and what it needs (repeatable)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	_ = cmd.RegisterFlagCompletionFunc("output", fixedCompletions("text", "json"))
+	return cmd
 }

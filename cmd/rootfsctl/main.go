@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps"
+	"github.com/rootfsctl/rootfsctl/steps/fetch"
 )
 
 // Exit codes. Documented in the README; keep both in sync.
@@ -108,7 +110,10 @@ type app struct {
 
 func newApp(stdout, stderr io.Writer) *app {
 	reg := engine.NewRegistry()
-	steps.Register(reg)
+	steps.Register(reg, steps.Options{
+		Fetch:      fetch.New("rootfsctl/" + buildVersion()),
+		Privileged: os.Geteuid() == 0,
+	})
 	return &app{stdout: stdout, stderr: stderr, registry: reg}
 }
 
@@ -139,7 +144,7 @@ what would change, and applies them with bounded concurrency.`,
 	_ = root.RegisterFlagCompletionFunc("log-level", fixedCompletions("debug", "info", "warn", "error"))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
-		a.validateCommand(), a.graphCommand(), a.planCommand(), a.applyCommand(),
+		a.validateCommand(), a.graphCommand(), a.planCommand(), a.preflightCommand(), a.applyCommand(),
 		a.stepsCommand(), a.schemaCommand(), a.versionCommand(),
 	)
 	return root
@@ -178,6 +183,14 @@ func (a *app) logger() (zerolog.Logger, error) {
 	// milliseconds of each other.
 	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+// progress shows transfers as a bar on a terminal, as log lines otherwise.
+func (a *app) progress(log zerolog.Logger) engine.Progress {
+	if isTerminal(a.stderr) && a.logFormat != "json" {
+		return newBarProgress(a.stderr)
+	}
+	return logProgress{log: log, interval: 2 * time.Second}
 }
 
 func isTerminal(w io.Writer) bool {

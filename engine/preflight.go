@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+)
+
+// Severity grades a preflight result.
+type Severity string
+
+const (
+	SeverityOK      Severity = "ok"
+	SeverityWarning Severity = "warning"
+	SeverityError   Severity = "error"
+)
+
+// CheckResult is one finding of a preflight check. Messages never contain
+// raw URLs, credentials, image references or file contents: Target names
+// what was checked in words a log may keep ("kubelet 1.33.1 linux/amd64").
+type CheckResult struct {
+	Name     string   `json:"name"`
+	Target   string   `json:"target"`
+	Severity Severity `json:"severity"`
+	Message  string   `json:"message"`
+	Ignored  bool     `json:"ignored,omitempty"`
+}
+
+// Check is one non-mutating preflight check. Building the list of checks is
+// separate from running them.
+type Check interface {
+	Name() string
+	Run(ctx context.Context) []CheckResult
+}
+
+// Preflighter is implemented by steps that contribute preflight checks.
+type Preflighter interface {
+	Preflight() []Check
+}
+
+// PreflightOptions control which findings fail the preflight.
+type PreflightOptions struct {
+	Ignore         []string // check names whose errors become warnings; "all" for every check
+	FailOnWarnings bool
+	Targets        []string // only the checks of these steps and what they need
+	Parallelism    int      // checks run at once; default 8
+}
+
+// PreflightSummary counts results by severity.
+type PreflightSummary struct {
+	OK       int `json:"ok"`
+	Warnings int `json:"warnings"`
+	Errors   int `json:"errors"`
+}
+
+// PreflightReport is the outcome of all checks, sorted by name and target.
+type PreflightReport struct {
+	Status  string           `json:"status"` // ok or failed
+	Checks  []CheckResult    `json:"checks"`
+	Summary PreflightSummary `json:"summary"`
+}
+
+// Preflight runs the checks contributed by the plan's (selected) steps,
+// concurrently. It changes nothing on the system.
+func Preflight(ctx context.Context, p *Plan, g *Graph, opts PreflightOptions) (*PreflightReport, error) {
+	ids, err := g.Select(opts.Targets)
+	if err != nil {
+		return nil, err
+	}
+	var checks []Check
+	for _, id := range ids {
+		if pf, ok := p.byID[id].Impl.(Preflighter); ok {
+			checks = append(checks, pf.Preflight()...)
+		}
+	}
+	if opts.Parallelism <= 0 {
+		opts.Parallelism = 8
+	}
+	results := make([][]CheckResult, len(checks))
+	sem := make(chan struct{}, opts.Parallelism)
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = runCheck(ctx, c)
+		}()
+	}
+	wg.Wait()
+
+	ignoreAll, ignore := false, map[string]bool{}
+	for _, n := range opts.Ignore {
+		n = strings.ToLower(strings.TrimSpace(n))
+		ignoreAll = ignoreAll || n == "all"
+		ignore[n] = true
+	}
+	rep := &PreflightReport{Status: "ok", Checks: []CheckResult{}}
+	for _, rs := range results {
+		for _, r := range rs {
+			if r.Severity == SeverityError && (ignoreAll || ignore[strings.ToLower(r.Name)]) {
+				r.Severity, r.Ignored = SeverityWarning, true
+			}
+			switch r.Severity {
+			case SeverityOK:
+				rep.Summary.OK++
+			case SeverityWarning:
+				rep.Summary.Warnings++
+			default:
+				rep.Summary.Errors++
+			}
+			rep.Checks = append(rep.Checks, r)
+		}
+	}
+	sort.SliceStable(rep.Checks, func(i, j int) bool {
+		a, b := rep.Checks[i], rep.Checks[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Target < b.Target
+	})
+	if rep.Summary.Errors > 0 || (opts.FailOnWarnings && rep.Summary.Warnings > 0) {
+		rep.Status = "failed"
+	}
+	return rep, nil
+}
+
+// runCheck turns a panic in a check into an error result.
+func runCheck(ctx context.Context, c Check) (rs []CheckResult) {
+	defer func() {
+		if p := recover(); p != nil {
+			rs = []CheckResult{{Name: c.Name(), Severity: SeverityError, Message: fmt.Sprintf("check panicked: %v", p)}}
+		}
+	}()
+	return c.Run(ctx)
+}
+
+// WriteTable writes the preflight results as a table and a summary line.
+func (r *PreflightReport) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tTARGET\tRESULT\tMESSAGE")
+	for _, c := range r.Checks {
+		sev := string(c.Severity)
+		if c.Ignored {
+			sev += " (ignored)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Target, sev, firstLine(c.Message))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "preflight %s: %d ok, %d warnings, %d errors\n", r.Status, r.Summary.OK, r.Summary.Warnings, r.Summary.Errors)
+	return err
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *PreflightReport) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}

@@ -1,0 +1,40 @@
+package engine
+
+import "context"
+
+// Progress receives the progress of long transfers (downloads, unpacking).
+// cmd decides how to show it: a bar on a terminal, log lines otherwise.
+type Progress interface {
+	// Track starts tracking one transfer; total is -1 when unknown.
+	Track(name string, total int64) Tracker
+}
+
+// Tracker is one transfer's progress.
+type Tracker interface {
+	Add(n int64)
+	Done()
+}
+
+type progressKey struct{}
+
+// WithProgress returns a context whose steps report progress to p.
+func WithProgress(ctx context.Context, p Progress) context.Context {
+	return context.WithValue(ctx, progressKey{}, p)
+}
+
+// ProgressFrom returns the context's Progress, or one that discards.
+func ProgressFrom(ctx context.Context) Progress {
+	if p, ok := ctx.Value(progressKey{}).(Progress); ok && p != nil {
+		return p
+	}
+	return nopProgress{}
+}
+
+type nopProgress struct{}
+
+func (nopProgress) Track(string, int64) Tracker { return nopTracker{} }
+
+type nopTracker struct{}
+
+func (nopTracker) Add(int64) {}
+func (nopTracker) Done()     {}

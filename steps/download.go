@@ -1,0 +1,332 @@
+package steps
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps/fetch"
+)
+
+// job is one artifact of a download step: a binary installed as it is
+// (dest), or an archive whose chosen members are installed (pick).
+type job struct {
+	art     artifact
+	dest    string                                     // direct binary: path inside the rootfs
+	pick    func(member string) (dest string, ok bool) // archive: which members go where
+	require []string                                   // archive: members that must be present (by dest base name)
+	// executablesOnly skips members without an execute bit (LICENSE, README).
+	executablesOnly bool
+}
+
+// downloads is the shared machinery of download-kube, -cri and -cni.
+type downloads struct {
+	id         string
+	machineDir string
+	installDir string
+	key        string // stateKey of the desired state
+	summary    string
+	jobs       []job
+	opts       *Options
+}
+
+func (d *downloads) Check(_ context.Context) (engine.Change, error) {
+	root, err := openMachine(d.machineDir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return engine.NeedsChange("machine directory does not exist yet"), nil
+		}
+		return engine.Change{}, err
+	}
+	defer root.Close()
+	st, err := readState(root, d.id)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	switch {
+	case st == nil:
+		return engine.NeedsChange("not installed: " + d.summary), nil
+	case st.Key != d.key:
+		return engine.NeedsChange(fmt.Sprintf("installed %s; plan wants %s", st.Summary, d.summary)), nil
+	}
+	problem, err := st.verify(root)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	if problem != "" {
+		return engine.NeedsChange(problem), nil
+	}
+	return engine.UpToDate("installed: " + d.summary), nil
+}
+
+func (d *downloads) Apply(ctx context.Context) error {
+	root, err := openMachine(d.machineDir)
+	if err != nil {
+		return fmt.Errorf("open machine directory: %w", err)
+	}
+	defer root.Close()
+	removeTemps(root, d.installDir, d.id)
+	// The old record goes first: if we crash between here and the new
+	// record, the next Check sees "not installed" and repairs.
+	if err := root.Remove(statePath(d.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove install record: %w", err)
+	}
+	var mu sync.Mutex
+	var files []fileState
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, j := range d.jobs {
+		g.Go(func() error {
+			fs, err := d.run(gctx, root, j)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			files = append(files, fs...)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	sort.Slice(files, func(i, k int) bool { return files[i].Path < files[k].Path })
+	return writeState(root, &installState{Step: d.id, Key: d.key, Summary: d.summary, Files: files})
+}
+
+// run installs one job.
+func (d *downloads) run(ctx context.Context, root *os.Root, j job) ([]fileState, error) {
+	want, err := d.expectedSum(ctx, j.art)
+	if err != nil {
+		return nil, err
+	}
+	if j.pick == nil {
+		s, err := stage(root, j.dest, d.id)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.fetch(ctx, j.art, s); err != nil {
+			s.Abort()
+			return nil, err
+		}
+		if got := s.Digest(); got != want {
+			s.Abort()
+			return nil, mismatch(j.art, got, want)
+		}
+		if err := s.Commit(0o755); err != nil {
+			return nil, err
+		}
+		fs, err := recordFile(root, j.dest, want, fetch.Redact(j.art.URL))
+		if err != nil {
+			return nil, err
+		}
+		zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", want).Str("path", j.dest).Msg("installed")
+		return []fileState{fs}, nil
+	}
+
+	// An archive is downloaded to a host temporary file and verified whole
+	// before any member is extracted.
+	tmp, err := os.CreateTemp(d.opts.TempDir, "rootfsctl-download-*")
+	if err != nil {
+		return nil, fmt.Errorf("create temporary file: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // best effort: the temp dir is the host's scratch space
+	defer tmp.Close()
+	hw := &hashingFile{File: tmp}
+	hw.reset()
+	if err := d.fetch(ctx, j.art, hw); err != nil {
+		return nil, err
+	}
+	if got := hw.digest(); got != want {
+		return nil, mismatch(j.art, got, want)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return extractMembers(ctx, tmp, root, j, want, d.id)
+}
+
+func mismatch(a artifact, got, want string) error {
+	return engine.Permanent(fmt.Errorf("download %s: verify sha256: got %s, want %s; nothing was installed", a.Name, got, want))
+}
+
+// expectedSum is the pinned digest or the one from the published checksum file.
+func (d *downloads) expectedSum(ctx context.Context, a artifact) (string, error) {
+	if a.Pinned != "" {
+		return a.Pinned, nil
+	}
+	doc, err := d.opts.Fetch.GetSmall(ctx, a.SumURL)
+	if err != nil {
+		return "", fmt.Errorf("download %s: fetch published checksum: %w", a.Name, err)
+	}
+	sum, err := fetch.ParseChecksum(doc, a.SumFile)
+	if err != nil {
+		return "", engine.Permanent(fmt.Errorf("download %s: %w", a.Name, err))
+	}
+	return sum, nil
+}
+
+func (d *downloads) fetch(ctx context.Context, a artifact, w io.Writer) error {
+	var tr engine.Tracker
+	defer func() {
+		if tr != nil {
+			tr.Done()
+		}
+	}()
+	_, err := d.opts.Fetch.Fetch(ctx, a.URL, w, func(total int64, n int) {
+		if tr == nil {
+			tr = engine.ProgressFrom(ctx).Track(a.Name, total)
+		}
+		tr.Add(int64(n))
+	})
+	if err != nil {
+		return fmt.Errorf("download %s: %w", a.Name, err)
+	}
+	return nil
+}
+
+// hashingFile is a temp file that hashes what is written and can restart.
+type hashingFile struct {
+	*os.File
+	h interface {
+		io.Writer
+		Sum([]byte) []byte
+		Reset()
+	}
+}
+
+func (f *hashingFile) reset() { f.h = newSHA256() }
+
+func (f *hashingFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	f.h.Write(p[:n])
+	return n, err
+}
+
+func (f *hashingFile) Truncate(n int64) error {
+	f.h.Reset()
+	return f.File.Truncate(n)
+}
+
+func (f *hashingFile) digest() string { return hexSum(f.h.Sum(nil)) }
+
+// extractMembers installs the archive's chosen members. Entries are checked
+// as untrusted: absolute names, "..", backslashes and NUL are refused, and a
+// chosen member must be a regular file. Every chosen member is staged first
+// and committed only when the whole archive has been read and every required
+// member was found.
+func extractMembers(ctx context.Context, r io.Reader, root *os.Root, j job, archiveSum, owner string) ([]fileState, error) {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, engine.Permanent(fmt.Errorf("extract %s: %w", j.art.Name, err))
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	var pending []*staged
+	abort := func() {
+		for _, s := range pending {
+			s.Abort()
+		}
+	}
+	found := map[string]bool{}
+	for {
+		if err := ctx.Err(); err != nil {
+			abort()
+			return nil, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			abort()
+			return nil, engine.Permanent(fmt.Errorf("extract %s: %w", j.art.Name, err))
+		}
+		name, err := memberName(hdr.Name)
+		if err != nil {
+			abort()
+			return nil, engine.Permanent(fmt.Errorf("extract %s: %w", j.art.Name, err))
+		}
+		dest, ok := j.pick(name)
+		if !ok {
+			continue
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			if hdr.Typeflag == tar.TypeDir {
+				continue
+			}
+			abort()
+			return nil, engine.Permanent(fmt.Errorf("extract %s: member %s is not a regular file (type %q); refusing", j.art.Name, name, hdr.Typeflag))
+		}
+		if j.executablesOnly && hdr.Mode&0o111 == 0 {
+			continue // a document (LICENSE, README), not a program
+		}
+		s, err := stage(root, dest, owner)
+		if err != nil {
+			abort()
+			return nil, err
+		}
+		pending = append(pending, s)
+		if _, err := io.Copy(s, tr); err != nil {
+			abort()
+			return nil, fmt.Errorf("extract %s: %s: %w", j.art.Name, name, err)
+		}
+		found[path.Base(dest)] = true
+	}
+	var missing []string
+	for _, r := range j.require {
+		if !found[r] {
+			missing = append(missing, r)
+		}
+	}
+	if len(missing) > 0 || len(pending) == 0 {
+		abort()
+		if len(pending) == 0 {
+			missing = append(missing, "any wanted file")
+		}
+		return nil, engine.Permanent(fmt.Errorf("extract %s: the archive lacks %s; nothing was installed", j.art.Name, strings.Join(missing, ", ")))
+	}
+	var files []fileState
+	for i, s := range pending {
+		if err := s.Commit(0o755); err != nil {
+			for _, rest := range pending[i+1:] {
+				rest.Abort()
+			}
+			return nil, err
+		}
+		fs, err := recordFile(root, s.name, s.Digest(), fetch.Redact(j.art.URL)+"#"+path.Base(s.name))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, fs)
+	}
+	zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", archiveSum).Int("files", len(files)).Msg("installed")
+	return files, nil
+}
+
+// memberName validates and normalises an archive member name.
+func memberName(raw string) (string, error) {
+	switch {
+	case strings.ContainsAny(raw, "\\\x00"):
+		return "", fmt.Errorf("member %q: backslash or NUL in name; refusing", raw)
+	case strings.HasPrefix(raw, "/"):
+		return "", fmt.Errorf("member %q: absolute path; refusing", raw)
+	}
+	name := path.Clean(strings.TrimPrefix(raw, "./"))
+	if name == ".." || strings.HasPrefix(name, "../") {
+		return "", fmt.Errorf("member %q: escapes the archive with ..; refusing", raw)
+	}
+	return name, nil
+}

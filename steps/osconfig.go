@@ -1,0 +1,305 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+)
+
+const osDoc = `Writes OS configuration into the machine so that kubelet and container
+networking work inside systemd-nspawn (all mode 0644, through the machine's
+os.Root): etc/tmpfiles.d/kmsg.conf (/dev/kmsg for kubelet),
+etc/modules-load.d/kubernetes.conf (modules), etc/apt/sources.list (suite,
+components and the mirror for the architecture; suite, -updates, -backports,
+-security), and etc/hostname. Up to date when every file already has exactly
+that content.`
+
+// OSParams are the parameters of configure-os.
+type OSParams struct {
+	MachineDir string    `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	Hostname   string    `yaml:"hostname" jsonschema:"default=${host.hostname}" jsonschema_description:"Written to etc/hostname."`
+	Arch       string    `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture whose apt mirror is used (Go names: amd64, arm64)."`
+	Modules    []string  `yaml:"modules" jsonschema:"default=[overlay\\, br_netfilter]" jsonschema_description:"Kernel modules listed in etc/modules-load.d/kubernetes.conf."`
+	Apt        AptParams `yaml:"apt" jsonschema_description:"The apt sources written to etc/apt/sources.list."`
+}
+
+// AptParams describe the machine's apt sources.
+type AptParams struct {
+	Suite      string            `yaml:"suite" jsonschema:"default=noble" jsonschema_description:"Distribution suite (noble, jammy, bookworm)."`
+	Components []string          `yaml:"components" jsonschema:"default=[main\\, restricted\\, universe\\, multiverse]" jsonschema_description:"Archive components."`
+	Mirrors    map[string]string `yaml:"mirrors" jsonschema:"default={amd64: 'http://archive.ubuntu.com/ubuntu/'\\, arm64: 'http://ports.ubuntu.com/ubuntu-ports/'}" jsonschema_description:"Mirror URL per architecture; an architecture without one is an error."`
+	Skip       bool              `yaml:"skip" jsonschema:"default=false" jsonschema_description:"Leave etc/apt/sources.list alone."`
+}
+
+var (
+	hostnamePattern = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
+	wordPattern     = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
+)
+
+func (p *OSParams) Validate() []engine.FieldError {
+	errs := machinePaths(p.MachineDir, "", p.Arch)
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, engine.FieldError{Path: field, Message: fmt.Sprintf(format, args...)})
+	}
+	if !hostnamePattern.MatchString(p.Hostname) || len(p.Hostname) > 253 {
+		bad("hostname", "%q is not a valid hostname", p.Hostname)
+	}
+	for i, m := range p.Modules {
+		if !wordPattern.MatchString(m) {
+			bad(fmt.Sprintf("modules[%d]", i), "%q is not a module name", m)
+		}
+	}
+	if p.Apt.Skip {
+		return errs
+	}
+	if !wordPattern.MatchString(p.Apt.Suite) {
+		bad("apt.suite", "%q is not a suite name", p.Apt.Suite)
+	}
+	for i, c := range p.Apt.Components {
+		if !wordPattern.MatchString(c) {
+			bad(fmt.Sprintf("apt.components[%d]", i), "%q is not a component name", c)
+		}
+	}
+	if _, ok := p.Apt.Mirrors[p.Arch]; !ok {
+		have := make([]string, 0, len(p.Apt.Mirrors))
+		for a := range p.Apt.Mirrors {
+			have = append(have, a)
+		}
+		sort.Strings(have)
+		bad("apt.mirrors", "no mirror for architecture %s (mirrors are set for: %s)", p.Arch, strings.Join(have, ", "))
+	}
+	for a, m := range p.Apt.Mirrors {
+		if err := checkURL(m); err != nil {
+			bad("apt.mirrors."+a, "%v", err)
+		}
+	}
+	return errs
+}
+
+type osConfig struct {
+	id         string
+	machineDir string
+	files      map[string][]byte // path inside the machine -> content
+}
+
+func newOSConfig(id string, p *OSParams, _ *Options) (engine.Step, error) {
+	s := &osConfig{id: id, machineDir: filepath.Clean(p.MachineDir), files: map[string][]byte{}}
+	render := func(file, tmpl string, data any) error {
+		var b bytes.Buffer
+		if err := templates.ExecuteTemplate(&b, tmpl, data); err != nil {
+			return fmt.Errorf("render %s: %w", tmpl, err)
+		}
+		s.files[file] = b.Bytes()
+		return nil
+	}
+	if err := render("etc/tmpfiles.d/kmsg.conf", "kmsg.conf.tmpl", nil); err != nil {
+		return nil, err
+	}
+	if err := render("etc/modules-load.d/kubernetes.conf", "modules.conf.tmpl", p.Modules); err != nil {
+		return nil, err
+	}
+	if !p.Apt.Skip {
+		su := p.Apt.Suite
+		data := map[string]any{
+			"Suite": su, "Arch": p.Arch, "Mirror": p.Apt.Mirrors[p.Arch],
+			"Components": strings.Join(p.Apt.Components, " "),
+			"Pockets":    []string{su, su + "-updates", su + "-backports", su + "-security"},
+		}
+		if err := render("etc/apt/sources.list", "sources.list.tmpl", data); err != nil {
+			return nil, err
+		}
+	}
+	s.files["etc/hostname"] = []byte(p.Hostname + "\n")
+	return s, nil
+}
+
+func (s *osConfig) Check(context.Context) (engine.Change, error) {
+	return checkFiles(s.machineDir, s.files)
+}
+
+func (s *osConfig) Apply(context.Context) error {
+	return applyFiles(s.machineDir, s.files, s.id)
+}
+
+// checkFiles compares files inside the machine with the wanted content.
+func checkFiles(machineDir string, files map[string][]byte) (engine.Change, error) {
+	root, err := openMachine(machineDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return engine.NeedsChange("machine directory does not exist yet"), nil
+	}
+	if err != nil {
+		return engine.Change{}, err
+	}
+	defer root.Close()
+	var stale []string
+	for _, name := range sortedKeys(files) {
+		fi, err := root.Lstat(name)
+		if err == nil && !fi.Mode().IsRegular() {
+			stale = append(stale, name+" is not a regular file")
+			continue
+		}
+		got, err := root.ReadFile(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			stale = append(stale, name+" is missing")
+		case err != nil:
+			// An escaping symlink in the image lands here: report, do not follow.
+			stale = append(stale, fmt.Sprintf("%s cannot be read inside the machine (%v)", name, err))
+		case !bytes.Equal(got, files[name]):
+			stale = append(stale, name+" differs")
+		}
+	}
+	if len(stale) > 0 {
+		return engine.NeedsChange(strings.Join(stale, "; ")), nil
+	}
+	return engine.UpToDate(fmt.Sprintf("%d files current", len(files))), nil
+}
+
+func applyFiles(machineDir string, files map[string][]byte, owner string) error {
+	root, err := openMachine(machineDir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, name := range sortedKeys(files) {
+		if got, err := root.ReadFile(name); err == nil && bytes.Equal(got, files[name]) {
+			if fi, err := root.Lstat(name); err == nil && fi.Mode().IsRegular() {
+				continue
+			}
+		}
+		removeTemps(root, path.Dir(name), owner)
+		if err := writeAtomic(root, name, bytes.NewReader(files[name]), 0o644, owner); err != nil {
+			return fmt.Errorf("write %s in the machine: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string][]byte) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+const resolvedDoc = `Masks systemd-resolved inside the machine and gives it a static
+resolv.conf. The image's systemd-resolved would start on boot and replace
+/etc/resolv.conf with "No DNS servers known." since it has no upstream
+inside the container; with VirtualEthernet=no the machine shares the host's
+network, so the host's resolver configuration works as it is.
+etc/systemd/system/systemd-resolved.service becomes a symlink to /dev/null
+(replacing whatever was there), and the host's resolvConf (symlinks followed
+on the host side only) is copied to etc/resolv.conf as a regular file.`
+
+// ResolvedParams are the parameters of disable-resolved.
+type ResolvedParams struct {
+	MachineDir string `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	ResolvConf string `yaml:"resolvConf" jsonschema:"default=/etc/resolv.conf" jsonschema_description:"The host file copied into the machine."`
+}
+
+func (p *ResolvedParams) Validate() []engine.FieldError {
+	errs := machinePaths(p.MachineDir, "", "")
+	if !strings.HasPrefix(p.ResolvConf, "/") {
+		errs = append(errs, engine.FieldError{Path: "resolvConf", Message: fmt.Sprintf("must be an absolute path, got %q", p.ResolvConf)})
+	}
+	return errs
+}
+
+const (
+	resolvedUnit  = "etc/systemd/system/systemd-resolved.service"
+	machineResolv = "etc/resolv.conf"
+	maskTarget    = "/dev/null"
+)
+
+type resolvedStep struct {
+	id string
+	p  ResolvedParams
+}
+
+func newResolved(id string, p *ResolvedParams, _ *Options) (engine.Step, error) {
+	p.MachineDir = filepath.Clean(p.MachineDir)
+	return &resolvedStep{id: id, p: *p}, nil
+}
+
+func (s *resolvedStep) hostResolv() ([]byte, error) {
+	b, err := os.ReadFile(s.p.ResolvConf)
+	if err != nil {
+		return nil, fmt.Errorf("read host %s: %w", s.p.ResolvConf, err)
+	}
+	return b, nil
+}
+
+func (s *resolvedStep) Check(context.Context) (engine.Change, error) {
+	want, err := s.hostResolv()
+	if err != nil {
+		return engine.Change{}, err
+	}
+	ch, err := checkFiles(s.p.MachineDir, map[string][]byte{machineResolv: want})
+	if err != nil || ch.Reason == "machine directory does not exist yet" {
+		return ch, err
+	}
+	var reasons []string
+	if ch.Needed {
+		reasons = append(reasons, ch.Reason)
+	}
+	root, err := openMachine(s.p.MachineDir)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	defer root.Close()
+	if target, err := root.Readlink(resolvedUnit); err != nil || target != maskTarget {
+		reasons = append(reasons, "systemd-resolved is not masked")
+	}
+	if len(reasons) > 0 {
+		return engine.NeedsChange(strings.Join(reasons, "; ")), nil
+	}
+	return engine.UpToDate("systemd-resolved masked; resolv.conf matches the host's"), nil
+}
+
+func (s *resolvedStep) Apply(context.Context) error {
+	want, err := s.hostResolv()
+	if err != nil {
+		return err
+	}
+	if err := applyFiles(s.p.MachineDir, map[string][]byte{machineResolv: want}, s.id); err != nil {
+		return err
+	}
+	root, err := openMachine(s.p.MachineDir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if target, err := root.Readlink(resolvedUnit); err == nil && target == maskTarget {
+		return nil
+	}
+	dir := path.Dir(resolvedUnit)
+	if err := root.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s in the machine: %w", dir, err)
+	}
+	if fi, err := root.Lstat(resolvedUnit); err == nil && fi.IsDir() {
+		return engine.Permanent(fmt.Errorf("mask systemd-resolved: %s is a directory in the machine", resolvedUnit))
+	}
+	// A symlink made beside it and renamed over it: the unit is masked or
+	// not, never missing.
+	tmp := path.Join(dir, tempPrefix(s.id)+"mask-"+randomSuffix())
+	if err := root.Symlink(maskTarget, tmp); err != nil {
+		return fmt.Errorf("mask systemd-resolved: %w", err)
+	}
+	if err := root.Rename(tmp, resolvedUnit); err != nil {
+		_ = root.Remove(tmp) // best effort
+		return fmt.Errorf("mask systemd-resolved: %w", err)
+	}
+	return syncDir(root, dir)
+}

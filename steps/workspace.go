@@ -1,0 +1,479 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/template"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps/unpack"
+)
+
+const workspaceDoc = `Makes machineDir a complete root filesystem from an OCI image and writes
+the systemd-nspawn settings for it.
+
+When machineDir is missing or empty, only the requested platform's manifest
+and layers are fetched, and the layers are unpacked in order, streaming, into
+a staging directory beside machineDir (whiteouts, opaque directories, hard
+links, symlinks stored as they are; as root also owners, modes, xattrs and
+device nodes). The staging directory replaces machineDir only when complete,
+with the image digest recorded inside it, so a crash never leaves a
+half-unpacked rootfs that a later run accepts. When the machine holds another
+image, onImageChange decides: fail (default), recreate, or keep.
+
+The .nspawn file and the service drop-in are written atomically, only when
+their content differs. The machine name is machineDir's base name. A tag is
+resolved once; to move a machine to a new image, change the reference (a
+digest reference pins it exactly).`
+
+// WorkspaceParams are the parameters of ensure-workspace.
+type WorkspaceParams struct {
+	MachineDir      string   `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute); its base name is the machine name."`
+	Image           string   `yaml:"image" jsonschema:"required" jsonschema_description:"registry/repo:tag, registry/repo@sha256:..., or oci:/path/to/layout[:tag]."`
+	Platform        string   `yaml:"platform" jsonschema:"default=linux/${host.arch}" jsonschema_description:"Only this platform's manifest and layers are fetched."`
+	Insecure        bool     `yaml:"insecure" jsonschema:"default=false" jsonschema_description:"Allow a plain-HTTP registry (loopback and private addresses need no flag)."`
+	OnImageChange   string   `yaml:"onImageChange" jsonschema:"enum=fail,enum=recreate,enum=keep,default=fail" jsonschema_description:"What to do when the machine holds another image (or one rootfsctl did not unpack)."`
+	NspawnConfig    string   `yaml:"nspawnConfig" jsonschema_description:"Path of the .nspawn file; default /etc/systemd/nspawn/<machine>.nspawn."`
+	ServiceOverride string   `yaml:"serviceOverride" jsonschema_description:"Path of the service drop-in; default /etc/systemd/system/systemd-nspawn@<machine>.service.d/override.conf."`
+	BindReadOnly    []string `yaml:"bindReadOnly" jsonschema:"default=[/lib/modules]" jsonschema_description:"Host paths bound read-only into the machine."`
+	HostDevices     []string `yaml:"hostDevices" jsonschema_description:"Host device paths bound into the machine (each becomes Bind=<path>)."`
+}
+
+var machineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+func (p *WorkspaceParams) Validate() []engine.FieldError {
+	errs := machinePaths(p.MachineDir, "", "")
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, engine.FieldError{Path: field, Message: fmt.Sprintf(format, args...)})
+	}
+	if name := filepath.Base(p.MachineDir); filepath.IsAbs(p.MachineDir) && !machineNamePattern.MatchString(name) {
+		bad("machineDir", "machine name %q (the base name) must be letters, digits, _ . -", name)
+	}
+	if _, err := parseImageRef(p.Image, p.Insecure); err != nil {
+		bad("image", "%v", err)
+	}
+	if _, err := v1.ParsePlatform(p.Platform); err != nil || !strings.Contains(p.Platform, "/") {
+		bad("platform", "%q is not os/arch[/variant]", p.Platform)
+	}
+	for field, v := range map[string]string{"nspawnConfig": p.NspawnConfig, "serviceOverride": p.ServiceOverride} {
+		if v != "" && !filepath.IsAbs(v) {
+			bad(field, "must be an absolute path, got %q", v)
+		}
+	}
+	for i, b := range p.BindReadOnly {
+		if !filepath.IsAbs(b) || strings.ContainsAny(b, ": \t\n") {
+			bad(fmt.Sprintf("bindReadOnly[%d]", i), "must be an absolute path without spaces or colons, got %q", b)
+		}
+	}
+	for i, b := range p.HostDevices {
+		if !filepath.IsAbs(b) || strings.ContainsAny(b, ": \t\n") {
+			bad(fmt.Sprintf("hostDevices[%d]", i), "must be an absolute path without spaces or colons, got %q", b)
+		}
+	}
+	return errs
+}
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+var templates = template.Must(template.ParseFS(templateFS, "templates/*.tmpl"))
+
+type workspace struct {
+	p        WorkspaceParams
+	machine  string
+	ref      imageRef
+	platform v1.Platform
+	nspawn   string // host path of the .nspawn file
+	override string // host path of the drop-in
+	opts     *Options
+}
+
+func newWorkspace(_ string, p *WorkspaceParams, o *Options) (engine.Step, error) {
+	p.MachineDir = filepath.Clean(p.MachineDir)
+	w := &workspace{p: *p, machine: filepath.Base(p.MachineDir), opts: o}
+	var err error
+	if w.ref, err = parseImageRef(p.Image, p.Insecure); err != nil {
+		return nil, err
+	}
+	pl, err := v1.ParsePlatform(p.Platform)
+	if err != nil {
+		return nil, err
+	}
+	w.platform = *pl
+	w.nspawn = filepath.Clean(p.NspawnConfig)
+	if p.NspawnConfig == "" {
+		w.nspawn = "/etc/systemd/nspawn/" + w.machine + ".nspawn"
+	}
+	w.override = filepath.Clean(p.ServiceOverride)
+	if p.ServiceOverride == "" {
+		w.override = "/etc/systemd/system/systemd-nspawn@" + w.machine + ".service.d/override.conf"
+	}
+	return w, nil
+}
+
+// workspaceRecord is written inside the rootfs when it is complete.
+type workspaceRecord struct {
+	Image    string    `json:"image"`
+	Digest   string    `json:"digest"`
+	Platform string    `json:"platform"`
+	Unpacked time.Time `json:"unpacked"`
+}
+
+const workspaceRecordPath = StateDir + "/workspace.json"
+
+// rootfsState is what the machine directory holds now.
+type rootfsState int
+
+const (
+	rootfsMissing rootfsState = iota // missing or empty: unpack
+	rootfsCurrent                    // the plan's image
+	rootfsOther                      // another image, or one rootfsctl did not unpack
+)
+
+func (w *workspace) inspect() (rootfsState, string, error) {
+	d, err := os.Open(w.p.MachineDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return rootfsMissing, "machine directory does not exist", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("open machine directory: %w", err)
+	}
+	names, err := d.Readdirnames(1)
+	d.Close()
+	if len(names) == 0 {
+		if err != nil && err != io.EOF {
+			return 0, "", fmt.Errorf("read machine directory: %w", err)
+		}
+		return rootfsMissing, "machine directory is empty", nil
+	}
+	root, err := openMachine(w.p.MachineDir)
+	if err != nil {
+		return 0, "", err
+	}
+	defer root.Close()
+	b, err := root.ReadFile(workspaceRecordPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return rootfsOther, "machine directory holds a root filesystem rootfsctl did not unpack", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("read workspace record: %w", err)
+	}
+	var rec workspaceRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rootfsOther, "machine directory has a damaged workspace record", nil
+	}
+	wantPlatform := platformString(w.platform)
+	switch {
+	case rec.Platform != wantPlatform:
+		return rootfsOther, fmt.Sprintf("machine holds a %s rootfs, plan wants %s", rec.Platform, wantPlatform), nil
+	case w.ref.isDigest() && rec.Digest != w.ref.ref.Identifier():
+		return rootfsOther, fmt.Sprintf("machine holds image %s, plan pins %s", short(rec.Digest), short(w.ref.ref.Identifier())), nil
+	case !w.ref.isDigest() && rec.Image != w.p.Image:
+		return rootfsOther, "machine holds another image than the plan's", nil
+	}
+	return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + ")", nil
+}
+
+func short(digest string) string {
+	if len(digest) > 19 {
+		return digest[:19]
+	}
+	return digest
+}
+
+// configs renders the two host files.
+func (w *workspace) configs() (map[string][]byte, error) {
+	data := struct {
+		Machine      string
+		BindReadOnly []string
+		HostDevices  []string
+	}{w.machine, w.p.BindReadOnly, w.p.HostDevices}
+	out := map[string][]byte{}
+	for file, tmpl := range map[string]string{w.nspawn: "machine.nspawn.tmpl", w.override: "override.conf.tmpl"} {
+		var b bytes.Buffer
+		if err := templates.ExecuteTemplate(&b, tmpl, data); err != nil {
+			return nil, fmt.Errorf("render %s: %w", tmpl, err)
+		}
+		out[file] = b.Bytes()
+	}
+	return out, nil
+}
+
+// staleConfigs lists the host config files whose content is not the
+// rendered one, each with why ("is missing", "differs").
+func (w *workspace) staleConfigs() ([]string, error) {
+	cfg, err := w.configs()
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, file := range []string{w.nspawn, w.override} {
+		got, err := os.ReadFile(file)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			stale = append(stale, file+" is missing")
+		case !bytes.Equal(got, cfg[file]):
+			stale = append(stale, file+" differs")
+		}
+	}
+	return stale, nil
+}
+
+func (w *workspace) Check(_ context.Context) (engine.Change, error) {
+	st, why, err := w.inspect()
+	if err != nil {
+		return engine.Change{}, err
+	}
+	var reasons []string
+	switch st {
+	case rootfsMissing:
+		reasons = append(reasons, why+"; will unpack the image")
+	case rootfsOther:
+		switch w.p.OnImageChange {
+		case "recreate":
+			reasons = append(reasons, why+"; will recreate it (onImageChange: recreate)")
+		case "fail":
+			return engine.Change{}, engine.Permanent(fmt.Errorf("%s; set onImageChange: recreate to replace it, or keep to use it as it is", why))
+		}
+	}
+	stale, err := w.staleConfigs()
+	if err != nil {
+		return engine.Change{}, err
+	}
+	reasons = append(reasons, stale...)
+	if len(reasons) > 0 {
+		return engine.NeedsChange(strings.Join(reasons, "; ")), nil
+	}
+	if st == rootfsOther {
+		return engine.UpToDate(why + " (kept: onImageChange: keep); nspawn settings current"), nil
+	}
+	return engine.UpToDate(why + "; nspawn settings current"), nil
+}
+
+func (w *workspace) Apply(ctx context.Context) error {
+	st, why, err := w.inspect()
+	if err != nil {
+		return err
+	}
+	switch {
+	case st == rootfsMissing:
+		if err := w.unpack(ctx, false); err != nil {
+			return err
+		}
+	case st == rootfsOther && w.p.OnImageChange == "recreate":
+		zerolog.Ctx(ctx).Warn().Str("machine", w.machine).Msg(why + "; recreating it")
+		if err := w.unpack(ctx, true); err != nil {
+			return err
+		}
+	case st == rootfsOther && w.p.OnImageChange == "fail":
+		return engine.Permanent(fmt.Errorf("%s; set onImageChange: recreate to replace it, or keep to use it as it is", why))
+	}
+	cfg, err := w.configs()
+	if err != nil {
+		return err
+	}
+	for _, file := range []string{w.nspawn, w.override} {
+		if got, err := os.ReadFile(file); err == nil && bytes.Equal(got, cfg[file]) {
+			continue
+		}
+		if err := writeHostFile(file, cfg[file], 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeHostFile writes a host file atomically, creating its directory.
+func writeHostFile(file string, content []byte, mode fs.FileMode) error {
+	dir := filepath.Dir(file)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer root.Close()
+	if err := writeAtomic(root, filepath.Base(file), bytes.NewReader(content), mode, "workspace"); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	return nil
+}
+
+// Names of directories beside the machine dir: the staging area of an
+// unpack in progress, and a replaced rootfs waiting to be deleted.
+func (w *workspace) stagingPrefix() string { return "." + w.machine + ".rootfsctl-staging-" }
+func (w *workspace) oldPrefix() string     { return "." + w.machine + ".rootfsctl-old-" }
+
+// cleanLeftovers removes staging and old directories of earlier runs that
+// were interrupted. They are never accepted as a rootfs.
+func (w *workspace) cleanLeftovers(ctx context.Context) {
+	parent := filepath.Dir(w.p.MachineDir)
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), w.stagingPrefix()) || strings.HasPrefix(e.Name(), w.oldPrefix()) {
+			p := filepath.Join(parent, e.Name())
+			zerolog.Ctx(ctx).Info().Str("path", p).Msg("removing leftover of an interrupted run")
+			if err := os.RemoveAll(p); err != nil {
+				zerolog.Ctx(ctx).Warn().Err(err).Str("path", p).Msg("could not remove leftover")
+			}
+		}
+	}
+}
+
+// unpack builds the rootfs in a staging directory and moves it into place.
+func (w *workspace) unpack(ctx context.Context, replace bool) error {
+	log := zerolog.Ctx(ctx)
+	parent := filepath.Dir(w.p.MachineDir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", parent, err)
+	}
+	w.cleanLeftovers(ctx)
+	img, err := w.resolve(ctx)
+	if err != nil {
+		return err
+	}
+	staging, err := os.MkdirTemp(parent, w.stagingPrefix())
+	if err != nil {
+		return fmt.Errorf("create staging directory: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			// Best effort; a leftover is removed by the next run and never accepted.
+			_ = os.RemoveAll(staging)
+		}
+	}()
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return fmt.Errorf("chmod staging directory: %w", err)
+	}
+	root, err := os.OpenRoot(staging)
+	if err != nil {
+		return fmt.Errorf("open staging directory: %w", err)
+	}
+	defer root.Close()
+
+	start := time.Now()
+	stats, err := w.unpackLayers(ctx, root, img)
+	if err != nil {
+		return err
+	}
+	// The state directory is rootfsctl's: an image must not pre-seed records.
+	if err := root.RemoveAll(StateDir); err != nil {
+		return fmt.Errorf("clear %s: %w", StateDir, err)
+	}
+	rec, _ := json.MarshalIndent(workspaceRecord{Image: w.p.Image, Digest: img.digest, Platform: img.platform, Unpacked: time.Now().UTC()}, "", "  ")
+	if err := root.MkdirAll(StateDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", StateDir, err)
+	}
+	if err := writeAtomic(root, workspaceRecordPath, bytes.NewReader(append(rec, '\n')), 0o644, "workspace"); err != nil {
+		return err
+	}
+	// Everything on disk before the rename that makes it the machine.
+	rootDir, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	err = unix.Syncfs(int(rootDir.Fd()))
+	rootDir.Close()
+	if err != nil {
+		return fmt.Errorf("sync staging directory: %w", err)
+	}
+
+	if replace {
+		old, err := os.MkdirTemp(parent, w.oldPrefix())
+		if err != nil {
+			return fmt.Errorf("create directory for the old rootfs: %w", err)
+		}
+		if err := os.Remove(old); err != nil {
+			return err
+		}
+		if err := os.Rename(w.p.MachineDir, old); err != nil {
+			return fmt.Errorf("move old rootfs aside: %w", err)
+		}
+		defer func() {
+			if err := os.RemoveAll(old); err != nil {
+				log.Warn().Err(err).Str("path", old).Msg("could not remove the old rootfs; the next run retries")
+			}
+		}()
+	} else if err := os.Remove(w.p.MachineDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove empty machine directory: %w", err)
+	}
+	if err := os.Rename(staging, w.p.MachineDir); err != nil {
+		return fmt.Errorf("move rootfs into place: %w", err)
+	}
+	committed = true
+	if d, err := os.Open(parent); err == nil {
+		_ = d.Sync() // durability of the rename; the data itself is already synced
+		d.Close()
+	}
+	ev := log.Info().Str("digest", img.digest).Str("platform", img.platform).Int("entries", stats.Entries).
+		Int64("bytes", stats.Bytes).Dur("took", time.Since(start))
+	ev.Msg("unpacked image")
+	if stats.SkippedOwners+stats.SkippedDevices+stats.SkippedXattrs > 0 {
+		log.Warn().Int("owners", stats.SkippedOwners).Int("deviceNodes", stats.SkippedDevices).Int("xattrs", stats.SkippedXattrs).
+			Msg("not running as root: file owners, device nodes and security xattrs from the image were not kept")
+	}
+	return nil
+}
+
+func (w *workspace) unpackLayers(ctx context.Context, root *os.Root, img *resolved) (unpack.Stats, error) {
+	layers, err := img.image.Layers()
+	if err != nil {
+		return unpack.Stats{}, fmt.Errorf("list layers: %w", err)
+	}
+	u := unpack.New(root, unpack.Options{Privileged: w.opts.Privileged})
+	for i, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return u.Stats(), fmt.Errorf("layer %d: %w", i+1, err)
+		}
+		size, _ := l.Size()
+		rc, err := l.Compressed()
+		if err != nil {
+			return u.Stats(), fmt.Errorf("fetch layer %d (%s): %w", i+1, short(d.String()), err)
+		}
+		tr := engine.ProgressFrom(ctx).Track(fmt.Sprintf("layer %d/%d", i+1, len(layers)), size)
+		err = u.Layer(ctx, &progressReader{r: rc, t: tr})
+		tr.Done()
+		if cerr := rc.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil {
+			return u.Stats(), fmt.Errorf("unpack layer %d (%s): %w", i+1, short(d.String()), err)
+		}
+	}
+	return u.Stats(), nil
+}
+
+type progressReader struct {
+	r io.Reader
+	t engine.Tracker
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.t.Add(int64(n))
+	return n, err
+}
