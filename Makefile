@@ -4,7 +4,7 @@ BIN     ?= bin/rootfsctl
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test bench lint demo schema fuzz clean
+.PHONY: all build test bench lint demo demo-hello schema fuzz clean
 
 all: lint test build
 

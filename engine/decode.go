@@ -48,10 +48,13 @@ type decoder struct {
 	// fields maps a yaml path (relative to the decode root) to its node, so
 	// that Validate errors can be positioned.
 	fields map[string]*yaml.Node
+	// failed holds the paths whose value was reported as wrong; Validate's
+	// findings about them would only repeat the problem.
+	failed map[string]bool
 }
 
 func newDecoder(d *diags) *decoder {
-	return &decoder{d: d, fields: map[string]*yaml.Node{}}
+	return &decoder{d: d, fields: map[string]*yaml.Node{}, failed: map[string]bool{}}
 }
 
 // decode fills v (a settable value) from n. prefix is how messages name the
@@ -168,6 +171,7 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 	}
 	if n.Kind != yaml.MappingNode {
 		dec.d.at(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
+		dec.failed[path] = true
 		return
 	}
 	set := map[string]bool{}
@@ -190,6 +194,9 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 		if len(dec.d.list) == before { // constraints only make sense for a well-typed value
 			dec.checkConstraints(resolveAlias(val), fv, f, joinName(prefix, fpath))
 		}
+		if len(dec.d.list) > before {
+			dec.failed[fpath] = true
+		}
 	}
 	for _, f := range fields.list {
 		if set[f.name] {
@@ -197,6 +204,7 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 		}
 		if f.required {
 			dec.d.at(n, "%smissing required field %q", pre(name), f.name)
+			dec.failed[joinPath(path, f.name)] = true
 			continue
 		}
 		if f.def == "" {
@@ -510,4 +518,18 @@ func pre(name string) string {
 		return ""
 	}
 	return name + ": "
+}
+
+// failedAt reports whether path, or a field containing it, failed to decode.
+func (dec *decoder) failedAt(path string) bool {
+	for p := path; ; {
+		if dec.failed[p] {
+			return true
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			return false
+		}
+		p = p[:i]
+	}
 }

@@ -258,6 +258,9 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 		}
 		ex.Content = append(ex.Content, kv[0], val)
 	}
+	// A value whose variables did not resolve is not the user's value:
+	// checking it would only produce noise.
+	interpolationFailed := len(d.list) > before
 	var sd stepDoc
 	dec := newDecoder(d)
 	dec.decode(ex, reflect.ValueOf(&sd).Elem(), s.ID, "")
@@ -315,11 +318,13 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 		return expand(def, vals)
 	}
 	pdec.decode(withNode, reflect.ValueOf(params).Elem(), s.ID+".with", "")
-	if len(d.list) > before {
-		return // Validate and build assume well-typed parameters
-	}
-	if v, ok := params.(Validator); ok {
+	if v, ok := params.(Validator); ok && !pdec.failed[""] && !interpolationFailed {
+		// Validate also runs when some fields were wrong, so that every
+		// problem shows at once; it must not repeat what decoding said.
 		for _, fe := range v.Validate() {
+			if pdec.failedAt(fe.Path) {
+				continue
+			}
 			at := withNode
 			if fn := pdec.fields[fe.Path]; fn != nil {
 				at = fn

@@ -117,3 +117,9 @@ func (s Source) base(def string) string {
 	}
 	return def
 }
+
+// key identifies the artifact's content source: its full URL (never stored
+// as such, only digested, since it may hold credentials) and its pin.
+func (a artifact) key() string {
+	return stateKey([]string{a.URL, a.Pinned, a.SumURL})
+}

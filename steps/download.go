@@ -78,6 +78,16 @@ func (d *downloads) Apply(ctx context.Context) error {
 	}
 	defer root.Close()
 	removeTemps(root, d.installDir, d.id)
+	old, err := readState(root, d.id)
+	if err != nil {
+		return err
+	}
+	kept := map[string][]fileState{}
+	if old != nil {
+		for _, f := range old.Files {
+			kept[f.Artifact] = append(kept[f.Artifact], f)
+		}
+	}
 	// The old record goes first: if we crash between here and the new
 	// record, the next Check sees "not installed" and repairs.
 	if err := root.Remove(statePath(d.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -88,6 +98,17 @@ func (d *downloads) Apply(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	for _, j := range d.jobs {
+		// An artifact installed before from the same URL and pin, whose
+		// files are intact, is kept without touching the network.
+		if prev := kept[j.art.key()]; len(prev) > 0 {
+			if problem, err := verifyFiles(root, prev); err == nil && problem == "" {
+				zerolog.Ctx(ctx).Debug().Str("artifact", j.art.Name).Msg("already installed; kept")
+				mu.Lock()
+				files = append(files, prev...)
+				mu.Unlock()
+				continue
+			}
+		}
 		g.Go(func() error {
 			fs, err := d.run(gctx, root, j)
 			if err != nil {
@@ -132,6 +153,7 @@ func (d *downloads) run(ctx context.Context, root *os.Root, j job) ([]fileState,
 		if err != nil {
 			return nil, err
 		}
+		fs.Artifact = j.art.key()
 		zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", want).Str("path", j.dest).Msg("installed")
 		return []fileState{fs}, nil
 	}
@@ -310,6 +332,7 @@ func extractMembers(ctx context.Context, r io.Reader, root *os.Root, j job, arch
 		if err != nil {
 			return nil, err
 		}
+		fs.Artifact = j.art.key()
 		files = append(files, fs)
 	}
 	zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", archiveSum).Int("files", len(files)).Msg("installed")

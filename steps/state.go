@@ -34,6 +34,9 @@ type fileState struct {
 	Size   int64  `json:"size"`
 	MTime  int64  `json:"mtimeNs"`
 	Source string `json:"source"` // redacted URL
+	// Artifact identifies what the file came from (a digest of its URL and
+	// pin), so an unchanged artifact can be kept when a sibling changes.
+	Artifact string `json:"artifact"`
 }
 
 func statePath(step string) string { return path.Join(StateDir, "step-"+step+".json") }
@@ -73,7 +76,11 @@ func stateKey(v any) string {
 // and modification time are compared first; a file whose metadata moved is
 // hashed, so a touched but identical file still counts as installed.
 func (st *installState) verify(root *os.Root) (problem string, err error) {
-	for _, f := range st.Files {
+	return verifyFiles(root, st.Files)
+}
+
+func verifyFiles(root *os.Root, files []fileState) (problem string, err error) {
+	for _, f := range files {
 		fi, err := root.Lstat(f.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):

@@ -2,6 +2,7 @@ package steps_test
 
 import (
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps"
 )
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 var host = engine.Host{Arch: "amd64", OS: "linux", Hostname: "node1", Kernel: "6.1.0"}
 

@@ -249,3 +249,33 @@ func TestSIGINT(t *testing.T) {
 		t.Errorf("the repairing apply did not finish the plan: %q %v", b, err)
 	}
 }
+
+// TestApplyRunsPreflightFirst: with the registry and mirror unreachable,
+// apply stops at preflight and creates nothing; preflight reports why
+// without naming addresses.
+func TestApplyRunsPreflightFirst(t *testing.T) {
+	out := t.TempDir()
+	vars := []string{"--var", "registry=127.0.0.1:1", "--var", "mirror=http://127.0.0.1:1", "--var", "out=" + out}
+	code, _, errOut := cli(t, context.Background(), append([]string{"apply", "../../plans/demo.yaml"}, vars...)...)
+	if code != exitFailed || !strings.Contains(errOut, "preflight failed") || !strings.Contains(errOut, "nothing was changed") {
+		t.Errorf("apply with unreachable sources: exit %d\n%s", code, errOut)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("apply changed %s despite the failed preflight: %v", out, entries)
+	}
+	code, stdout, _ := cli(t, context.Background(), append([]string{"preflight", "-o", "json", "../../plans/demo.yaml"}, vars...)...)
+	var rep engine.PreflightReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || code != exitFailed {
+		t.Fatalf("preflight -o json: exit %d, %v\n%s", code, err, stdout)
+	}
+	if rep.Summary.Errors != 8 {
+		t.Errorf("preflight errors: %d, want 8 (image, 3 kube, 3 cri, 1 cni):\n%s", rep.Summary.Errors, stdout)
+	}
+	if strings.Contains(stdout, "127.0.0.1") || strings.Contains(stdout, "http://") {
+		t.Errorf("preflight output names an address:\n%s", stdout)
+	}
+	code, _, _ = cli(t, context.Background(), append([]string{"preflight", "--ignore-preflight-errors", "all", "../../plans/demo.yaml"}, vars...)...)
+	if code != exitOK {
+		t.Errorf("preflight --ignore-preflight-errors all: exit %d, want 0", code)
+	}
+}

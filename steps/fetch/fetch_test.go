@@ -1,0 +1,129 @@
+package fetch_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rootfsctl/rootfsctl/steps/fetch"
+)
+
+var payload = bytes.Repeat([]byte("0123456789abcdef"), 64*1024) // 1 MiB
+
+// TestResumeWithRange: the first response breaks off half way; the client
+// asks for the rest with a Range request and the result is complete.
+func TestResumeWithRange(t *testing.T) {
+	var calls atomic.Int32
+	var sawRange atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Content-Length", "1048576")
+			w.WriteHeader(http.StatusOK)
+			w.Write(payload[:300000])
+			w.(http.Flusher).Flush()
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return
+		}
+		sawRange.Store(r.Header.Get("Range"))
+		http.ServeContent(w, r, "blob", time.Time{}, bytes.NewReader(payload))
+	}))
+	defer srv.Close()
+	c := fetch.New("test", fetch.WithRetries(3, time.Millisecond))
+	var got bytes.Buffer
+	n, err := c.Fetch(context.Background(), srv.URL+"/blob", &got, nil)
+	if err != nil || n != int64(len(payload)) || !bytes.Equal(got.Bytes(), payload) {
+		t.Fatalf("Fetch(): n=%d err=%v equal=%v", n, err, bytes.Equal(got.Bytes(), payload))
+	}
+	if r, _ := sawRange.Load().(string); r != "bytes=300000-" {
+		t.Errorf("second request Range %q, want bytes=300000-", r)
+	}
+}
+
+func TestRedactsCredentialsAndQuery(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://user:s3cret@", 1) + "/a/b?token=abc#frag"
+	_, err := fetch.New("test", fetch.WithRetries(1, 0)).Fetch(context.Background(), u, &bytes.Buffer{}, nil)
+	if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "token") || !strings.Contains(err.Error(), "404") {
+		t.Errorf("error %q: want a 404 without credentials or query", err)
+	}
+	if !fetch.NotFound(err) {
+		t.Errorf("NotFound(%v) = false", err)
+	}
+}
+
+func TestUserAgentAndFileURLs(t *testing.T) {
+	var ua atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ua.Store(r.UserAgent())
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	c := fetch.New("rootfsctl/1.2.3")
+	if _, err := c.GetSmall(context.Background(), srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ua.Load().(string); got != "rootfsctl/1.2.3" {
+		t.Errorf("User-Agent %q", got)
+	}
+	f := filepath.Join(t.TempDir(), "artifact")
+	os.WriteFile(f, []byte("from disk"), 0o644)
+	b, err := c.GetSmall(context.Background(), "file://"+f)
+	if err != nil || string(b) != "from disk" {
+		t.Errorf("file:// fetch: %q %v", b, err)
+	}
+	if err := c.Reachable(context.Background(), "file://"+f); err != nil {
+		t.Errorf("Reachable(file): %v", err)
+	}
+}
+
+// TestReachableFallsBackToRangedGET: servers that refuse HEAD still pass.
+func TestReachableFallsBackToRangedGET(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		if r.Header.Get("Range") != "bytes=0-0" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write([]byte("x"))
+	}))
+	defer srv.Close()
+	if err := fetch.New("t").Reachable(context.Background(), srv.URL); err != nil {
+		t.Errorf("Reachable(): %v", err)
+	}
+}
+
+func TestParseChecksum(t *testing.T) {
+	const a = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	const b = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	for _, tc := range []struct {
+		name, doc, file, want, err string
+	}{
+		{"bare digest (dl.k8s.io)", a, "kubelet", a, ""},
+		{"bare digest with newline", a + "\n", "kubelet", a, ""},
+		{"sha256sum line", a + "  crictl.tar.gz\n", "crictl.tar.gz", a, ""},
+		{"binary marker", a + " *x.tgz\n", "x.tgz", a, ""},
+		{"runc list", a + "  runc.amd64\n" + b + "  runc.arm64\n", "runc.arm64", b, ""},
+		{"list without the file", a + "  runc.amd64\n" + b + "  runc.arm64\n", "runc.s390x", "", "no digest for runc.s390x"},
+		{"not a digest", "<html>404</html>", "x", "", "not a SHA-256"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := fetch.ParseChecksum([]byte(tc.doc), tc.file)
+			if got != tc.want || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("ParseChecksum(): %q, %v; want %q, %q", got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
