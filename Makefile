@@ -4,7 +4,7 @@ BIN     ?= bin/rootfsctl
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test bench lint demo demo-hello schema fuzz clean
+.PHONY: all build test bench lint demo demo-hello schema fuzz clean e2e
 
 all: lint test build
 
@@ -40,6 +40,9 @@ demo-hello: build
 	./$(BIN) graph plans/hello.yaml
 	./$(BIN) apply --log-level warn plans/hello.yaml
 	./$(BIN) apply --log-level warn plans/hello.yaml
+
+e2e:
+	bash test/e2e/run.sh
 
 clean:
 	rm -rf bin demo

@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# End-to-end test of rootfsctl on real components:
+#   a Debian bookworm rootfs made by debootstrap, pushed as a multi-platform
+#   OCI index to the Debian docker-registry on 127.0.0.1; an upstream-layout
+#   artifact mirror built from Debian's containerd, runc, CNI plugins and
+#   kubectl (plus stand-ins for kubelet, kube-proxy and crictl, which Debian
+#   does not ship); plans/kube-node.yaml applied with only --var overrides;
+#   the result checked inside the machine with systemd-nspawn and booted.
+#
+# Needs root (debootstrap, device nodes, /var/lib/machines, /etc/systemd).
+# Installs: docker-registry debootstrap systemd-container busybox-static
+# curl, and downloads (without installing) containerd runc
+# containernetworking-plugins kubernetes-client. Caches the rootfs under
+# $ROOTFSCTL_E2E_CACHE (default /var/cache/rootfsctl-e2e). Talks only to
+# loopback, apart from apt and debootstrap, which use the machine's mirror.
+# ROOTFSCTL_E2E_KEEP=1 keeps the work directory (logs, mirror) for debugging.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+
+if [ "$(id -u)" != 0 ]; then
+  if [ -n "${CI:-}" ]; then
+    echo "e2e: CI must run this as root (debootstrap, device nodes, systemd-nspawn need it)" >&2
+    exit 1
+  fi
+  echo "e2e: SKIPPED: needs root for debootstrap, device nodes, /var/lib/machines and systemd-nspawn (run: sudo make e2e)"
+  exit 0
+fi
+
+CACHE=${ROOTFSCTL_E2E_CACHE:-/var/cache/rootfsctl-e2e}
+MACHINE=rootfsctl-e2e
+MACHINE_DIR=/var/lib/machines/$MACHINE
+NSPAWN_FILE=/etc/systemd/nspawn/$MACHINE.nspawn
+DROPIN_DIR=/etc/systemd/system/systemd-nspawn@$MACHINE.service.d
+KUBE=1.33.1 CRICTL=1.33.0 CTD=1.6.20 CTD2=1.6.21 RUNC=1.1.5 RUNC_BAD=1.1.6 CNI=1.1.1
+WORK=$(mktemp -d /tmp/rootfsctl-e2e.XXXXXX)
+PIDS=()
+PASS=0 FAIL=0
+T_START=$(date +%s.%N)
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$MACHINE_DIR" "$NSPAWN_FILE" "$DROPIN_DIR"
+  if [ -n "${ROOTFSCTL_E2E_KEEP:-}" ]; then echo "e2e: kept $WORK"; else rm -rf "$WORK"; fi
+  rm -rf /var/lib/machines/."$MACHINE".rootfsctl-*
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log()  { printf '== %s\n' "$*"; }
+die()  { printf 'e2e: %s\n' "$*" >&2; exit 1; }
+ok()   { PASS=$((PASS+1)); printf '  ok    %s\n' "$1"; }
+bad()  { FAIL=$((FAIL+1)); printf '  FAIL  %s\n' "$1"; [ -n "${2:-}" ] && printf '        %s\n' "$2"; return 0; }
+check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what" "command: $*"; fi; }
+check_eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got: $(printf %q "$2")  want: $(printf %q "$3")"; fi; }
+check_has() { if printf '%s' "$2" | grep -qF -- "$3"; then ok "$1"; else bad "$1" "got: $(printf '%s' "$2" | head -c 300)  want it to contain: $3"; fi; }
+since() { python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.2f}')" "$1"; }
+
+# --- 1. what we need from Debian -------------------------------------------
+log "installing what the test needs"
+need=()
+for p in docker-registry debootstrap systemd-container busybox-static curl; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ "${#need[@]}" -gt 0 ] || ! apt-cache policy containerd | grep -q 'Candidate: [0-9]'; then
+  apt-get update -qq || die "apt-get update failed"
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || die "apt-get install ${need[*]} failed"
+fi
+mkdir -p "$CACHE/debs"
+for p in containerd runc containernetworking-plugins kubernetes-client; do
+  ls "$CACHE/debs/${p}_"*.deb >/dev/null 2>&1 || (cd "$CACHE/debs" && apt-get download -qq "$p") || die "apt-get download $p failed"
+done
+if [ ! -d /lib/modules ]; then
+  # The generated .nspawn binds /lib/modules read-only, as on every real
+  # host; this VM has no kernel modules directory, and nspawn refuses a
+  # missing bind source.
+  mkdir -p /lib/modules
+fi
+
+log "building rootfsctl"
+(cd "$REPO" && go build -o "$WORK/rootfsctl" ./cmd/rootfsctl && go build -o "$WORK/e2etool" ./test/e2e/e2etool) || die "go build failed"
+R=$WORK/rootfsctl
+E=$WORK/e2etool
+
+# --- 2. a bootable Debian rootfs (cached by its inputs) ---------------------
+MIRROR=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null)
+[ -n "$MIRROR" ] || MIRROR=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+[ -n "$MIRROR" ] || die "cannot find the Debian mirror in the apt sources"
+INCLUDE=systemd-sysv,dbus,passwd
+KEY=$(printf 'bookworm minbase %s v1' "$INCLUDE" | sha256sum | cut -c1-16)
+ROOTFS_TAR=$CACHE/bookworm-$KEY.tar
+if [ ! -f "$ROOTFS_TAR" ]; then
+  log "debootstrap bookworm (cached afterwards in $CACHE)"
+  t=$(date +%s.%N)
+  debootstrap --variant=minbase --include="$INCLUDE" bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+    || { tail -20 "$WORK/debootstrap.log"; die "debootstrap failed"; }
+  tar --numeric-owner --xattrs --xattrs-include='*' -C "$WORK/rootfs" -cf "$ROOTFS_TAR.tmp" . || die "tar of the rootfs failed"
+  mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+  rm -rf "$WORK/rootfs"
+  echo "   debootstrap took $(since "$t") s"
+fi
+
+# --- 3. the registry, and the image as a two-platform index -----------------
+log "starting docker-registry on loopback"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$WORK/registry.yml" <<YML
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $WORK/registry}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$PORT}
+YML
+docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null || die "docker-registry did not start: $(tail -5 "$WORK/registry.log")"
+REG=127.0.0.1:$PORT
+t=$(date +%s.%N)
+"$E" push-image --rootfs "$ROOTFS_TAR" --ref "$REG/e2e/node:v1" >"$WORK/push.txt" || die "push failed"
+echo "   pushed in $(since "$t") s: $(tr '\n' ' ' <"$WORK/push.txt")"
+
+# --- 4. the artifact mirror from Debian's binaries --------------------------
+log "building the upstream-layout mirror"
+X=$WORK/debs; M=$WORK/mirror
+for d in "$CACHE"/debs/*.deb; do dpkg-deb -x "$d" "$X"; done
+standin() { printf '#!/bin/sh\n# stand-in: Debian ships no %s\necho "%s"\n' "$1" "$2" >"$3"; chmod 0755 "$3"; }
+mk() { mkdir -p "$(dirname "$1")"; }
+# kubectl is real; kubelet and kube-proxy are stand-ins with the real version line.
+for b in kubectl kubelet kube-proxy; do
+  f=$M/kube/v$KUBE/bin/linux/amd64/$b; mk "$f"
+  if [ "$b" = kubectl ]; then cp "$X/usr/bin/kubectl" "$f"; else standin "$b" "Kubernetes v$KUBE" "$f"; fi
+  sha256sum "$f" | cut -d' ' -f1 >"$f.sha256"
+done
+mkdir -p "$WORK/crictl" "$M/cri-tools/v$CRICTL"
+standin crictl "crictl version v$CRICTL" "$WORK/crictl/crictl"
+tar -C "$WORK/crictl" -czf "$M/cri-tools/v$CRICTL/crictl-v$CRICTL-linux-amd64.tar.gz" crictl
+(cd "$M/cri-tools/v$CRICTL" && sha256sum "crictl-v$CRICTL-linux-amd64.tar.gz" >"crictl-v$CRICTL-linux-amd64.tar.gz.sha256")
+for v in "$CTD" "$CTD2"; do
+  s=$WORK/ctd-$v; mkdir -p "$s/bin" "$M/containerd/v$v"
+  cp "$X/usr/bin/containerd" "$X/usr/bin/ctr" "$X/usr/bin/containerd-shim-runc-v2" "$s/bin/"
+  [ "$v" = "$CTD2" ] && standin containerd-stress "containerd-stress v$v" "$s/bin/containerd-stress"
+  tar -C "$s" -czf "$M/containerd/v$v/containerd-$v-linux-amd64.tar.gz" bin
+  (cd "$M/containerd/v$v" && sha256sum "containerd-$v-linux-amd64.tar.gz" >"containerd-$v-linux-amd64.tar.gz.sha256sum")
+done
+mkdir -p "$M/runc/v$RUNC" "$M/runc/v$RUNC_BAD"
+cp "$X/usr/sbin/runc" "$M/runc/v$RUNC/runc.amd64"
+(cd "$M/runc/v$RUNC" && sha256sum runc.amd64 >runc.sha256sum && echo "$(sha256sum runc.amd64 | cut -d' ' -f1)  runc.arm64" >>runc.sha256sum)
+# A corrupted release: the published checksum is the real runc's, the binary is not.
+cp "$M/runc/v$RUNC/runc.sha256sum" "$M/runc/v$RUNC_BAD/runc.sha256sum"
+printf 'tampered' >"$M/runc/v$RUNC_BAD/runc.amd64"
+mkdir -p "$WORK/cni" "$M/cni/v$CNI"
+cp "$X"/usr/lib/cni/* "$WORK/cni/"
+cp "$X/usr/share/doc/containernetworking-plugins/copyright" "$WORK/cni/LICENSE"
+chmod 0644 "$WORK/cni/LICENSE"
+tar -C "$WORK/cni" -czf "$M/cni/v$CNI/cni-plugins-linux-amd64-v$CNI.tgz" .
+(cd "$M/cni/v$CNI" && sha256sum "cni-plugins-linux-amd64-v$CNI.tgz" >"cni-plugins-linux-amd64-v$CNI.tgz.sha256")
+"$E" serve --dir "$M" --port-file "$WORK/mirror.port" >"$WORK/mirror.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$WORK/mirror.port" ] && break; sleep 0.05; done
+MIR=http://127.0.0.1:$(cat "$WORK/mirror.port")
+check "mirror answers ranged requests (206)" sh -c "curl -s -o /dev/null -w '%{http_code}' -r 0-0 $MIR/runc/v$RUNC/runc.amd64 | grep -qx 206"
+echo "   mirror: $(du -sh "$M" | cut -f1)"
+
+# --- 5. plans/kube-node.yaml with only --var overrides ----------------------
+PLAN=plans/kube-node.yaml
+VARS=(--var "machine=$MACHINE" --var "image=$REG/e2e/node:v1" --var arch=amd64
+  --var "kubeVersion=$KUBE" --var "crictlVersion=$CRICTL" --var "containerdVersion=$CTD"
+  --var "runcVersion=$RUNC" --var "cniVersion=$CNI"
+  --var "kubeBaseURL=$MIR/kube" --var "crictlBaseURL=$MIR/cri-tools" --var "containerdBaseURL=$MIR/containerd"
+  --var "runcBaseURL=$MIR/runc" --var "cniBaseURL=$MIR/cni")
+log "the plan is the shipped one, changed only by --var"
+if git -C "$REPO" rev-parse --verify -q HEAD >/dev/null; then
+  check_eq "plans/kube-node.yaml is the committed file" "$(sha256sum <"$PLAN")" "$(git -C "$REPO" show HEAD:"$PLAN" | sha256sum)"
+fi
+rm -rf "$MACHINE_DIR" "$NSPAWN_FILE" "$DROPIN_DIR"
+
+log "rootfsctl preflight"
+out=$("$R" preflight "$PLAN" "${VARS[@]}" 2>&1); rc=$?
+check_eq "preflight passes" "$rc" 0
+check_has "preflight names every check" "$out" "nspawn-machine-provisioning"
+printf '%s\n' "$out" | sed 's/^/   /'
+
+log "rootfsctl apply (cold)"
+t=$(date +%s.%N)
+"$R" apply --log-format json -o json "$PLAN" "${VARS[@]}" >"$WORK/apply1.json" 2>"$WORK/apply1.log"; rc=$?
+COLD=$(since "$t")
+check_eq "cold apply exits 0" "$rc" 0
+statuses() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(" ".join(s["id"]+"="+s["status"] for s in r["steps"]))' "$1"; }
+check_eq "cold apply: every step changed" "$(statuses "$WORK/apply1.json")" \
+  "workspace=changed kube=changed cri=changed cni=changed os=changed resolved=changed"
+[ "$rc" = 0 ] || { tail -20 "$WORK/apply1.log"; }
+
+# --- 6. a second apply changes nothing --------------------------------------
+manifest_all() { "$E" manifest --mtime "$MACHINE_DIR"; "$E" manifest --mtime "$(dirname "$NSPAWN_FILE")"; "$E" manifest --mtime "$DROPIN_DIR"; }
+manifest_all >"$WORK/m1"
+t=$(date +%s.%N)
+"$R" apply --log-level warn -o json "$PLAN" "${VARS[@]}" >"$WORK/apply2.json" 2>"$WORK/apply2.log"; rc=$?
+WARM=$(since "$t")
+check_eq "warm apply exits 0" "$rc" 0
+check_eq "warm apply: every step unchanged" "$(statuses "$WORK/apply2.json")" \
+  "workspace=unchanged kube=unchanged cri=unchanged cni=unchanged os=unchanged resolved=unchanged"
+manifest_all >"$WORK/m2"
+check "warm apply changed no file (paths, modes, owners, sizes, digests)" cmp -s "$WORK/m1" "$WORK/m2"
+
+# --- 7. another containerd version changes only cri and its files -----------
+"$R" apply --log-level warn -o json "$PLAN" "${VARS[@]}" --var "containerdVersion=$CTD2" >"$WORK/apply3.json" 2>"$WORK/apply3.log"; rc=$?
+check_eq "containerd $CTD2: apply exits 0" "$rc" 0
+check_eq "containerd $CTD2: only cri changed" "$(statuses "$WORK/apply3.json")" \
+  "workspace=unchanged kube=unchanged cri=changed cni=unchanged os=unchanged resolved=unchanged"
+manifest_all >"$WORK/m3"
+changed=$(diff "$WORK/m2" "$WORK/m3" | sed -n 's/^[<>] \([^\t]*\)\t.*/\1/p' | sort -u | tr '\n' ' ')
+check_eq "containerd $CTD2: only containerd's files and cri's record changed" "$changed" \
+  "usr/local/bin/containerd usr/local/bin/containerd-shim-runc-v2 usr/local/bin/containerd-stress usr/local/bin/ctr var/lib/rootfsctl/step-cri.json "
+
+# --- 8. a corrupted artifact fails its step and keeps the installed binary --
+before=$(sha256sum "$MACHINE_DIR/usr/local/bin/runc")
+"$R" apply --log-level warn -o json "$PLAN" "${VARS[@]}" --var "containerdVersion=$CTD2" --var "runcVersion=$RUNC_BAD" >"$WORK/apply4.json" 2>"$WORK/apply4.log"; rc=$?
+check_eq "corrupted runc: apply exits 1" "$rc" 1
+err=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print([s for s in r["steps"] if s["id"]=="cri"][0].get("error",""))' "$WORK/apply4.json")
+check_has "corrupted runc: cri fails with a checksum message" "$err" "download runc $RUNC_BAD linux/amd64: verify sha256: got"
+check_eq "corrupted runc: the installed runc is intact" "$(sha256sum "$MACHINE_DIR/usr/local/bin/runc")" "$before"
+check_eq "corrupted runc: no temporary files left" "$(find "$MACHINE_DIR/usr/local/bin" -name '.rootfsctl-tmp-*' | wc -l)" 0
+
+# --- 9. the machine, as a user sees it ---------------------------------------
+log "inside the machine (systemd-nspawn --pipe)"
+# stdout only: nspawn reports harmless "Attempted to remove disk file system
+# under /run/systemd/nspawn/propagate" on stderr on this kind of host.
+nsp() { systemd-nspawn -q -D "$MACHINE_DIR" --register=no --keep-unit --pipe "$@" </dev/null 2>>"$WORK/nspawn.log"; }
+check_has "containerd --version" "$(nsp /usr/local/bin/containerd --version)" "containerd github.com/containerd/containerd 1.6.20"
+check_has "runc --version" "$(nsp /usr/local/bin/runc --version)" "runc version 1.1.5"
+check_has "ctr --version" "$(nsp /usr/local/bin/ctr --version)" "ctr github.com/containerd/containerd"
+check_has "kubectl version --client" "$(nsp /usr/local/bin/kubectl version --client)" "Client Version"
+check_eq "kubelet --version" "$(nsp /usr/local/bin/kubelet --version)" "Kubernetes v$KUBE"
+check_eq "crictl --version" "$(nsp /usr/local/bin/crictl --version)" "crictl version v$CRICTL"
+check_has "CNI loopback answers CNI_COMMAND=VERSION" "$(nsp env CNI_COMMAND=VERSION /opt/cni/bin/loopback)" '"supportedVersions"'
+check_eq "CNI docs not installed as plugins" "$(ls "$MACHINE_DIR/opt/cni/bin" | grep -c LICENSE)" 0
+check_eq "unpacked the amd64 platform" "$(cat "$MACHINE_DIR/etc/e2e-platform")" amd64
+check "etc/resolv.conf is a regular file" test -f "$MACHINE_DIR/etc/resolv.conf" -a ! -L "$MACHINE_DIR/etc/resolv.conf"
+check "etc/resolv.conf equals the host's" cmp -s "$MACHINE_DIR/etc/resolv.conf" "$(readlink -f /etc/resolv.conf)"
+check_eq "systemd-resolved is masked" "$(readlink "$MACHINE_DIR/etc/systemd/system/systemd-resolved.service")" /dev/null
+check_eq "etc/hostname is the host's" "$(cat "$MACHINE_DIR/etc/hostname")" "$(hostname)"
+check_has "modules-load lists overlay and br_netfilter" "$(cat "$MACHINE_DIR/etc/modules-load.d/kubernetes.conf")" $'overlay\nbr_netfilter'
+check_has "tmpfiles links /dev/kmsg" "$(cat "$MACHINE_DIR/etc/tmpfiles.d/kmsg.conf")" "L /dev/kmsg - - - - /dev/console"
+check_has "apt sources for the suite" "$(cat "$MACHINE_DIR/etc/apt/sources.list")" "noble-security main restricted universe multiverse"
+check_eq "/usr/bin/passwd is setuid root (inside)" "$(nsp stat -c '%A %U' /usr/bin/passwd)" "-rwsr-xr-x root"
+check_eq "/etc/shadow is root:shadow 0640 (inside)" "$(nsp stat -c '%a %U %G' /etc/shadow)" "640 root shadow"
+check_eq "device node from the image" "$(stat -c '%F %t:%T %a' "$MACHINE_DIR/dev/e2e-null")" "character special file 1:3 666"
+# Every entry of the image (bar what the steps rewrite) has the image's
+# type, mode and owner in the machine.
+mism=$(python3 - "$ROOTFS_TAR" "$MACHINE_DIR" <<'PY'
+import os, stat, sys, tarfile
+tar, root = sys.argv[1], sys.argv[2]
+skip = ("etc/resolv.conf", "etc/hostname", "etc/apt/sources.list", "etc/systemd/system/systemd-resolved.service",
+        "var/lib/rootfsctl", "usr/local/bin", "opt/cni/bin")
+bad, n = [], 0
+kinds = {tarfile.REGTYPE: stat.S_IFREG, tarfile.AREGTYPE: stat.S_IFREG, tarfile.DIRTYPE: stat.S_IFDIR,
+         tarfile.SYMTYPE: stat.S_IFLNK, tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK, tarfile.FIFOTYPE: stat.S_IFIFO}
+with tarfile.open(tar) as t:
+    for m in t:
+        name = os.path.normpath(m.name)
+        if name == "." or name.startswith(skip):
+            continue
+        n += 1
+        try:
+            st = os.lstat(os.path.join(root, name))
+        except FileNotFoundError:
+            bad.append(name + ": missing"); continue
+        if m.type == tarfile.LNKTYPE:
+            continue
+        want = (kinds.get(m.type), m.mode & 0o7777, m.uid, m.gid)
+        got = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode) if m.type != tarfile.SYMTYPE else m.mode & 0o7777, st.st_uid, st.st_gid)
+        if want != got:
+            bad.append(f"{name}: got {got}, want {want}")
+print(f"{len(bad)} of {n}")
+for b in bad[:10]:
+    print(b, file=sys.stderr)
+PY
+)
+check_eq "every image entry keeps its type, mode and owner" "${mism%% of *}" 0
+echo "   compared ${mism#* of } entries"
+
+# --- 10. boot --------------------------------------------------------------
+log "booting the machine (systemd-nspawn --boot)"
+t=$(date +%s.%N)
+systemd-nspawn --boot --register=no --keep-unit -D "$MACHINE_DIR" </dev/null >"$WORK/boot.log" 2>&1 &
+BOOT_PID=$!
+PIDS+=("$BOOT_PID")
+booted=""
+for _ in $(seq 600); do
+  if grep -qE 'login:|Reached target .*Multi-User' "$WORK/boot.log"; then booted=yes; break; fi
+  kill -0 "$BOOT_PID" 2>/dev/null || break
+  sleep 0.1
+done
+BOOT=$(since "$t")
+if [ -n "$booted" ]; then ok "the machine boots in ${BOOT}s: $(grep -m1 -oE 'login:|Reached target .*Multi-User.*' "$WORK/boot.log")"; else bad "the machine boots" "$(tail -15 "$WORK/boot.log")"; fi
+kill -TERM "$BOOT_PID" 2>/dev/null
+rc=124
+for _ in $(seq 300); do
+  if ! kill -0 "$BOOT_PID" 2>/dev/null; then wait "$BOOT_PID"; rc=$?; break; fi
+  sleep 0.1
+done
+check_eq "SIGTERM shuts the machine down cleanly (exit 0)" "$rc" 0
+boot_log=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/boot.log")
+check_has "shutdown went through systemd's shutdown.target" "$boot_log" "Reached target shutdown.target"
+check_has "nspawn reports the container shut down" "$boot_log" "has been shut down."
+[ "$rc" = 0 ] || tail -15 "$WORK/boot.log"
+
+# --- summary ---------------------------------------------------------------
+log "summary"
+printf '   cold apply %ss, warm apply %ss, boot %ss, whole run %ss\n' "$COLD" "$WARM" "$BOOT" "$(since "$T_START")"
+printf 'e2e: %d passed, %d failed\n' "$PASS" "$FAIL"
+[ "$FAIL" = 0 ]
