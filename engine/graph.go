@@ -258,6 +258,9 @@ func (g *Graph) renderText(w io.Writer) error {
 			if len(s.Needs) > 0 {
 				fmt.Fprintf(b, " <- %s", strings.Join(s.Needs, ", "))
 			}
+			if _, ok := s.Impl.(Prefetcher); ok && len(s.Needs) > 0 {
+				b.WriteString(" (downloads start with the run)")
+			}
 			if s.Description != "" {
 				fmt.Fprintf(b, "  # %s", oneLine(s.Description))
 			}
@@ -318,6 +321,7 @@ type graphJSONStep struct {
 	Description string   `json:"description,omitempty"`
 	Needs       []string `json:"needs"`
 	Stage       int      `json:"stage"`
+	Prefetch    bool     `json:"prefetch,omitempty"` // part of its work starts with the run
 }
 
 type graphJSONEdge struct {
@@ -330,7 +334,8 @@ func (g *Graph) renderJSON(w io.Writer) error {
 	for _, id := range g.order {
 		s := g.plan.byID[id]
 		needs := append([]string{}, s.Needs...)
-		out.Steps = append(out.Steps, graphJSONStep{ID: id, Type: s.Type, Description: s.Description, Needs: needs, Stage: g.stage[id]})
+		_, pf := s.Impl.(Prefetcher)
+		out.Steps = append(out.Steps, graphJSONStep{ID: id, Type: s.Type, Description: s.Description, Needs: needs, Stage: g.stage[id], Prefetch: pf})
 		for _, n := range s.Needs {
 			out.Edges = append(out.Edges, graphJSONEdge{From: n, To: id})
 		}

@@ -49,6 +49,9 @@ type PreflightOptions struct {
 	FailOnWarnings bool
 	Targets        []string // only the checks of these steps and what they need
 	Parallelism    int      // checks run at once; default 8
+	// OnlyChanging skips the checks of steps that are up to date, so a run
+	// with nothing to do asks no server anything (apply uses it).
+	OnlyChanging bool
 }
 
 // PreflightSummary counts results by severity.
@@ -74,9 +77,16 @@ func Preflight(ctx context.Context, p *Plan, g *Graph, opts PreflightOptions) (*
 	}
 	var checks []Check
 	for _, id := range ids {
-		if pf, ok := p.byID[id].Impl.(Preflighter); ok {
-			checks = append(checks, pf.Preflight()...)
+		pf, ok := p.byID[id].Impl.(Preflighter)
+		if !ok {
+			continue
 		}
+		if opts.OnlyChanging {
+			if ch, err := p.byID[id].Impl.Check(ctx); err == nil && !ch.Needed {
+				continue
+			}
+		}
+		checks = append(checks, pf.Preflight()...)
 	}
 	if opts.Parallelism <= 0 {
 		opts.Parallelism = 8

@@ -73,7 +73,9 @@ type RunOptions struct {
 	Targets       []string // run only these and what they need
 	CheckOnly     bool     // run only the up-to-date checks (rootfsctl plan)
 	Logger        zerolog.Logger
-	Progress      Progress // where steps report transfer progress; nil discards
+	Progress      Progress      // where steps report transfer progress; nil discards
+	LockWait      time.Duration // how long to wait for another run's lock; 0 refuses at once
+	LockDir       string        // where lock files live; default DefaultLockDir()
 
 	// sleep waits between attempts; tests replace it to observe backoff.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -107,6 +109,16 @@ func Run(ctx context.Context, p *Plan, g *Graph, opts RunOptions) (*Report, erro
 	if err != nil {
 		return nil, err
 	}
+	if !opts.CheckOnly {
+		if opts.LockDir == "" {
+			opts.LockDir = DefaultLockDir()
+		}
+		release, err := acquireLocks(p, ids, opts.LockDir, opts.LockWait)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	s := &scheduler{p: p, g: g, opts: opts, results: map[string]*StepResult{}}
 	return s.run(ctx, ids)
 }
@@ -116,6 +128,55 @@ type scheduler struct {
 	g       *Graph
 	opts    RunOptions
 	results map[string]*StepResult
+	// prefetched[id] is closed when the step's prefetch has finished.
+	prefetched map[string]chan struct{}
+}
+
+// startPrefetches begins the prefetch of every selected step that offers
+// one and needs a change.
+func (s *scheduler) startPrefetches(ctx context.Context, ids []string) {
+	s.prefetched = map[string]chan struct{}{}
+	if s.opts.CheckOnly {
+		return
+	}
+	sem := make(chan struct{}, s.opts.Parallelism)
+	for _, id := range ids {
+		st := s.p.byID[id]
+		pf, ok := st.Impl.(Prefetcher)
+		if !ok {
+			continue
+		}
+		done := make(chan struct{})
+		s.prefetched[id] = done
+		go func() {
+			defer close(done)
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			log := s.opts.Logger.With().Str("step", id).Str("type", st.Type).Logger()
+			pctx := log.WithContext(ctx)
+			if s.opts.Progress != nil {
+				pctx = WithProgress(pctx, s.opts.Progress)
+			}
+			defer func() {
+				if p := recover(); p != nil {
+					log.Debug().Interface("panic", p).Msg("prefetch panicked; apply will retry")
+				}
+			}()
+			if ch, err := st.Impl.Check(pctx); err != nil || !ch.Needed {
+				return
+			}
+			start := time.Now()
+			if err := pf.Prefetch(pctx); err != nil {
+				log.Debug().Err(err).Msg("prefetch failed; apply will retry")
+				return
+			}
+			log.Debug().Dur("duration", time.Since(start)).Msg("prefetched")
+		}()
+	}
 }
 
 func (s *scheduler) run(parent context.Context, ids []string) (*Report, error) {
@@ -123,6 +184,7 @@ func (s *scheduler) run(parent context.Context, ids []string) (*Report, error) {
 	runCtx, cancel := context.WithCancel(parent)
 	defer cancel()
 
+	s.startPrefetches(runCtx, ids)
 	selected := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		selected[id] = true
@@ -226,6 +288,12 @@ func (s *scheduler) execute(runCtx context.Context, st *PlanStep) *StepResult {
 	log := s.opts.Logger.With().Str("step", st.ID).Str("type", st.Type).Logger()
 	r := &StepResult{ID: st.ID, Type: st.Type, Started: time.Now()}
 	log.Debug().Msg("step started")
+	if done := s.prefetched[st.ID]; done != nil {
+		select {
+		case <-done:
+		case <-runCtx.Done():
+		}
+	}
 	var err error
 	var ch Change
 	for attempt := 1; ; attempt++ {

@@ -111,3 +111,14 @@ func (r *Registry) names() []string {
 	}
 	return out
 }
+
+// Prefetcher is implemented by steps that can do part of their work before
+// their needs have finished without touching anything the needs produce,
+// such as downloading into a cache. When a run starts, the engine calls
+// Prefetch for every such step whose Check says a change is needed, at
+// most Parallelism at a time; the step's own Check and Apply wait for its
+// prefetch. A failed prefetch is not a failure: Apply does the work again
+// and reports what goes wrong.
+type Prefetcher interface {
+	Prefetch(ctx context.Context) error
+}

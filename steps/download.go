@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps/cache"
 	"github.com/rootfsctl/rootfsctl/steps/fetch"
 )
 
@@ -127,67 +128,100 @@ func (d *downloads) Apply(ctx context.Context) error {
 	return writeState(root, &installState{Step: d.id, Key: d.key, Summary: d.summary, Files: files})
 }
 
-// run installs one job.
+// run installs one job from the cache, filling the cache first if needed.
 func (d *downloads) run(ctx context.Context, root *os.Root, j job) ([]fileState, error) {
-	want, err := d.expectedSum(ctx, j.art)
+	want, err := d.ensureCached(ctx, j.art)
 	if err != nil {
 		return nil, err
 	}
-	if j.pick == nil {
-		s, err := stage(root, j.dest, d.id)
-		if err != nil {
-			return nil, err
-		}
-		if err := d.fetch(ctx, j.art, s); err != nil {
-			s.Abort()
-			return nil, err
-		}
-		if got := s.Digest(); got != want {
-			s.Abort()
-			return nil, mismatch(j.art, got, want)
-		}
-		if err := s.Commit(0o755); err != nil {
-			return nil, err
-		}
-		fs, err := recordFile(root, j.dest, want, fetch.Redact(j.art.URL))
-		if err != nil {
-			return nil, err
-		}
-		fs.Artifact = j.art.key()
-		zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", want).Str("path", j.dest).Msg("installed")
-		return []fileState{fs}, nil
-	}
-
-	// An archive is downloaded to a host temporary file and verified whole
-	// before any member is extracted.
-	tmp, err := os.CreateTemp(d.opts.TempDir, "rootfsctl-download-*")
+	rc, _, err := d.opts.Cache.Open(want)
 	if err != nil {
-		return nil, fmt.Errorf("create temporary file: %w", err)
+		return nil, fmt.Errorf("install %s: open cache entry: %w", j.art.Name, err)
 	}
-	defer os.Remove(tmp.Name()) // best effort: the temp dir is the host's scratch space
-	defer tmp.Close()
-	hw := &hashingFile{File: tmp}
-	hw.reset()
-	if err := d.fetch(ctx, j.art, hw); err != nil {
+	defer rc.Close()
+	if j.pick != nil {
+		return extractMembers(ctx, rc, root, j, want, d.id)
+	}
+	s, err := stage(root, j.dest, d.id)
+	if err != nil {
 		return nil, err
 	}
-	if got := hw.digest(); got != want {
+	if _, err := io.Copy(s, rc); err != nil {
+		s.Abort()
+		return nil, fmt.Errorf("install %s: %w", j.art.Name, err)
+	}
+	if got := s.Digest(); got != want {
+		s.Abort()
 		return nil, mismatch(j.art, got, want)
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+	if err := s.Commit(0o755); err != nil {
 		return nil, err
 	}
-	return extractMembers(ctx, tmp, root, j, want, d.id)
+	fs, err := recordFile(root, j.dest, want, fetch.Redact(j.art.URL))
+	if err != nil {
+		return nil, err
+	}
+	fs.Artifact = j.art.key()
+	zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", want).Str("path", j.dest).Msg("installed")
+	return []fileState{fs}, nil
+}
+
+// Prefetch downloads and verifies the step's artifacts into the cache. It
+// needs nothing from the machine, so the engine runs it while the
+// workspace is still being unpacked.
+func (d *downloads) Prefetch(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, j := range d.jobs {
+		g.Go(func() error {
+			_, err := d.ensureCached(gctx, j.art)
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// ensureCached makes sure the artifact is in the cache and returns its
+// digest: the pin, or the published checksum. A download that does not
+// match is discarded before anything could use it.
+func (d *downloads) ensureCached(ctx context.Context, a artifact) (string, error) {
+	want, err := d.expectedSum(ctx, a)
+	if err != nil {
+		return "", err
+	}
+	if d.opts.Cache.Has(want) {
+		return want, nil
+	}
+	e, err := d.opts.Cache.Create()
+	if err != nil {
+		return "", err
+	}
+	if err := d.fetch(ctx, a, e); err != nil {
+		e.Abort()
+		return "", err
+	}
+	var mm *cache.MismatchError
+	if err := e.Commit(want); errors.As(err, &mm) {
+		return "", mismatch(a, mm.Got, want)
+	} else if err != nil {
+		return "", err
+	}
+	return want, nil
 }
 
 func mismatch(a artifact, got, want string) error {
 	return engine.Permanent(fmt.Errorf("download %s: verify sha256: got %s, want %s; nothing was installed", a.Name, got, want))
 }
 
-// expectedSum is the pinned digest or the one from the published checksum file.
+// expectedSum is the pinned digest or the one from the published checksum
+// file, which is remembered in the cache (releases do not change).
 func (d *downloads) expectedSum(ctx context.Context, a artifact) (string, error) {
 	if a.Pinned != "" {
 		return a.Pinned, nil
+	}
+	key := a.SumURL + "#" + a.SumFile
+	if sum, ok := d.opts.Cache.Sum(key); ok {
+		return sum, nil
 	}
 	doc, err := d.opts.Fetch.GetSmall(ctx, a.SumURL)
 	if err != nil {
@@ -196,6 +230,9 @@ func (d *downloads) expectedSum(ctx context.Context, a artifact) (string, error)
 	sum, err := fetch.ParseChecksum(doc, a.SumFile)
 	if err != nil {
 		return "", engine.Permanent(fmt.Errorf("download %s: %w", a.Name, err))
+	}
+	if err := d.opts.Cache.PutSum(key, sum); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not remember a checksum in the cache")
 	}
 	return sum, nil
 }
@@ -218,31 +255,6 @@ func (d *downloads) fetch(ctx context.Context, a artifact, w io.Writer) error {
 	}
 	return nil
 }
-
-// hashingFile is a temp file that hashes what is written and can restart.
-type hashingFile struct {
-	*os.File
-	h interface {
-		io.Writer
-		Sum([]byte) []byte
-		Reset()
-	}
-}
-
-func (f *hashingFile) reset() { f.h = newSHA256() }
-
-func (f *hashingFile) Write(p []byte) (int, error) {
-	n, err := f.File.Write(p)
-	f.h.Write(p[:n])
-	return n, err
-}
-
-func (f *hashingFile) Truncate(n int64) error {
-	f.h.Reset()
-	return f.File.Truncate(n)
-}
-
-func (f *hashingFile) digest() string { return hexSum(f.h.Sum(nil)) }
 
 // extractMembers installs the archive's chosen members. Entries are checked
 // as untrusted: absolute names, "..", backslashes and NUL are refused, and a
@@ -307,6 +319,11 @@ func extractMembers(ctx context.Context, r io.Reader, root *os.Root, j job, arch
 		}
 		found[path.Base(dest)] = true
 	}
+	// Read to the end: the cache verifies the archive's digest there.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		abort()
+		return nil, fmt.Errorf("extract %s: %w", j.art.Name, err)
+	}
 	var missing []string
 	for _, r := range j.require {
 		if !found[r] {
@@ -353,3 +370,6 @@ func memberName(raw string) (string, error) {
 	}
 	return name, nil
 }
+
+// Resources: the machine directory the files go into.
+func (d *downloads) Resources() []string { return []string{d.machineDir} }

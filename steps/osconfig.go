@@ -303,3 +303,7 @@ func (s *resolvedStep) Apply(context.Context) error {
 	}
 	return syncDir(root, dir)
 }
+
+// Resources: the machine directory.
+func (s *osConfig) Resources() []string     { return []string{s.machineDir} }
+func (s *resolvedStep) Resources() []string { return []string{s.p.MachineDir} }

@@ -117,8 +117,8 @@ func (s *stand) plan(extra map[string]string) (*engine.Plan, *engine.Graph) {
 	s.t.Helper()
 	reg := engine.NewRegistry()
 	steps.Register(reg, steps.Options{
-		Fetch:   fetch.New("rootfsctl/test", fetch.WithRetries(3, 10*time.Millisecond), fetch.WithIdleTimeout(300*time.Millisecond)),
-		TempDir: s.t.TempDir(),
+		Fetch: fetch.New("rootfsctl/test", fetch.WithRetries(3, 10*time.Millisecond), fetch.WithIdleTimeout(300*time.Millisecond)),
+		Cache: mustCache(s.t),
 	})
 	vars := map[string]string{"registry": s.registry, "mirror": s.mirror, "out": s.out, "resolvConf": s.resolv, "arch": "amd64"}
 	for k, v := range extra {
@@ -530,7 +530,7 @@ func TestChecksumMismatchKeepsPreviousFile(t *testing.T) {
 func mustRebuildCRI(t *testing.T, s *stand, runc string) engine.Step {
 	t.Helper()
 	reg := engine.NewRegistry()
-	steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond)), TempDir: t.TempDir()})
+	steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond)), Cache: mustCache(t)})
 	src := fmt.Sprintf("apiVersion: rootfsctl/v1\nkind: Plan\nname: t\nsteps:\n  cri:\n    type: download-cri\n    with:\n      machineDir: %s\n      arch: amd64\n      containerd: {baseURL: %s/containerd}\n      runc: {version: %s, baseURL: %s/runc}\n",
 		s.machine(), s.mirror, runc, s.mirror)
 	p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
@@ -685,5 +685,88 @@ func checkGolden(t *testing.T, name string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs from its golden file (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// TestSecondMachineDownloadsNothing: with a shared cache, provisioning a
+// second machine fetches no artifact and no blob again (manifests are
+// resolved; nothing else).
+func TestSecondMachineDownloadsNothing(t *testing.T) {
+	s := newStand(t)
+	shared := mustCache(t)
+	run := func(machine string) *engine.Report {
+		reg := engine.NewRegistry()
+		steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(2, time.Millisecond)), Cache: shared})
+		vars := map[string]string{"registry": s.registry, "mirror": s.mirror, "out": s.out, "resolvConf": s.resolv, "arch": "amd64", "machine": machine}
+		p, err := engine.Load("../plans/demo.yaml", engine.LoadOptions{Registry: reg, Host: host, Vars: vars})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, _ := engine.NewGraph(p)
+		rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	wantAll(t, run("kube1"), engine.StatusChanged)
+	var mirrorHits atomic.Int32
+	s.setFault(func(w http.ResponseWriter, r *http.Request) bool { mirrorHits.Add(1); return false })
+	s.mu.Lock()
+	s.regPaths = nil
+	s.mu.Unlock()
+	wantAll(t, run("kube2"), engine.StatusChanged)
+	if n := mirrorHits.Load(); n != 0 {
+		t.Errorf("second machine: %d requests to the artifact mirror, want none", n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.regPaths {
+		if strings.Contains(p, "/blobs/") {
+			t.Errorf("second machine fetched a blob: %s", p)
+		}
+	}
+	if readFile(t, filepath.Join(s.out, "machines/kube2/usr/local/bin/kubelet")) != readFile(t, filepath.Join(s.out, "machines/kube1/usr/local/bin/kubelet")) {
+		t.Error("kube2's kubelet differs from kube1's")
+	}
+}
+
+// TestCorruptCacheEntryIsNotUsed: a damaged cache entry is caught on read,
+// removed, and downloaded again.
+func TestCorruptCacheEntryIsNotUsed(t *testing.T) {
+	s := newStand(t)
+	c := mustCache(t)
+	apply := func() *engine.Report {
+		reg := engine.NewRegistry()
+		steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(2, time.Millisecond)), Cache: c})
+		vars := map[string]string{"registry": s.registry, "mirror": s.mirror, "out": s.out, "resolvConf": s.resolv, "arch": "amd64"}
+		p, _ := engine.Load("../plans/demo.yaml", engine.LoadOptions{Registry: reg, Host: host, Vars: vars})
+		g, _ := engine.NewGraph(p)
+		rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	wantAll(t, apply(), engine.StatusChanged)
+	kubelet := filepath.Join(s.machine(), "usr/local/bin/kubelet")
+	good := readFile(t, kubelet)
+	sum := sha256.Sum256([]byte(good))
+	entry := filepath.Join(c.Dir(), "sha256", hex.EncodeToString(sum[:]))
+	if err := os.WriteFile(entry, []byte("#!/bin/sh\necho cache poisoned\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(kubelet); err != nil {
+		t.Fatal(err)
+	}
+	rep := apply()
+	if st := statusOf(rep)["kube"]; st != "changed" {
+		t.Errorf("kube: %s, want changed (a retry after the bad entry was dropped)", st)
+	}
+	if got := readFile(t, kubelet); got != good {
+		t.Errorf("kubelet after repair: %q, want the mirror's", got)
+	}
+	if got, _ := os.ReadFile(entry); string(got) != good {
+		t.Errorf("cache entry not replaced: %q", got)
 	}
 }

@@ -10,10 +10,12 @@ package steps
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps/cache"
 	"github.com/rootfsctl/rootfsctl/steps/fetch"
 )
 
@@ -22,7 +24,7 @@ import (
 type Options struct {
 	Fetch      *fetch.Client  // downloads; default: production timeouts and retries
 	Keychain   authn.Keychain // registry credentials; default: the Docker config keychain
-	TempDir    string         // scratch space for archives being verified; default os.TempDir()
+	Cache      *cache.Cache   // downloads and image blobs, by digest; default: a directory under os.TempDir()
 	Privileged bool           // running as root: keep file owners, device nodes, security xattrs
 }
 
@@ -34,8 +36,8 @@ func Register(reg *engine.Registry, opts Options) {
 	if opts.Keychain == nil {
 		opts.Keychain = authn.DefaultKeychain
 	}
-	if opts.TempDir == "" {
-		opts.TempDir = os.TempDir()
+	if opts.Cache == nil {
+		opts.Cache = cache.New(filepath.Join(os.TempDir(), "rootfsctl-cache"))
 	}
 	o := &opts
 	engine.Register(reg, "run", "Run a command.", runDoc, newRun)

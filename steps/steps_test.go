@@ -15,6 +15,7 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps"
+	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -177,4 +178,9 @@ func TestRunStep(t *testing.T) {
 		}
 		t.Errorf("child sleep (pid %d) still running after cancellation", pid)
 	})
+}
+
+func mustCache(t *testing.T) *cache.Cache {
+	t.Helper()
+	return cache.New(t.TempDir())
 }

@@ -438,33 +438,120 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 	return nil
 }
 
+// unpackLayers applies the layers in order. A layer already in the cache is
+// read from there (verified as it is read); otherwise it is streamed from
+// the registry and written to the cache as it is unpacked: one pass hashes,
+// inflates and extracts, with no temporary copy. While layer N is unpacked,
+// the following layers are fetched into the cache.
 func (w *workspace) unpackLayers(ctx context.Context, root *os.Root, img *resolved) (unpack.Stats, error) {
 	layers, err := img.image.Layers()
 	if err != nil {
 		return unpack.Stats{}, fmt.Errorf("list layers: %w", err)
 	}
-	u := unpack.New(root, unpack.Options{Privileged: w.opts.Privileged})
+	digests := make([]string, len(layers))
 	for i, l := range layers {
 		d, err := l.Digest()
 		if err != nil {
-			return u.Stats(), fmt.Errorf("layer %d: %w", i+1, err)
+			return unpack.Stats{}, fmt.Errorf("layer %d: %w", i+1, err)
 		}
-		size, _ := l.Size()
-		rc, err := l.Compressed()
-		if err != nil {
-			return u.Stats(), fmt.Errorf("fetch layer %d (%s): %w", i+1, short(d.String()), err)
+		if d.Algorithm != "sha256" {
+			return unpack.Stats{}, fmt.Errorf("layer %d: unsupported digest algorithm %s", i+1, d.Algorithm)
 		}
-		tr := engine.ProgressFrom(ctx).Track(fmt.Sprintf("layer %d/%d", i+1, len(layers)), size)
-		err = u.Layer(ctx, &progressReader{r: rc, t: tr})
-		tr.Done()
-		if cerr := rc.Close(); err == nil && cerr != nil {
-			err = cerr
+		digests[i] = d.Hex
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// fetched[i] is closed when layer i (i >= 1) is in the cache or failed.
+	fetched := make([]chan error, len(layers))
+	for i := range fetched {
+		fetched[i] = make(chan error, 1)
+	}
+	go func() {
+		for i := 1; i < len(layers); i++ {
+			fetched[i] <- w.cacheLayer(ctx, layers[i], digests[i])
 		}
-		if err != nil {
-			return u.Stats(), fmt.Errorf("unpack layer %d (%s): %w", i+1, short(d.String()), err)
+	}()
+
+	u := unpack.New(root, unpack.Options{Privileged: w.opts.Privileged})
+	defer u.Close()
+	for i, l := range layers {
+		name := fmt.Sprintf("layer %d/%d", i+1, len(layers))
+		if i > 0 {
+			if err := <-fetched[i]; err != nil {
+				return u.Stats(), fmt.Errorf("fetch %s (%s): %w", name, short("sha256:"+digests[i]), err)
+			}
+		}
+		if err := w.unpackLayer(ctx, u, l, digests[i], name); err != nil {
+			return u.Stats(), fmt.Errorf("unpack %s (%s): %w", name, short("sha256:"+digests[i]), err)
 		}
 	}
 	return u.Stats(), nil
+}
+
+// cacheLayer downloads a layer blob into the cache unless it is there.
+func (w *workspace) cacheLayer(ctx context.Context, l v1.Layer, digest string) error {
+	if w.opts.Cache.Has(digest) {
+		return nil
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	e, err := w.opts.Cache.Create()
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(e, &ctxReader{ctx: ctx, r: rc}); err != nil {
+		e.Abort()
+		return err
+	}
+	return e.Commit(digest)
+}
+
+func (w *workspace) unpackLayer(ctx context.Context, u *unpack.Unpacker, l v1.Layer, digest, name string) error {
+	size, _ := l.Size()
+	tr := engine.ProgressFrom(ctx).Track(name, size)
+	defer tr.Done()
+	if w.opts.Cache.Has(digest) {
+		rc, _, err := w.opts.Cache.Open(digest)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		return u.Layer(ctx, &progressReader{r: rc, t: tr})
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	e, err := w.opts.Cache.Create()
+	if err != nil {
+		return err
+	}
+	if err := u.Layer(ctx, io.TeeReader(&progressReader{r: rc, t: tr}, e)); err != nil {
+		e.Abort()
+		return err
+	}
+	// The whole blob went through the entry: its digest is the check.
+	if err := e.Commit(digest); err != nil {
+		return fmt.Errorf("verify layer: %w", err)
+	}
+	return nil
+}
+
+// ctxReader stops a copy when the context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 type progressReader struct {
@@ -477,3 +564,6 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	p.t.Add(int64(n))
 	return n, err
 }
+
+// Resources: the machine directory; a second apply on it must wait.
+func (w *workspace) Resources() []string { return []string{w.p.MachineDir} }

@@ -73,7 +73,8 @@ func run() error {
 	}
 	fmt.Printf("== serving a 2-platform node image at %s and an artifact mirror at http://%s\n\n", ref, mirror.Addr())
 
-	vars := []string{"--var", "registry=" + regAddr, "--var", "mirror=http://" + mirror.Addr().String()}
+	vars := []string{"--var", "registry=" + regAddr, "--var", "mirror=http://" + mirror.Addr().String(),
+		"--cache-dir", filepath.Join("demo", "cache")}
 	steps := [][]string{
 		append([]string{"graph", "plans/demo.yaml"}, vars...),
 		append([]string{"apply", "plans/demo.yaml"}, vars...),

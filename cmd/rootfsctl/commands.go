@@ -8,12 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
 
 // usageArgs turns cobra's argument-count errors into usage errors.
@@ -49,7 +52,7 @@ func (a *app) loadOptions(varFlags []string) (engine.LoadOptions, error) {
 	if err != nil {
 		return engine.LoadOptions{}, fmt.Errorf("gather host facts: %w", err)
 	}
-	return engine.LoadOptions{Registry: a.registry, Host: host, Vars: vars}, nil
+	return engine.LoadOptions{Registry: a.reg(), Host: host, Vars: vars}, nil
 }
 
 // loadPlan loads one plan and its graph; an invalid plan prints its
@@ -195,6 +198,8 @@ type runFlags struct {
 	output      string
 	report      string
 	preflight   preflightFlags
+	lockWait    time.Duration
+	cacheMax    string
 }
 
 // preflightFlags are shared by preflight and apply.
@@ -220,6 +225,8 @@ func (f *runFlags) register(cmd *cobra.Command, apply bool) {
 	cmd.Flags().StringVar(&f.report, "report", "", "also write the per-step results as JSON to this file")
 	if apply {
 		cmd.Flags().BoolVar(&f.keepGoing, "keep-going", false, "after a failure, run the steps that do not depend on it (overrides the plan's failurePolicy)")
+		cmd.Flags().DurationVar(&f.lockWait, "lock-wait", 0, "wait this long for another apply on the same machine to finish (default: refuse at once)")
+		cmd.Flags().StringVar(&f.cacheMax, "cache-max-size", "10GiB", "after a successful apply, prune the least recently used cache entries down to this size (0 keeps nothing)")
 		f.preflight.register(cmd, true)
 	}
 	_ = cmd.RegisterFlagCompletionFunc("output", fixedCompletions("text", "json"))
@@ -241,9 +248,16 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 	if err != nil {
 		return nil, err
 	}
+	var cacheMax int64
+	if !checkOnly {
+		if cacheMax, err = parseSize(f.cacheMax); err != nil {
+			return nil, usageError{fmt.Errorf("--cache-max-size: %w", err)}
+		}
+	}
 	if !checkOnly && !f.preflight.skip {
 		pre, err := engine.Preflight(cmd.Context(), p, g, engine.PreflightOptions{
 			Ignore: f.preflight.ignore, FailOnWarnings: f.preflight.failOnWarnings, Targets: f.targets,
+			OnlyChanging: true,
 		})
 		if err != nil {
 			return nil, err
@@ -259,13 +273,21 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 		}
 		log.Info().Int("ok", pre.Summary.OK).Int("warnings", pre.Summary.Warnings).Msg("preflight passed")
 	}
-	opts := engine.RunOptions{Parallelism: f.parallelism, Targets: f.targets, CheckOnly: checkOnly, Logger: log, Progress: a.progress(log)}
+	opts := engine.RunOptions{Parallelism: f.parallelism, Targets: f.targets, CheckOnly: checkOnly, Logger: log,
+		Progress: a.progress(log), LockWait: f.lockWait}
 	if f.keepGoing {
 		opts.FailurePolicy = engine.KeepGoing
 	}
 	rep, runErr := engine.Run(cmd.Context(), p, g, opts)
 	if rep == nil {
 		return nil, &exitError{code: exitFailed, err: runErr}
+	}
+	if !checkOnly && !rep.Failed() && rep.Count(engine.StatusChanged) > 0 {
+		if removed, err := cache.New(a.cacheDir).Prune(cacheMax); err != nil {
+			log.Warn().Err(err).Msg("could not prune the cache")
+		} else if removed.Entries > 0 {
+			log.Info().Int("entries", removed.Entries).Int64("bytes", removed.Bytes).Msg("pruned the cache")
+		}
 	}
 	if f.output == "json" {
 		err = rep.WriteJSON(a.stdout)
@@ -381,7 +403,7 @@ func (a *app) stepsCommand() *cobra.Command {
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			var names []string
-			for _, t := range a.registry.Types() {
+			for _, t := range a.reg().Types() {
 				names = append(names, t.Name+"\t"+t.Summary)
 			}
 			return names, cobra.ShellCompDirectiveNoFileComp
@@ -390,9 +412,9 @@ func (a *app) stepsCommand() *cobra.Command {
 			if output != "text" && output != "json" {
 				return usageError{fmt.Errorf("--output %q: use text or json", output)}
 			}
-			types := a.registry.Types()
+			types := a.reg().Types()
 			if len(args) == 1 {
-				t, ok := a.registry.Lookup(args[0])
+				t, ok := a.reg().Lookup(args[0])
 				if !ok {
 					return usageError{fmt.Errorf("unknown step type %q; rootfsctl steps lists them", args[0])}
 				}
@@ -454,7 +476,7 @@ errors when a plan starts with:
 		Example: `  rootfsctl schema > plan.schema.json`,
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := engine.Schema(a.registry)
+			s, err := engine.Schema(a.reg())
 			if err != nil {
 				return err
 			}
@@ -529,4 +551,90 @@ checks first.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	_ = cmd.RegisterFlagCompletionFunc("output", fixedCompletions("text", "json"))
 	return cmd
+}
+
+func (a *app) cacheCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "cache",
+		Short: "Inspect or prune the download cache",
+		Long: `The cache holds downloaded artifacts and image blobs by SHA-256 (and the
+published checksums of releases), so another machine on the same host, or a
+re-provisioned one, downloads nothing again. Entries are verified when they
+are written and again when they are read. Several runs may share it.`,
+		Example: `  rootfsctl cache info
+  rootfsctl cache prune --max-size 2GiB
+  rootfsctl cache prune --all`,
+	}
+	info := &cobra.Command{
+		Use:     "info",
+		Short:   "Show the cache's location and size",
+		Example: `  rootfsctl cache info --cache-dir /var/cache/rootfsctl`,
+		Args:    usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			u, err := cache.New(a.cacheDir).Usage()
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stdout, "%s: %d entries, %s\n", a.cacheDir, u.Entries, formatSize(u.Bytes))
+			return err
+		},
+	}
+	var maxSize string
+	var all bool
+	prune := &cobra.Command{
+		Use:   "prune [--max-size SIZE | --all]",
+		Short: "Remove the least recently used entries",
+		Example: `  rootfsctl cache prune --max-size 2GiB
+  rootfsctl cache prune --all`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			limit, err := parseSize(maxSize)
+			if err != nil {
+				return usageError{fmt.Errorf("--max-size: %w", err)}
+			}
+			if all {
+				limit = 0
+			}
+			removed, err := cache.New(a.cacheDir).Prune(limit)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stdout, "removed %d entries, %s\n", removed.Entries, formatSize(removed.Bytes))
+			return err
+		},
+	}
+	prune.Flags().StringVar(&maxSize, "max-size", "10GiB", "keep at most this much (B, KiB, MiB, GiB, TiB)")
+	prune.Flags().BoolVar(&all, "all", false, "remove every entry")
+	c.AddCommand(info, prune)
+	return c
+}
+
+// parseSize reads "10GiB", "500MiB", "1024", "0".
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("%q is not a size like 10GiB", s)
+			}
+			return n * u.mult, nil
+		}
+	}
+	return 0, fmt.Errorf("%q is not a size like 10GiB", s)
+}
+
+func formatSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

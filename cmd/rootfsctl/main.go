@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps"
+	"github.com/rootfsctl/rootfsctl/steps/cache"
 	"github.com/rootfsctl/rootfsctl/steps/fetch"
 )
 
@@ -105,16 +107,37 @@ type app struct {
 	stdout, stderr io.Writer
 	logFormat      string
 	logLevel       string
+	cacheDir       string
 	registry       *engine.Registry
 }
 
 func newApp(stdout, stderr io.Writer) *app {
-	reg := engine.NewRegistry()
-	steps.Register(reg, steps.Options{
-		Fetch:      fetch.New("rootfsctl/" + buildVersion()),
-		Privileged: os.Geteuid() == 0,
-	})
-	return &app{stdout: stdout, stderr: stderr, registry: reg}
+	return &app{stdout: stdout, stderr: stderr}
+}
+
+// reg returns the step registry, built on first use from the flags.
+func (a *app) reg() *engine.Registry {
+	if a.registry == nil {
+		a.registry = engine.NewRegistry()
+		steps.Register(a.registry, steps.Options{
+			Fetch:      fetch.New("rootfsctl/" + buildVersion()),
+			Cache:      cache.New(a.cacheDir),
+			Privileged: os.Geteuid() == 0,
+		})
+	}
+	return a.registry
+}
+
+// defaultCacheDir is /var/cache/rootfsctl for root, the user's cache
+// directory otherwise.
+func defaultCacheDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/cache/rootfsctl"
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "rootfsctl")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("rootfsctl-cache-%d", os.Geteuid()))
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -140,12 +163,13 @@ what would change, and applies them with bounded concurrency.`,
 	}
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "auto", "log format on stderr: auto (console on a terminal, JSON otherwise), console or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&a.cacheDir, "cache-dir", defaultCacheDir(), "content-addressed cache of downloads and image blobs, shared by runs and machines")
 	_ = root.RegisterFlagCompletionFunc("log-format", fixedCompletions("auto", "console", "json"))
 	_ = root.RegisterFlagCompletionFunc("log-level", fixedCompletions("debug", "info", "warn", "error"))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		a.validateCommand(), a.graphCommand(), a.planCommand(), a.preflightCommand(), a.applyCommand(),
-		a.stepsCommand(), a.schemaCommand(), a.versionCommand(),
+		a.stepsCommand(), a.schemaCommand(), a.cacheCommand(), a.versionCommand(),
 	)
 	return root
 }

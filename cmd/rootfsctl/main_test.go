@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,11 +17,20 @@ import (
 	"github.com/rootfsctl/rootfsctl/engine"
 )
 
+// cacheDir keeps the tests' downloads out of the user's cache.
+var cacheDir = filepath.Join(os.TempDir(), fmt.Sprintf("rootfsctl-test-cache-%d", os.Getpid()))
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	os.RemoveAll(cacheDir) // best effort: a temp dir
+	os.Exit(code)
+}
+
 // cli runs the command line in-process and returns the exit code and output.
 func cli(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(ctx, append([]string{"--log-format", "json"}, args...), &out, &errb)
+	code := run(ctx, append([]string{"--log-format", "json", "--cache-dir", cacheDir}, args...), &out, &errb)
 	return code, out.String(), errb.String()
 }
 

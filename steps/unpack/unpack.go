@@ -47,16 +47,68 @@ type Stats struct {
 }
 
 // Unpacker applies layers to one root directory.
+//
+// Parent directories are opened once through the os.Root (which refuses any
+// path that leaves it, symlinks included) and kept as file descriptors;
+// each entry is then created with *at system calls on its base name alone,
+// never following a symlink in the final component. That is the same
+// confinement as os.Root with one system call per operation instead of one
+// per path component.
 type Unpacker struct {
 	root  *os.Root
 	opts  Options
 	stats Stats
 	buf   []byte
+	dirs  map[string]*os.File // open parent directories, by path inside the root
 }
 
-// New returns an Unpacker writing into root.
+// New returns an Unpacker writing into root. Close releases its directory
+// handles.
 func New(root *os.Root, opts Options) *Unpacker {
-	return &Unpacker{root: root, opts: opts, buf: make([]byte, 1<<20)}
+	return &Unpacker{root: root, opts: opts, buf: make([]byte, 1<<20), dirs: map[string]*os.File{}}
+}
+
+// Close releases the cached directory handles.
+func (u *Unpacker) Close() error {
+	u.forgetDirs()
+	return nil
+}
+
+func (u *Unpacker) forgetDirs() { u.forgetUnder(".") }
+
+// forgetUnder closes the handles of name and the directories below it,
+// which a removal is about to make stale.
+func (u *Unpacker) forgetUnder(name string) {
+	for p, d := range u.dirs {
+		if name == "." || p == name || strings.HasPrefix(p, name+"/") {
+			d.Close()
+			delete(u.dirs, p)
+		}
+	}
+}
+
+// dir returns a handle on directory name inside the root, creating it (and
+// its parents) when missing.
+func (u *Unpacker) dir(name string) (int, error) {
+	if d, ok := u.dirs[name]; ok {
+		return int(d.Fd()), nil
+	}
+	d, err := u.root.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := u.root.MkdirAll(name, 0o755); err != nil {
+			return -1, fmt.Errorf("create directory %s: %w", name, err)
+		}
+		d, err = u.root.Open(name)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("open directory %s: %w", name, err)
+	}
+	if fi, err := d.Stat(); err != nil || !fi.IsDir() {
+		d.Close()
+		return -1, fmt.Errorf("open directory %s: not a directory", name)
+	}
+	u.dirs[name] = d
+	return int(d.Fd()), nil
 }
 
 // Stats returns the counts so far.
@@ -86,7 +138,10 @@ func (u *Unpacker) Layer(ctx context.Context, blob io.Reader) error {
 			return fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
-		r = zr
+		// Inflate on another core while this one extracts.
+		pr := ahead(zr)
+		defer pr.Close()
+		r = pr
 	case len(magic) == 4 && bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
 		if err != nil {
@@ -130,11 +185,7 @@ func (u *Unpacker) tar(ctx context.Context, tr *tar.Reader) error {
 			}
 			continue
 		}
-		dir, base := path.Split(name)
-		dir = strings.TrimSuffix(dir, "/")
-		if dir == "" {
-			dir = "."
-		}
+		dir, base := splitName(name)
 		switch {
 		case base == ".wh..wh..opq":
 			u.stats.Whiteouts++
@@ -145,18 +196,18 @@ func (u *Unpacker) tar(ctx context.Context, tr *tar.Reader) error {
 		case strings.HasPrefix(base, ".wh."):
 			u.stats.Whiteouts++
 			target := path.Join(dir, strings.TrimPrefix(base, ".wh."))
+			u.forgetUnder(target) // it may be a directory we hold open
 			if err := u.root.RemoveAll(target); err != nil {
 				return fmt.Errorf("whiteout %s: %w", target, err)
 			}
 			continue
 		}
-		if dir != "." {
-			if err := u.root.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("create parent of %s: %w", name, err)
-			}
+		dfd, err := u.dir(dir)
+		if err != nil {
+			return fmt.Errorf("parent of %s: %w", name, err)
 		}
 		seen[name] = true
-		if err := u.entry(tr, hdr, name, &dirs); err != nil {
+		if err := u.entry(tr, hdr, dfd, dir, base, name, &dirs); err != nil {
 			return err
 		}
 	}
@@ -166,6 +217,15 @@ func (u *Unpacker) tar(ctx context.Context, tr *tar.Reader) error {
 		}
 	}
 	return nil
+}
+
+func splitName(name string) (dir, base string) {
+	dir, base = path.Split(name)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		dir = "."
+	}
+	return dir, base
 }
 
 // entryName cleans a layer entry's name. Leading "/" and "./" are relative
@@ -187,54 +247,66 @@ func entryName(raw string) (string, error) {
 	return name, nil
 }
 
-// replace removes whatever is at name unless it is a directory and a
-// directory is wanted.
-func (u *Unpacker) replace(name string, wantDir bool) error {
-	fi, err := u.root.Lstat(name)
+// replace removes whatever is at base in dfd unless it is a directory and a
+// directory is wanted. It reports whether a directory is there to keep.
+func (u *Unpacker) replace(dfd int, base, name string, wantDir bool) (keptDir bool, err error) {
+	var st unix.Stat_t
+	err = unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
 	case err != nil:
-		return fmt.Errorf("stat %s: %w", name, err)
-	case fi.IsDir() && wantDir:
-		return nil
+		return false, fmt.Errorf("stat %s: %w", name, err)
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		if wantDir {
+			return true, nil
+		}
+		u.forgetUnder(name)
+		if err := u.root.RemoveAll(name); err != nil {
+			return false, fmt.Errorf("replace %s: %w", name, err)
+		}
+		return false, nil
 	}
-	if err := u.root.RemoveAll(name); err != nil {
-		return fmt.Errorf("replace %s: %w", name, err)
+	if err := unix.Unlinkat(dfd, base, 0); err != nil {
+		return false, fmt.Errorf("replace %s: %w", name, err)
 	}
-	return nil
+	return false, nil
 }
 
-func (u *Unpacker) entry(tr *tar.Reader, hdr *tar.Header, name string, dirs *[]dirAttr) error {
+func (u *Unpacker) entry(tr *tar.Reader, hdr *tar.Header, dfd int, dir, base, name string, dirs *[]dirAttr) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := u.replace(name, true); err != nil {
+		kept, err := u.replace(dfd, base, name, true)
+		if err != nil {
 			return err
 		}
-		if err := u.root.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("create directory %s: %w", name, err)
+		if !kept {
+			if err := unix.Mkdirat(dfd, base, 0o755); err != nil {
+				return fmt.Errorf("create directory %s: %w", name, err)
+			}
 		}
 		*dirs = append(*dirs, u.dirAttrOf(name, hdr))
 		return nil
 	case tar.TypeReg, tar.TypeRegA:
-		return u.regular(tr, hdr, name)
+		return u.regular(tr, hdr, dfd, base, name)
 	case tar.TypeSymlink:
-		if err := u.replace(name, false); err != nil {
+		if _, err := u.replace(dfd, base, name, false); err != nil {
 			return err
 		}
-		// The target is stored as it is; os.Root never follows it here.
-		if err := u.root.Symlink(hdr.Linkname, name); err != nil {
+		// The target is stored as it is and never followed here.
+		if err := unix.Symlinkat(hdr.Linkname, dfd, base); err != nil {
 			return fmt.Errorf("create symlink %s: %w", name, err)
 		}
-		return u.owner(name, hdr)
+		return u.owner(dfd, base, name, hdr)
 	case tar.TypeLink:
 		target, err := entryName(hdr.Linkname)
 		if err != nil || target == "." {
 			return fmt.Errorf("hard link %s -> %q: target outside the rootfs; refusing", name, hdr.Linkname)
 		}
-		if err := u.replace(name, false); err != nil {
+		if _, err := u.replace(dfd, base, name, false); err != nil {
 			return err
 		}
+		// Both names are paths: os.Root resolves them inside the rootfs.
 		if err := u.root.Link(target, name); err != nil {
 			return fmt.Errorf("hard link %s -> %s: %w", name, target, err)
 		}
@@ -244,24 +316,22 @@ func (u *Unpacker) entry(tr *tar.Reader, hdr *tar.Header, name string, dirs *[]d
 			u.stats.SkippedDevices++
 			return nil
 		}
-		return u.special(hdr, name)
-	case tar.TypeXGlobalHeader, tar.TypeXHeader, tar.TypeGNULongName, tar.TypeGNULongLink:
-		u.stats.IgnoredEntries++
-		return nil
+		return u.special(hdr, dfd, base, name)
 	}
-	u.stats.IgnoredEntries++
+	u.stats.IgnoredEntries++ // global headers and other entries with no file
 	return nil
 }
 
-func (u *Unpacker) regular(tr *tar.Reader, hdr *tar.Header, name string) error {
-	if err := u.replace(name, false); err != nil {
+func (u *Unpacker) regular(tr *tar.Reader, hdr *tar.Header, dfd int, base, name string) error {
+	if _, err := u.replace(dfd, base, name, false); err != nil {
 		return err
 	}
-	f, err := u.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	fd, err := unix.Openat(dfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	n, err := io.CopyBuffer(f, tr, u.buf)
+	f := os.NewFile(uintptr(fd), name)
+	n, err := io.CopyBuffer(fileWriter{f}, tr, u.buf)
 	u.stats.Bytes += n
 	if err != nil {
 		f.Close()
@@ -269,42 +339,46 @@ func (u *Unpacker) regular(tr *tar.Reader, hdr *tar.Header, name string) error {
 	}
 	if u.opts.Privileged {
 		// Owner first: chown clears setuid and setgid bits.
-		if err := f.Chown(hdr.Uid, hdr.Gid); err != nil {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 			f.Close()
 			return fmt.Errorf("chown %s: %w", name, err)
 		}
 	} else if hdr.Uid != os.Getuid() || hdr.Gid != os.Getgid() {
 		u.stats.SkippedOwners++
 	}
-	if err := f.Chmod(tarMode(hdr)); err != nil {
+	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
 		f.Close()
 		return fmt.Errorf("chmod %s: %w", name, err)
 	}
-	if err := u.xattrs(int(f.Fd()), name, hdr.PAXRecords); err != nil {
+	if err := u.xattrs(fd, name, hdr.PAXRecords); err != nil {
 		f.Close()
 		return err
+	}
+	ts := unix.NsecToTimespec(hdr.ModTime.UnixNano())
+	if err := unix.UtimesNanoAt(fd, "", []unix.Timespec{ts, ts}, unix.AT_EMPTY_PATH); err != nil {
+		// Older kernels lack AT_EMPTY_PATH for utimensat; use the name.
+		if err := unix.UtimesNanoAt(dfd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			f.Close()
+			return fmt.Errorf("set times of %s: %w", name, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", name, err)
 	}
-	return u.root.Chtimes(name, hdr.ModTime, hdr.ModTime)
+	return nil
 }
 
-// special creates a device node or fifo with mknodat on the parent
-// directory, opened through the root.
-func (u *Unpacker) special(hdr *tar.Header, name string) error {
-	if err := u.replace(name, false); err != nil {
+// fileWriter hides *os.File's ReadFrom, so io.CopyBuffer uses our buffer
+// instead of probing for splice/sendfile on every small file.
+type fileWriter struct{ f *os.File }
+
+func (w fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+// special creates a device node or fifo with mknodat.
+func (u *Unpacker) special(hdr *tar.Header, dfd int, base, name string) error {
+	if _, err := u.replace(dfd, base, name, false); err != nil {
 		return err
 	}
-	dir, base := path.Split(name)
-	if dir == "" {
-		dir = "."
-	}
-	d, err := u.root.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
 	mode := uint32(hdr.Mode & 0o7777)
 	switch hdr.Typeflag {
 	case tar.TypeChar:
@@ -315,24 +389,27 @@ func (u *Unpacker) special(hdr *tar.Header, name string) error {
 		mode |= unix.S_IFIFO
 	}
 	dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
-	if err := unix.Mknodat(int(d.Fd()), base, mode, dev); err != nil {
+	if err := unix.Mknodat(dfd, base, mode, dev); err != nil {
 		return fmt.Errorf("mknod %s: %w", name, err)
 	}
-	if err := u.owner(name, hdr); err != nil {
+	if err := u.owner(dfd, base, name, hdr); err != nil {
 		return err
 	}
 	// mknod applies the umask; set the mode exactly.
-	return u.root.Chmod(name, tarMode(hdr))
+	if err := unix.Fchmodat(dfd, base, uint32(hdr.Mode&0o7777), 0); err != nil {
+		return fmt.Errorf("chmod %s: %w", name, err)
+	}
+	return nil
 }
 
-func (u *Unpacker) owner(name string, hdr *tar.Header) error {
+func (u *Unpacker) owner(dfd int, base, name string, hdr *tar.Header) error {
 	if !u.opts.Privileged {
 		if hdr.Uid != os.Getuid() || hdr.Gid != os.Getgid() {
 			u.stats.SkippedOwners++
 		}
 		return nil
 	}
-	if err := u.root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
+	if err := unix.Fchownat(dfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("chown %s: %w", name, err)
 	}
 	return nil
@@ -351,33 +428,51 @@ func (u *Unpacker) dirAttrOf(name string, hdr *tar.Header) dirAttr {
 	return a
 }
 
+// applyDir sets a directory's owner, mode, xattrs and time through a
+// handle on the directory itself, opened inside the root.
 func (u *Unpacker) applyDir(a dirAttr) error {
+	d, err := u.root.Open(a.name)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", a.name, err)
+	}
+	defer d.Close()
+	fd := int(d.Fd())
 	if u.opts.Privileged {
-		if err := u.root.Lchown(a.name, a.uid, a.gid); err != nil {
+		if err := unix.Fchown(fd, a.uid, a.gid); err != nil {
 			return fmt.Errorf("chown %s: %w", a.name, err)
 		}
 	} else if a.uid != os.Getuid() || a.gid != os.Getgid() {
 		u.stats.SkippedOwners++
 	}
-	mode := a.mode
+	mode := unixMode(a.mode)
 	if !u.opts.Privileged {
 		mode |= 0o700 // we must still be able to manage it as an ordinary user
 	}
-	if err := u.root.Chmod(a.name, mode); err != nil {
+	if err := unix.Fchmod(fd, mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", a.name, err)
 	}
-	if len(a.xattrs) > 0 {
-		d, err := u.root.Open(a.name)
-		if err != nil {
-			return fmt.Errorf("open %s: %w", a.name, err)
-		}
-		err = u.xattrs(int(d.Fd()), a.name, a.xattrs)
-		d.Close()
-		if err != nil {
-			return err
-		}
+	if err := u.xattrs(fd, a.name, a.xattrs); err != nil {
+		return err
 	}
-	return u.root.Chtimes(a.name, a.mtime, a.mtime)
+	ts := unix.NsecToTimespec(a.mtime.UnixNano())
+	if err := unix.UtimesNanoAt(fd, "", []unix.Timespec{ts, ts}, unix.AT_EMPTY_PATH); err != nil {
+		return fmt.Errorf("set times of %s: %w", a.name, err)
+	}
+	return nil
+}
+
+func unixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
 }
 
 // xattrs sets the SCHILY.xattr.* records on an open file. Unprivileged,
@@ -422,6 +517,7 @@ func (u *Unpacker) opaque(dir string, seen map[string]bool) error {
 		if seen[p] {
 			continue
 		}
+		u.forgetUnder(p)
 		if err := u.root.RemoveAll(p); err != nil {
 			return fmt.Errorf("opaque %s: %w", dir, err)
 		}

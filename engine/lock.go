@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Resource is implemented by steps that change something other runs must
+// not change at the same time, such as a machine directory. Before applying,
+// Run takes an exclusive lock per resource.
+type Resource interface {
+	Resources() []string // absolute paths
+}
+
+// LockHolder describes the run holding a lock, as written in its lock file.
+type LockHolder struct {
+	PID     int       `json:"pid"`
+	Plan    string    `json:"plan"`
+	Started time.Time `json:"started"`
+}
+
+// LockedError says a resource is being changed by another run.
+type LockedError struct {
+	Resource string
+	Holder   LockHolder
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("%s is being provisioned by another rootfsctl (pid %d, plan %s, since %s); wait for it or use --lock-wait",
+		e.Resource, e.Holder.PID, e.Holder.Plan, e.Holder.Started.Format(time.RFC3339))
+}
+
+// lockFile is the lock for a resource: a file in the lock directory named
+// after the resource. The file outlives the run; only its flock is released
+// (by the kernel too, when a run dies).
+func lockFile(dir, resource string) string {
+	sum := sha256.Sum256([]byte(resource))
+	return filepath.Join(dir, filepath.Base(resource)+"-"+hex.EncodeToString(sum[:6])+".lock")
+}
+
+// DefaultLockDir is where locks live unless RunOptions.LockDir says
+// otherwise: /run/lock/rootfsctl for root (cleared at boot), a per-user
+// directory in the temporary directory for others.
+func DefaultLockDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/lock/rootfsctl"
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("rootfsctl-locks-%d", os.Geteuid()))
+}
+
+// acquireLocks locks every resource of the steps, in a fixed order so two
+// runs cannot deadlock, waiting up to wait for each. The locks are released
+// by the returned function (and by the kernel if the process dies).
+func acquireLocks(p *Plan, ids []string, dir string, wait time.Duration) (func(), error) {
+	set := map[string]bool{}
+	for _, id := range ids {
+		if r, ok := p.byID[id].Impl.(Resource); ok {
+			for _, res := range r.Resources() {
+				set[filepath.Clean(res)] = true
+			}
+		}
+	}
+	resources := make([]string, 0, len(set))
+	for r := range set {
+		resources = append(resources, r)
+	}
+	sort.Strings(resources)
+	var held []*os.File
+	release := func() {
+		for _, f := range held {
+			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN) // closing releases it anyway
+			f.Close()
+		}
+	}
+	me, _ := json.Marshal(LockHolder{PID: os.Getpid(), Plan: p.File, Started: time.Now().UTC()})
+	for _, res := range resources {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			release()
+			return nil, fmt.Errorf("lock %s: %w", res, err)
+		}
+		f, err := os.OpenFile(lockFile(dir, res), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("lock %s: %w", res, err)
+		}
+		deadline := time.Now().Add(wait)
+		for {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			if err == nil || !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			var h LockHolder
+			b, _ := os.ReadFile(lockFile(dir, res))
+			_ = json.Unmarshal([]byte(strings.TrimSpace(string(b))), &h) // an unreadable holder still gets reported
+			f.Close()
+			release()
+			return nil, &LockedError{Resource: res, Holder: h}
+		}
+		if err != nil {
+			f.Close()
+			release()
+			return nil, fmt.Errorf("lock %s: %w", res, err)
+		}
+		held = append(held, f)
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt(append(me, '\n'), 0) // who holds it, for the next run's message
+		}
+	}
+	return release, nil
+}

@@ -1,0 +1,294 @@
+// Package cache is rootfsctl's content-addressed download cache: artifacts
+// and image blobs stored by their SHA-256, so a second machine on the same
+// host downloads nothing again.
+//
+// Entries are written to a temporary file and renamed into place only after
+// their digest matched, so concurrent runs can share a cache safely (two
+// writers of one entry write the same bytes). Readers verify the digest
+// again as they read: a damaged entry is reported and removed, never used.
+// The cache never decides what is trusted: callers give the digest they
+// expect, from a pin, a published checksum or an image manifest.
+package cache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Cache is a cache directory. It is created (mode 0700) on the first write,
+// so merely configuring a cache touches nothing.
+type Cache struct {
+	dir     string
+	once    sync.Once
+	initErr error
+}
+
+// New returns the cache in dir.
+func New(dir string) *Cache { return &Cache{dir: dir} }
+
+func (c *Cache) init() error {
+	c.once.Do(func() {
+		for _, sub := range []string{"sha256", "tmp", "sums"} {
+			if err := os.MkdirAll(filepath.Join(c.dir, sub), 0o700); err != nil {
+				c.initErr = fmt.Errorf("create cache %s: %w", c.dir, err)
+				return
+			}
+		}
+	})
+	return c.initErr
+}
+
+// Dir is the cache directory.
+func (c *Cache) Dir() string { return c.dir }
+
+func (c *Cache) path(digest string) string { return filepath.Join(c.dir, "sha256", digest) }
+
+// ErrCorrupt is returned when an entry's content no longer matches its digest.
+var ErrCorrupt = errors.New("cache entry does not match its digest")
+
+// Has reports whether an entry for digest (hex SHA-256) exists.
+func (c *Cache) Has(digest string) bool {
+	_, err := os.Stat(c.path(digest))
+	return err == nil
+}
+
+// Open returns a reader of the entry that verifies the digest as it is
+// read: the read that reaches the end returns ErrCorrupt (and removes the
+// entry) if the content does not match. Using an entry refreshes its time,
+// which Prune uses to keep recently used entries.
+func (c *Cache) Open(digest string) (io.ReadCloser, int64, error) {
+	p := c.path(digest)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	now := time.Now()
+	_ = os.Chtimes(p, now, now) // best effort: only affects which entries prune keeps
+	return &verifyingReader{f: f, h: sha256.New(), want: digest, path: p}, fi.Size(), nil
+}
+
+type verifyingReader struct {
+	f    *os.File
+	h    hash.Hash
+	want string
+	path string
+}
+
+func (r *verifyingReader) Read(p []byte) (int, error) {
+	n, err := r.f.Read(p)
+	r.h.Write(p[:n])
+	if err == io.EOF && hex.EncodeToString(r.h.Sum(nil)) != r.want {
+		_ = os.Remove(r.path) // best effort: a damaged entry must not be used again
+		return n, fmt.Errorf("%w: %s", ErrCorrupt, r.want)
+	}
+	return n, err
+}
+
+func (r *verifyingReader) Close() error { return r.f.Close() }
+
+// Entry is an entry being written.
+type Entry struct {
+	c *Cache
+	f *os.File
+	h hash.Hash
+	n int64
+}
+
+// Create starts writing a new entry.
+func (c *Cache) Create() (*Entry, error) {
+	if err := c.init(); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "entry-*")
+	if err != nil {
+		return nil, fmt.Errorf("create cache entry: %w", err)
+	}
+	return &Entry{c: c, f: f, h: sha256.New()}, nil
+}
+
+func (e *Entry) Write(p []byte) (int, error) {
+	n, err := e.f.Write(p)
+	e.h.Write(p[:n])
+	e.n += int64(n)
+	return n, err
+}
+
+// Truncate and Seek let a download restart from the beginning.
+func (e *Entry) Truncate(n int64) error {
+	if n != 0 {
+		return errors.New("cache entries can only be truncated to zero")
+	}
+	e.h.Reset()
+	e.n = 0
+	return e.f.Truncate(0)
+}
+
+func (e *Entry) Seek(off int64, whence int) (int64, error) { return e.f.Seek(off, whence) }
+
+// Digest is the hex SHA-256 of what was written so far.
+func (e *Entry) Digest() string { return hex.EncodeToString(e.h.Sum(nil)) }
+
+// MismatchError says an entry's content is not what was expected.
+type MismatchError struct{ Got, Want string }
+
+func (e *MismatchError) Error() string { return fmt.Sprintf("got %s, want %s", e.Got, e.Want) }
+
+// Commit stores the entry under want if its content has that digest, and
+// discards it otherwise (returning a *MismatchError).
+func (e *Entry) Commit(want string) error {
+	got := e.Digest()
+	if got != want {
+		e.Abort()
+		return &MismatchError{Got: got, Want: want}
+	}
+	if err := e.f.Close(); err != nil {
+		e.Abort()
+		return fmt.Errorf("close cache entry: %w", err)
+	}
+	if err := os.Rename(e.f.Name(), e.c.path(want)); err != nil {
+		e.Abort()
+		return fmt.Errorf("store cache entry: %w", err)
+	}
+	return nil
+}
+
+// Abort discards the entry.
+func (e *Entry) Abort() {
+	_ = e.f.Close()
+	_ = os.Remove(e.f.Name()) // best effort: Prune removes old temporary files too
+}
+
+// Sum returns a remembered published checksum for key (a checksum URL and
+// file name): released artifacts do not change, so the checksum document
+// need not be fetched again.
+func (c *Cache) Sum(key string) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(c.dir, "sums", keyName(key)))
+	if err != nil {
+		return "", false
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) != 64 {
+		return "", false
+	}
+	return s, true
+}
+
+// PutSum remembers a published checksum.
+func (c *Cache) PutSum(key, sum string) error {
+	if err := c.init(); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "sum-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteString(sum + "\n"); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	tmp.Close()
+	return os.Rename(tmp.Name(), filepath.Join(c.dir, "sums", keyName(key)))
+}
+
+func keyName(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
+}
+
+// Usage is the cache's size.
+type Usage struct {
+	Entries int
+	Bytes   int64
+}
+
+// Usage adds up the entries.
+func (c *Cache) Usage() (Usage, error) {
+	var u Usage
+	entries, err := c.entries()
+	for _, e := range entries {
+		u.Entries++
+		u.Bytes += e.size
+	}
+	return u, err
+}
+
+type entryInfo struct {
+	path string
+	size int64
+	used time.Time
+}
+
+func (c *Cache) entries() ([]entryInfo, error) {
+	des, err := os.ReadDir(filepath.Join(c.dir, "sha256"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // never written to
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []entryInfo
+	for _, d := range des {
+		fi, err := d.Info()
+		if err != nil {
+			continue // removed meanwhile by a concurrent prune
+		}
+		out = append(out, entryInfo{path: filepath.Join(c.dir, "sha256", d.Name()), size: fi.Size(), used: fi.ModTime()})
+	}
+	return out, nil
+}
+
+// Prune removes the least recently used entries until the cache holds at
+// most maxBytes, and temporary files older than an hour (left by runs that
+// were killed). maxBytes 0 empties the cache.
+func (c *Cache) Prune(maxBytes int64) (removed Usage, err error) {
+	tmps, _ := os.ReadDir(filepath.Join(c.dir, "tmp"))
+	for _, t := range tmps {
+		if fi, err := t.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			_ = os.Remove(filepath.Join(c.dir, "tmp", t.Name())) // best effort
+		}
+	}
+	entries, err := c.entries()
+	if err != nil {
+		return removed, err
+	}
+	var total int64
+	for _, e := range entries {
+		total += e.size
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].used.Before(entries[j].used) })
+	for _, e := range entries {
+		if total <= maxBytes {
+			break
+		}
+		if err := os.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("prune %s: %w", e.path, err)
+		}
+		total -= e.size
+		removed.Entries++
+		removed.Bytes += e.size
+	}
+	if maxBytes == 0 {
+		sums, _ := os.ReadDir(filepath.Join(c.dir, "sums"))
+		for _, s := range sums {
+			_ = os.Remove(filepath.Join(c.dir, "sums", s.Name())) // best effort
+		}
+	}
+	return removed, nil
+}

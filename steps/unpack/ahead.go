@@ -1,0 +1,78 @@
+package unpack
+
+import (
+	"io"
+	"sync"
+)
+
+// ahead reads r in a goroutine, up to a few chunks ahead of the consumer,
+// so that decompression and extraction run on two cores. Memory is bounded
+// by chunks * chunkSize.
+func ahead(r io.Reader) io.ReadCloser {
+	const chunks, chunkSize = 4, 1 << 20
+	a := &aheadReader{full: make(chan []byte, chunks), free: make(chan []byte, chunks), done: make(chan struct{})}
+	for i := 0; i < chunks; i++ {
+		a.free <- make([]byte, chunkSize)
+	}
+	go a.fill(r)
+	return a
+}
+
+type aheadReader struct {
+	full, free chan []byte
+	done       chan struct{}
+	closeOnce  sync.Once
+	err        error // set before full is closed
+	cur        []byte
+	curBuf     []byte
+}
+
+func (a *aheadReader) fill(r io.Reader) {
+	defer close(a.full)
+	for {
+		var buf []byte
+		select {
+		case buf = <-a.free:
+		case <-a.done:
+			return
+		}
+		n, err := io.ReadFull(r, buf[:cap(buf)])
+		if n > 0 {
+			select {
+			case a.full <- buf[:n]:
+			case <-a.done:
+				return
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			a.err = io.EOF
+			return
+		}
+		if err != nil {
+			a.err = err
+			return
+		}
+	}
+}
+
+func (a *aheadReader) Read(p []byte) (int, error) {
+	for len(a.cur) == 0 {
+		if a.curBuf != nil {
+			a.free <- a.curBuf[:cap(a.curBuf)]
+			a.curBuf = nil
+		}
+		buf, ok := <-a.full
+		if !ok {
+			return 0, a.err
+		}
+		a.cur, a.curBuf = buf, buf
+	}
+	n := copy(p, a.cur)
+	a.cur = a.cur[n:]
+	return n, nil
+}
+
+func (a *aheadReader) Close() error {
+	a.closeOnce.Do(func() { close(a.done) })
+	return nil
+}
