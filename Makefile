@@ -19,6 +19,7 @@ test:
 # steps, scheduler overhead per step, --target selection.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 5x -benchmem ./engine/
+	bash test/e2e/bench.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

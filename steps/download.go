@@ -219,10 +219,10 @@ func (d *downloads) expectedSum(ctx context.Context, a artifact) (string, error)
 	if a.Pinned != "" {
 		return a.Pinned, nil
 	}
-	key := a.SumURL + "#" + a.SumFile
-	if sum, ok := d.opts.Cache.Sum(key); ok {
+	if sum, ok := d.cachedSum(a); ok {
 		return sum, nil
 	}
+	key := a.SumURL + "#" + a.SumFile
 	doc, err := d.opts.Fetch.GetSmall(ctx, a.SumURL)
 	if err != nil {
 		return "", fmt.Errorf("download %s: fetch published checksum: %w", a.Name, err)
@@ -373,3 +373,12 @@ func memberName(raw string) (string, error) {
 
 // Resources: the machine directory the files go into.
 func (d *downloads) Resources() []string { return []string{d.machineDir} }
+
+// cachedSum is the artifact's expected digest when it is known without the
+// network: pinned, or a published checksum remembered in the cache.
+func (d *downloads) cachedSum(a artifact) (string, bool) {
+	if a.Pinned != "" {
+		return a.Pinned, true
+	}
+	return d.opts.Cache.Sum(a.SumURL + "#" + a.SumFile)
+}

@@ -21,9 +21,9 @@ const reachTimeout = 10 * time.Second
 // artifactCheck probes that artifacts can be downloaded, without
 // downloading them: HEAD, falling back to a one-byte ranged GET.
 type artifactCheck struct {
-	name  string
-	arts  []artifact
-	fetch *fetch.Client
+	name string
+	arts []artifact
+	d    *downloads
 }
 
 func (c artifactCheck) Name() string { return c.name }
@@ -37,7 +37,14 @@ func (c artifactCheck) Run(ctx context.Context) []engine.CheckResult {
 			cctx, cancel := context.WithTimeout(ctx, reachTimeout)
 			defer cancel()
 			r := engine.CheckResult{Name: c.name, Target: a.Name, Severity: engine.SeverityOK, Message: "reachable"}
-			if err := c.fetch.Reachable(cctx, a.URL); err != nil {
+			// Already cached (its checksum is remembered and the content is
+			// there): nothing will be downloaded, so nothing is asked.
+			if sum, ok := c.d.cachedSum(a); ok && c.d.opts.Cache.Has(sum) {
+				r.Message = "in the cache; no download needed"
+				out[i] = r
+				return
+			}
+			if err := c.d.opts.Fetch.Reachable(cctx, a.URL); err != nil {
 				r.Severity, r.Message = engine.SeverityError, "not reachable: "+describe(err)
 			}
 			out[i] = r
@@ -82,7 +89,7 @@ func (d *downloads) checks(name string, pick func(artifact) bool) []engine.Check
 	if len(arts) == 0 {
 		return nil
 	}
-	return []engine.Check{artifactCheck{name: name, arts: arts, fetch: d.opts.Fetch}}
+	return []engine.Check{artifactCheck{name: name, arts: arts, d: d}}
 }
 
 // kubeSteps, criSteps and cniSteps give the download steps their checks.

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -76,6 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	pprof.StopCPUProfile() // no-op unless --cpuprofile started one; PostRun is skipped on errors
 	if err == nil {
 		return exitOK
 	}
@@ -108,6 +110,7 @@ type app struct {
 	logFormat      string
 	logLevel       string
 	cacheDir       string
+	cpuProfile     string
 	registry       *engine.Registry
 }
 
@@ -164,6 +167,19 @@ what would change, and applies them with bounded concurrency.`,
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "auto", "log format on stderr: auto (console on a terminal, JSON otherwise), console or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&a.cacheDir, "cache-dir", defaultCacheDir(), "content-addressed cache of downloads and image blobs, shared by runs and machines")
+	root.PersistentFlags().StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for performance work)")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if a.cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(a.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return pprof.StartCPUProfile(f)
+	}
+	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
 	_ = root.RegisterFlagCompletionFunc("log-format", fixedCompletions("auto", "console", "json"))
 	_ = root.RegisterFlagCompletionFunc("log-level", fixedCompletions("debug", "info", "warn", "error"))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

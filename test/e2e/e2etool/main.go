@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -167,6 +168,7 @@ func serve(args []string) error {
 	fl := flag.NewFlagSet("serve", flag.ExitOnError)
 	dir := fl.String("dir", ".", "directory to serve")
 	portFile := fl.String("port-file", "", "where to write the port")
+	logFile := fl.String("log", "", "append one line per request (method and path) to this file")
 	fl.Parse(args)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -179,7 +181,22 @@ func serve(args []string) error {
 	if err := os.Rename(*portFile+".tmp", *portFile); err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(*dir)), ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = http.FileServer(http.Dir(*dir))
+	if *logFile != "" {
+		lf, err := os.OpenFile(*logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		files := h
+		var mu sync.Mutex
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			fmt.Fprintf(lf, "%s %s\n", r.Method, r.URL.Path)
+			mu.Unlock()
+			files.ServeHTTP(w, r)
+		})
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	return srv.Serve(ln)
 }
 

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# make bench, part 2: rootfsctl against its peers on the end-to-end stand-ins
+# (the debootstrap bookworm image in docker-registry on loopback, the
+# artifact mirror from Debian's binaries), in one sitting, several runs each,
+# medians and ratios. Each run extracts into a fresh directory; old trees
+# are deleted only after all timed runs (on this disk, creating many files
+# soon after deleting many is 2-4x slower).
+#
+# Needs root (like the e2e test). Installs skopeo and umoci from Debian and
+# crane (pinned to go.mod's go-containerregistry) from the Go module proxy.
+# BENCH_RUNS (default 5) sets the runs per measurement; BENCH_PROFILE=FILE
+# writes a CPU profile of one cold apply.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+if [ "$(id -u)" != 0 ]; then
+  echo "bench: SKIPPED: needs root, like the end-to-end test (run: sudo make bench)"
+  exit 0
+fi
+RUNS=${BENCH_RUNS:-5}
+CACHE=${ROOTFSCTL_E2E_CACHE:-/var/cache/rootfsctl-e2e}
+MACHINE=rootfsctl-bench
+KUBE=1.33.1 CRICTL=1.33.0 CTD=1.6.20 CTD2=1.6.21 RUNC=1.1.5 RUNC_BAD=1.1.6 CNI=1.1.1
+WORK=$(mktemp -d /tmp/rootfsctl-bench.XXXXXX)
+PIDS=()
+PASS=0 FAIL=0
+T_START=$EPOCHREALTIME
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf /var/lib/machines/bench-* /etc/systemd/nspawn/bench-*.nspawn /etc/systemd/system/systemd-nspawn@bench-*.service.d "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log()  { printf '== %s\n' "$*"; }
+die()  { printf 'bench: %s\n' "$*" >&2; exit 1; }
+ok()   { PASS=$((PASS+1)); }
+bad()  { FAIL=$((FAIL+1)); printf '  FAIL  %s %s\n' "$1" "${2:-}"; }
+check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what" "command: $*"; fi; }
+# since T: seconds elapsed since T (an $EPOCHREALTIME value). The clock is
+# read first: the arithmetic's own process start is not counted.
+since() { local now=$EPOCHREALTIME; awk -v a="$1" -v b="$now" 'BEGIN { printf "%.3f\n", b - a }'; }
+
+source "$REPO/test/e2e/stand.sh"
+
+log "installing the peers"
+for p in skopeo umoci; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_peer+=("$p")
+done
+if [ "${#need_peer[@]}" -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_peer[@]}" >/dev/null || die "apt-get install ${need_peer[*]} failed"
+fi
+GGCR=$(cd "$REPO" && go list -m -f '{{.Version}}' github.com/google/go-containerregistry)
+CRANE=$CACHE/bin/crane-$GGCR
+if [ ! -x "$CRANE" ]; then
+  mkdir -p "$CACHE/bin"
+  GOBIN=$WORK/gobin go install "github.com/google/go-containerregistry/cmd/crane@$GGCR" || die "go install crane failed"
+  mv "$WORK/gobin/crane" "$CRANE"
+fi
+GZ=$ROOTFS_TAR.gz
+IMG=$REG/e2e/node:v1
+B=$WORK/trees
+mkdir -p "$B"
+
+# time_runs NAME CMD... : runs CMD $RUNS times, each with $D a fresh
+# directory, and records the wall times (seconds) in $WORK/t-NAME.
+time_runs() {
+  local name=$1; shift
+  : >"$WORK/t-$name"
+  for i in $(seq "$RUNS"); do
+    D=$B/$name-$i; mkdir -p "$D"
+    local t; t=$EPOCHREALTIME
+    D=$D "$@" >"$WORK/out-$name-$i.log" 2>&1 || bad "$name run $i" "$(tail -3 "$WORK/out-$name-$i.log")"
+    since "$t" >>"$WORK/t-$name"
+  done
+}
+median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(l) for l in open(sys.argv[1])):.3f}")' "$WORK/t-$1"; }
+
+i_machine=0
+cold_apply() {
+  i_machine=$((i_machine+1))
+  "$WORK/rootfsctl" --cache-dir "$D/cache" --log-level warn apply "$PLAN" "${VARS[@]}" --var "machine=bench-$i_machine"
+}
+log "rootfsctl cold apply (fresh cache and machine each run)"
+time_runs rootfsctl-cold cold_apply
+log "rootfsctl workspace only, from the registry (apply --target workspace)"
+ws_only() { i_machine=$((i_machine+1)); "$WORK/rootfsctl" --cache-dir "$D/cache" --log-level warn apply --target workspace "$PLAN" "${VARS[@]}" --var "machine=bench-$i_machine"; }
+time_runs rootfsctl-workspace ws_only
+log "crane export | tar -x"
+time_runs crane sh -c '"$0" export --platform linux/amd64 "$1" - | tar -x -C "$D"' "$CRANE" "$IMG"
+log "skopeo copy + umoci raw unpack --rootless"
+time_runs skopeo-umoci sh -c 'skopeo copy -q --src-tls-verify=false --override-arch amd64 "docker://$0" "oci:$D/oci:v1" && umoci raw unpack --rootless --image "$D/oci:v1" "$D/rootfs"' "$IMG"
+log "tar -xzf of the layer"
+
+time_runs tar-xzf sh -c 'tar -xzf "$0" -C "$D"' "$GZ"
+log "gunzip of the layer alone"
+time_runs gunzip sh -c 'gzip -dc "$0" >/dev/null' "$GZ"
+log "rootfsctl unpack alone (go test -bench, local blob)"
+(cd "$REPO" && ROOTFSCTL_BENCH_LAYER=$GZ go test ./steps/unpack -run '^$' -bench Layer -benchtime "${RUNS}x" -count 1) >"$WORK/gobench.log" 2>&1
+UNPACK=$(awk '/BenchmarkLayer/ {printf "%.3f", $3/1e9}' "$WORK/gobench.log")
+
+log "warm apply on a provisioned machine"
+WARM_CACHE=$B/rootfsctl-cold-1/cache
+: >"$WORK/t-warm"
+for i in $(seq $((RUNS*2))); do
+  t=$EPOCHREALTIME
+  "$WORK/rootfsctl" --cache-dir "$WARM_CACHE" --log-level warn apply "$PLAN" "${VARS[@]}" --var machine=bench-1 >"$WORK/warm.log" 2>&1 || bad "warm apply" "$(tail -3 "$WORK/warm.log")"
+  since "$t" >>"$WORK/t-warm"
+done
+grep -q "6 unchanged" "$WORK/warm.log" && ok warm || bad "warm apply did not report 6 unchanged" "$(tail -2 "$WORK/warm.log")"
+
+log "second machine with the same cache"
+before=$(wc -l <"$WORK/mirror-requests.log")
+t=$EPOCHREALTIME
+"$WORK/rootfsctl" --cache-dir "$WARM_CACHE" --log-level warn apply "$PLAN" "${VARS[@]}" --var machine=bench-second >"$WORK/second.log" 2>&1 || bad "second machine" "$(tail -3 "$WORK/second.log")"
+SECOND=$(since "$t")
+MIRROR_REQS=$(( $(wc -l <"$WORK/mirror-requests.log") - before ))
+
+log "peak memory"
+D=$B/mem; mkdir -p "$D"
+/usr/bin/time -f '%M' -o "$WORK/rss-cold" "$WORK/rootfsctl" --cache-dir "$D/cache" --log-level warn apply "$PLAN" "${VARS[@]}" --var machine=bench-mem >/dev/null 2>&1 || bad "memory run"
+# A 1 GiB kubelet: only the kube step changes.
+BIG=9.9.9
+mkdir -p "$WORK/mirror/kube/v$BIG/bin/linux/amd64"
+for b in kubelet kubectl kube-proxy; do
+  f=$WORK/mirror/kube/v$BIG/bin/linux/amd64/$b
+  if [ "$b" = kubelet ]; then head -c 1073741824 /dev/urandom >"$f"; else cp "$WORK/mirror/kube/v$KUBE/bin/linux/amd64/$b" "$f"; fi
+  sha256sum "$f" | cut -d' ' -f1 >"$f.sha256"
+done
+/usr/bin/time -f '%M' -o "$WORK/rss-big" "$WORK/rootfsctl" --cache-dir "$D/cache" --log-level warn apply "$PLAN" "${VARS[@]}" --var machine=bench-mem --var kubeVersion=$BIG --var crictlVersion=$CRICTL >"$WORK/big.log" 2>&1 || bad "1 GiB artifact run" "$(tail -3 "$WORK/big.log")"
+check "1 GiB kubelet installed intact" cmp -s "$WORK/mirror/kube/v$BIG/bin/linux/amd64/kubelet" /var/lib/machines/bench-mem/usr/local/bin/kubelet
+
+if [ -n "${BENCH_PROFILE:-}" ]; then
+  log "CPU profile of a cold apply -> $BENCH_PROFILE"
+  D=$B/prof; mkdir -p "$D"
+  "$WORK/rootfsctl" --cpuprofile "$BENCH_PROFILE" --cache-dir "$D/cache" --log-level warn apply "$PLAN" "${VARS[@]}" --var machine=bench-prof >/dev/null 2>&1
+fi
+
+log "results (medians of $RUNS runs; this machine: $(nproc) cores)"
+COLD=$(median rootfsctl-cold)
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}x')" "$1" "$2"; }
+printf '%-44s %8s %s\n' "measurement" "seconds" "rootfsctl cold apply / this"
+for m in crane skopeo-umoci tar-xzf gunzip; do
+  printf '%-44s %8s %s\n' "$m" "$(median $m)" "$(ratio "$COLD" "$(median $m)")"
+done
+printf '%-44s %8s\n' "rootfsctl cold apply (whole plan)" "$COLD"
+printf '%-44s %8s   vs tar -xzf: %s, vs crane|tar: %s\n' "rootfsctl workspace only (pull + unpack)" "$(median rootfsctl-workspace)" "$(ratio "$(median rootfsctl-workspace)" "$(median tar-xzf)")" "$(ratio "$(median rootfsctl-workspace)" "$(median crane)")"
+printf '%-44s %8s   vs tar -xzf: %s, vs gunzip: %s\n' "rootfsctl unpack alone (local blob)" "$UNPACK" "$(ratio "$UNPACK" "$(median tar-xzf)")" "$(ratio "$UNPACK" "$(median gunzip)")"
+printf '%-44s %8s\n' "rootfsctl warm apply" "$(median warm)"
+printf '%-44s %8s   mirror requests: %s\n' "rootfsctl second machine, shared cache" "$SECOND" "$MIRROR_REQS"
+printf '%-44s %8s MiB\n' "peak RSS, cold apply" "$(( $(cat "$WORK/rss-cold") / 1024 ))"
+printf '%-44s %8s MiB\n' "peak RSS, installing a 1 GiB kubelet" "$(( $(cat "$WORK/rss-big") / 1024 ))"
+printf 'bench: %d passed, %d failed\n' "$PASS" "$FAIL"
+[ "$FAIL" = 0 ]
