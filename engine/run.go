@@ -367,6 +367,11 @@ func (s *scheduler) attempt(runCtx context.Context, st *PlanStep, log zerolog.Lo
 		return ch, fmt.Errorf("check: %w", err)
 	}
 	if !ch.Needed || s.opts.CheckOnly {
+		if t, ok := st.Impl.(Tidier); ok && !s.opts.CheckOnly {
+			if err := t.Tidy(ctx); err != nil {
+				log.Warn().Err(err).Msg("could not remove leftovers of an interrupted run")
+			}
+		}
 		return ch, nil
 	}
 	log.Info().Str("reason", ch.Reason).Msg("applying")

@@ -122,3 +122,11 @@ func (r *Registry) names() []string {
 type Prefetcher interface {
 	Prefetch(ctx context.Context) error
 }
+
+// Tidier is implemented by steps that may find leftovers of an interrupted
+// run (temporary files) even when they are up to date. In apply mode the
+// engine calls Tidy for an up-to-date step; plan never does. Errors are
+// logged, not failures.
+type Tidier interface {
+	Tidy(ctx context.Context) error
+}

@@ -79,6 +79,7 @@ func (d *downloads) Apply(ctx context.Context) error {
 	}
 	defer root.Close()
 	removeTemps(root, d.installDir, d.id)
+	removeTemps(root, StateDir, d.id)
 	old, err := readState(root, d.id)
 	if err != nil {
 		return err
@@ -381,4 +382,16 @@ func (d *downloads) cachedSum(a artifact) (string, bool) {
 		return a.Pinned, true
 	}
 	return d.opts.Cache.Sum(a.SumURL + "#" + a.SumFile)
+}
+
+// Tidy removes this step's temporary files left by an interrupted run.
+func (d *downloads) Tidy(context.Context) error {
+	root, err := openMachine(d.machineDir)
+	if err != nil {
+		return nil // no machine yet: nothing to tidy
+	}
+	defer root.Close()
+	removeTemps(root, d.installDir, d.id)
+	removeTemps(root, StateDir, d.id)
+	return nil
 }

@@ -307,3 +307,29 @@ func (s *resolvedStep) Apply(context.Context) error {
 // Resources: the machine directory.
 func (s *osConfig) Resources() []string     { return []string{s.machineDir} }
 func (s *resolvedStep) Resources() []string { return []string{s.p.MachineDir} }
+
+// Tidy removes temporary files an interrupted run left next to the files.
+func (s *osConfig) Tidy(context.Context) error {
+	tidyMachine(s.machineDir, s.id, s.files)
+	return nil
+}
+
+func (s *resolvedStep) Tidy(context.Context) error {
+	tidyMachine(s.p.MachineDir, s.id, map[string][]byte{machineResolv: nil, resolvedUnit: nil})
+	return nil
+}
+
+func tidyMachine(machineDir, owner string, files map[string][]byte) {
+	root, err := openMachine(machineDir)
+	if err != nil {
+		return
+	}
+	defer root.Close()
+	dirs := map[string]bool{}
+	for name := range files {
+		dirs[path.Dir(name)] = true
+	}
+	for d := range dirs {
+		removeTemps(root, d, owner)
+	}
+}

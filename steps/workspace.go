@@ -290,6 +290,9 @@ func (w *workspace) Apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := w.Tidy(ctx); err != nil {
+		return err
+	}
 	for _, file := range []string{w.nspawn, w.override} {
 		if got, err := os.ReadFile(file); err == nil && bytes.Equal(got, cfg[file]) {
 			continue
@@ -567,3 +570,21 @@ func (p *progressReader) Read(b []byte) (int, error) {
 
 // Resources: the machine directory; a second apply on it must wait.
 func (w *workspace) Resources() []string { return []string{w.p.MachineDir} }
+
+// Tidy removes what an interrupted run left: staging and old rootfs
+// directories beside the machine, temporary files next to the nspawn
+// settings and in the state directory.
+func (w *workspace) Tidy(ctx context.Context) error {
+	w.cleanLeftovers(ctx)
+	for _, file := range []string{w.nspawn, w.override} {
+		if root, err := os.OpenRoot(filepath.Dir(file)); err == nil {
+			removeTemps(root, ".", "workspace")
+			root.Close()
+		}
+	}
+	if root, err := openMachine(w.p.MachineDir); err == nil {
+		removeTemps(root, StateDir, "workspace")
+		root.Close()
+	}
+	return nil
+}

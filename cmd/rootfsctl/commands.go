@@ -278,6 +278,9 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 	if f.keepGoing {
 		opts.FailurePolicy = engine.KeepGoing
 	}
+	if !checkOnly {
+		cache.New(a.cacheDir).CleanTemp()
+	}
 	rep, runErr := engine.Run(cmd.Context(), p, g, opts)
 	if rep == nil {
 		return nil, &exitError{code: exitFailed, err: runErr}

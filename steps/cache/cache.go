@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Cache is a cache directory. It is created (mode 0700) on the first write,
@@ -119,6 +121,12 @@ func (c *Cache) Create() (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create cache entry: %w", err)
 	}
+	// Held while writing: CleanTemp removes only files nobody holds.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("lock cache entry: %w", err)
+	}
 	return &Entry{c: c, f: f, h: sha256.New()}, nil
 }
 
@@ -210,6 +218,27 @@ func (c *Cache) PutSum(key, sum string) error {
 func keyName(key string) string {
 	h := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(h[:])
+}
+
+// CleanTemp removes temporary files that no running process is writing:
+// what a killed run left behind.
+func (c *Cache) CleanTemp() {
+	dir := filepath.Join(c.dir, "tmp")
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, d := range des {
+		p := filepath.Join(dir, d.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			_ = os.Remove(p) // best effort: nobody holds it, so nobody is writing it
+		}
+		f.Close()
+	}
 }
 
 // Usage is the cache's size.
