@@ -52,7 +52,7 @@ func newCNI(id string, p *CNIParams, o *Options) (engine.Step, error) {
 	}
 	a.SumURL = a.URL + ".sha256"
 	installDir := d.installDir
-	d.jobs = append(d.jobs, job{art: a, require: append([]string{}, p.Require...), executablesOnly: true,
+	d.jobs = append(d.jobs, job{art: a, require: append([]string{}, p.Require...), executablesOnly: true, selection: "top-level executables",
 		pick: func(m string) (string, bool) {
 			return path.Join(installDir, m), !strings.Contains(m, "/") && m != "."
 		}})

@@ -69,7 +69,7 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	}
 	ca.SumURL = ca.URL + ".sha256sum"
 	installDir := d.installDir
-	d.jobs = append(d.jobs, job{art: ca, require: []string{"containerd"}, pick: func(m string) (string, bool) {
+	d.jobs = append(d.jobs, job{art: ca, require: []string{"containerd"}, selection: "bin/*", pick: func(m string) (string, bool) {
 		dir, base := path.Split(m)
 		return path.Join(installDir, base), dir == "bin/" && base != ""
 	}})

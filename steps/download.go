@@ -3,6 +3,7 @@ package steps
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,9 @@ type job struct {
 	require []string                                   // archive: members that must be present (by dest base name)
 	// executablesOnly skips members without an execute bit (LICENSE, README).
 	executablesOnly bool
+	// selection names what pick and executablesOnly choose, so the cached
+	// list of an archive's members is only reused for the same choice.
+	selection string
 }
 
 // downloads is the shared machinery of download-kube, -cri and -cni.
@@ -135,25 +139,12 @@ func (d *downloads) run(ctx context.Context, root *os.Root, j job) ([]fileState,
 	if err != nil {
 		return nil, err
 	}
-	rc, _, err := d.opts.Cache.Open(want)
-	if err != nil {
-		return nil, fmt.Errorf("install %s: open cache entry: %w", j.art.Name, err)
-	}
-	defer rc.Close()
 	if j.pick != nil {
-		return extractMembers(ctx, rc, root, j, want, d.id)
+		return d.installMembers(ctx, root, j, want)
 	}
-	s, err := stage(root, j.dest, d.id)
+	s, err := d.copyFromCache(root, j.dest, want, j.art.Name)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := io.Copy(s, rc); err != nil {
-		s.Abort()
-		return nil, fmt.Errorf("install %s: %w", j.art.Name, err)
-	}
-	if got := s.Digest(); got != want {
-		s.Abort()
-		return nil, mismatch(j.art, got, want)
 	}
 	if err := s.Commit(0o755); err != nil {
 		return nil, err
@@ -175,7 +166,11 @@ func (d *downloads) Prefetch(ctx context.Context) error {
 	g.SetLimit(4)
 	for _, j := range d.jobs {
 		g.Go(func() error {
-			_, err := d.ensureCached(gctx, j.art)
+			sum, err := d.ensureCached(gctx, j.art)
+			if err != nil || j.pick == nil {
+				return err
+			}
+			_, err = d.extracted(gctx, j, sum)
 			return err
 		})
 	}
@@ -257,42 +252,41 @@ func (d *downloads) fetch(ctx context.Context, a artifact, w io.Writer) error {
 	return nil
 }
 
-// extractMembers installs the archive's chosen members. Entries are checked
-// as untrusted: absolute names, "..", backslashes and NUL are refused, and a
-// chosen member must be a regular file. Every chosen member is staged first
-// and committed only when the whole archive has been read and every required
-// member was found.
-func extractMembers(ctx context.Context, r io.Reader, root *os.Root, j job, archiveSum, owner string) ([]fileState, error) {
+// member is a chosen archive member: where it goes and its content.
+type member struct {
+	Name   string `json:"name"` // in the archive
+	Dest   string `json:"dest"` // inside the machine
+	SHA256 string `json:"sha256"`
+}
+
+// scanArchive reads a gzipped tar archive as untrusted input and hands each
+// chosen member to sink. Absolute names, "..", backslashes and NUL are
+// refused, a chosen member must be a regular file, and every required
+// member must be there. It reads r to the end (where the cache verifies the
+// archive's digest).
+func scanArchive(ctx context.Context, r io.Reader, j job, sink func(m member, content io.Reader) error) error {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
-		return nil, engine.Permanent(fmt.Errorf("extract %s: %w", j.art.Name, err))
+		return engine.Permanent(fmt.Errorf("extract %s: %w", j.art.Name, err))
 	}
 	defer zr.Close()
 	tr := tar.NewReader(zr)
-	var pending []*staged
-	abort := func() {
-		for _, s := range pending {
-			s.Abort()
-		}
-	}
 	found := map[string]bool{}
+	n := 0
 	for {
 		if err := ctx.Err(); err != nil {
-			abort()
-			return nil, err
+			return err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			abort()
-			return nil, engine.Permanent(fmt.Errorf("extract %s: %w", j.art.Name, err))
+			return engine.Permanent(fmt.Errorf("extract %s: %w", j.art.Name, err))
 		}
 		name, err := memberName(hdr.Name)
 		if err != nil {
-			abort()
-			return nil, engine.Permanent(fmt.Errorf("extract %s: %w", j.art.Name, err))
+			return engine.Permanent(fmt.Errorf("extract %s: %w", j.art.Name, err))
 		}
 		dest, ok := j.pick(name)
 		if !ok {
@@ -302,41 +296,101 @@ func extractMembers(ctx context.Context, r io.Reader, root *os.Root, j job, arch
 			if hdr.Typeflag == tar.TypeDir {
 				continue
 			}
-			abort()
-			return nil, engine.Permanent(fmt.Errorf("extract %s: member %s is not a regular file (type %q); refusing", j.art.Name, name, hdr.Typeflag))
+			return engine.Permanent(fmt.Errorf("extract %s: member %s is not a regular file (type %q); refusing", j.art.Name, name, hdr.Typeflag))
 		}
 		if j.executablesOnly && hdr.Mode&0o111 == 0 {
 			continue // a document (LICENSE, README), not a program
 		}
-		s, err := stage(root, dest, owner)
+		if err := sink(member{Name: name, Dest: dest}, tr); err != nil {
+			return err
+		}
+		found[path.Base(dest)] = true
+		n++
+	}
+	// Read to the end: the cache verifies the archive's digest there.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return fmt.Errorf("extract %s: %w", j.art.Name, err)
+	}
+	var missing []string
+	for _, req := range j.require {
+		if !found[req] {
+			missing = append(missing, req)
+		}
+	}
+	if n == 0 {
+		missing = append(missing, "any wanted file")
+	}
+	if len(missing) > 0 {
+		return engine.Permanent(fmt.Errorf("extract %s: the archive lacks %s; nothing was installed", j.art.Name, strings.Join(missing, ", ")))
+	}
+	return nil
+}
+
+// extracted returns the archive's chosen members as cache entries, taking
+// them apart once (during prefetch, while the workspace is unpacked) and
+// remembering the list in the cache.
+func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]member, error) {
+	key := "members:" + j.selection + ":" + archive
+	var members []member
+	if b, ok := d.opts.Cache.Index(key); ok && json.Unmarshal(b, &members) == nil && len(members) > 0 {
+		intact := true
+		for _, m := range members {
+			intact = intact && d.opts.Cache.Has(m.SHA256)
+		}
+		if intact {
+			return members, nil
+		}
+		members = nil
+	}
+	rc, _, err := d.opts.Cache.Open(archive)
+	if err != nil {
+		return nil, fmt.Errorf("extract %s: open cache entry: %w", j.art.Name, err)
+	}
+	defer rc.Close()
+	err = scanArchive(ctx, rc, j, func(m member, content io.Reader) error {
+		e, err := d.opts.Cache.Create()
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(e, content); err != nil {
+			e.Abort()
+			return fmt.Errorf("extract %s: %s: %w", j.art.Name, m.Name, err)
+		}
+		m.SHA256 = e.Digest()
+		members = append(members, m)
+		return e.Commit(m.SHA256)
+	})
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(members)
+	if err := d.opts.Cache.PutIndex(key, b); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not remember an archive's members in the cache")
+	}
+	return members, nil
+}
+
+// installMembers copies the archive's chosen members from the cache into
+// the machine. Every member is staged first and committed only when all
+// are staged, so a failure installs none of them.
+func (d *downloads) installMembers(ctx context.Context, root *os.Root, j job, archive string) ([]fileState, error) {
+	members, err := d.extracted(ctx, j, archive)
+	if err != nil {
+		return nil, err
+	}
+	var pending []*staged
+	abort := func() {
+		for _, s := range pending {
+			s.Abort()
+		}
+	}
+	for _, m := range members {
+		s, err := d.copyFromCache(root, m.Dest, m.SHA256, j.art.Name+": "+m.Name)
 		if err != nil {
 			abort()
 			return nil, err
 		}
 		pending = append(pending, s)
-		if _, err := io.Copy(s, tr); err != nil {
-			abort()
-			return nil, fmt.Errorf("extract %s: %s: %w", j.art.Name, name, err)
-		}
-		found[path.Base(dest)] = true
-	}
-	// Read to the end: the cache verifies the archive's digest there.
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		abort()
-		return nil, fmt.Errorf("extract %s: %w", j.art.Name, err)
-	}
-	var missing []string
-	for _, r := range j.require {
-		if !found[r] {
-			missing = append(missing, r)
-		}
-	}
-	if len(missing) > 0 || len(pending) == 0 {
-		abort()
-		if len(pending) == 0 {
-			missing = append(missing, "any wanted file")
-		}
-		return nil, engine.Permanent(fmt.Errorf("extract %s: the archive lacks %s; nothing was installed", j.art.Name, strings.Join(missing, ", ")))
 	}
 	var files []fileState
 	for i, s := range pending {
@@ -346,14 +400,14 @@ func extractMembers(ctx context.Context, r io.Reader, root *os.Root, j job, arch
 			}
 			return nil, err
 		}
-		fs, err := recordFile(root, s.name, s.Digest(), fetch.Redact(j.art.URL)+"#"+path.Base(s.name))
+		fs, err := recordFile(root, s.name, s.Digest(), fetch.Redact(j.art.URL)+"#"+members[i].Name)
 		if err != nil {
 			return nil, err
 		}
 		fs.Artifact = j.art.key()
 		files = append(files, fs)
 	}
-	zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", archiveSum).Int("files", len(files)).Msg("installed")
+	zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", archive).Int("files", len(files)).Msg("installed")
 	return files, nil
 }
 
@@ -394,4 +448,29 @@ func (d *downloads) Tidy(context.Context) error {
 	removeTemps(root, d.installDir, d.id)
 	removeTemps(root, StateDir, d.id)
 	return nil
+}
+
+// copyFromCache stages a copy of a cache entry at dest inside the machine
+// and checks the copy's digest (the one hash of the install). A damaged
+// entry is removed, so a retry downloads it again.
+func (d *downloads) copyFromCache(root *os.Root, dest, digest, what string) (*staged, error) {
+	f, err := d.opts.Cache.OpenUnverified(digest)
+	if err != nil {
+		return nil, fmt.Errorf("install %s: open cache entry: %w", what, err)
+	}
+	defer f.Close()
+	s, err := stage(root, dest, d.id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(s, f); err != nil {
+		s.Abort()
+		return nil, fmt.Errorf("install %s: %w", what, err)
+	}
+	if got := s.Digest(); got != digest {
+		s.Abort()
+		d.opts.Cache.Remove(digest)
+		return nil, fmt.Errorf("install %s: %w (got %s, want %s); removed it, a retry downloads it again", what, cache.ErrCorrupt, got, digest)
+	}
+	return s, nil
 }

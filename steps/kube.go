@@ -142,7 +142,7 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		}
 		a.SumURL = a.URL + ".sha256"
 		dest := path.Join(d.installDir, "crictl")
-		d.jobs = append(d.jobs, job{art: a, require: []string{"crictl"}, pick: func(m string) (string, bool) {
+		d.jobs = append(d.jobs, job{art: a, require: []string{"crictl"}, selection: "crictl", pick: func(m string) (string, bool) {
 			return dest, m == "crictl"
 		}})
 		summary += fmt.Sprintf("; crictl %s", cv)

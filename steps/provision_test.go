@@ -1,7 +1,9 @@
 package steps_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -768,5 +770,58 @@ func TestCorruptCacheEntryIsNotUsed(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(entry); string(got) != good {
 		t.Errorf("cache entry not replaced: %q", got)
+	}
+}
+
+// TestHostileArtifactArchives: archive members with absolute names, "..",
+// backslashes, or a wanted member that is a symlink, fail the step; nothing
+// is installed and nothing outside the machine is written.
+func TestHostileArtifactArchives(t *testing.T) {
+	outside := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		entries []fixture.Entry
+		want    string
+	}{
+		{"dotdot", []fixture.Entry{{Name: "./bridge", Mode: 0o755, Body: "x"}, {Name: "../../../../" + outside + "/evil", Mode: 0o755, Body: "x"}}, "escapes the archive"},
+		{"absolute", []fixture.Entry{{Name: outside + "/evil", Mode: 0o755, Body: "x"}}, "absolute path"},
+		{"backslash", []fixture.Entry{{Name: `.\evil`, Mode: 0o755, Body: "x"}}, "backslash"},
+		{"symlink plugin", []fixture.Entry{{Name: "./bridge", Type: tar.TypeSymlink, Linkname: outside + "/evil"}, {Name: "./host-local", Mode: 0o755, Body: "x"}, {Name: "./loopback", Mode: 0o755, Body: "x"}}, "not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStand(t)
+			wantAll(t, s.run(nil, false), engine.StatusChanged)
+			tgz := filepath.Join(s.mirrorDir, "cni/v1.5.9/cni-plugins-linux-amd64-v1.5.9.tgz")
+			if err := os.MkdirAll(filepath.Dir(tgz), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var gz bytes.Buffer
+			zw := gzip.NewWriter(&gz)
+			zw.Write(fixture.Tar(tc.entries))
+			zw.Close()
+			os.WriteFile(tgz, gz.Bytes(), 0o644)
+			sum := sha256.Sum256(gz.Bytes())
+			os.WriteFile(tgz+".sha256", []byte(hex.EncodeToString(sum[:])+"  "+filepath.Base(tgz)+"\n"), 0o644)
+			before := manifest(t, filepath.Join(s.machine(), "opt/cni/bin"))
+
+			reg := engine.NewRegistry()
+			steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond)), Cache: mustCache(t)})
+			src := fmt.Sprintf("apiVersion: rootfsctl/v1\nkind: Plan\nname: t\nsteps:\n  cni:\n    type: download-cni\n    with: {machineDir: %s, arch: amd64, version: 1.5.9, baseURL: %s/cni}\n", s.machine(), s.mirror)
+			p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, _ := engine.NewGraph(p)
+			rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+			if st := statusOf(rep)["cni"]; !strings.Contains(st, tc.want) {
+				t.Errorf("cni: %s, want a refusal containing %q", st, tc.want)
+			}
+			if d := diffManifests(before, manifest(t, filepath.Join(s.machine(), "opt/cni/bin"))); len(d) > 0 {
+				t.Errorf("the hostile archive changed installed plugins: %v", d)
+			}
+			if entries, _ := os.ReadDir(outside); len(entries) > 0 {
+				t.Errorf("written outside: %v", entries)
+			}
+		})
 	}
 }

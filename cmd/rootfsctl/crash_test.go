@@ -160,17 +160,7 @@ func TestKill9AtRandomMoments(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the crash harness runs 31 cold applies")
 	}
-	bin := buildBinary(t)
-	s := newCrashStand(t)
-
-	refOut := t.TempDir()
-	start := time.Now()
-	if out, err := s.apply(bin, refOut, t.TempDir()).CombinedOutput(); err != nil {
-		t.Fatalf("reference apply: %v\n%s", err, out)
-	}
-	refDur := time.Since(start)
-	ref := tree(t, refOut)
-	t.Logf("reference cold apply: %s, %d entries", refDur.Round(time.Millisecond), len(ref))
+	bin, s, ref, refDur := referenceRun(t)
 
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 7))
@@ -239,15 +229,7 @@ func TestSIGINTDuringProvisioning(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: runs 11 cold applies")
 	}
-	bin := buildBinary(t)
-	s := newCrashStand(t)
-	refOut := t.TempDir()
-	start := time.Now()
-	if out, err := s.apply(bin, refOut, t.TempDir()).CombinedOutput(); err != nil {
-		t.Fatalf("reference apply: %v\n%s", err, out)
-	}
-	refDur := time.Since(start)
-	ref := tree(t, refOut)
+	bin, s, ref, refDur := referenceRun(t)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
 	for i := 0; i < 5; i++ {
 		out, cache := t.TempDir(), t.TempDir()
@@ -290,4 +272,21 @@ func TestSIGINTDuringProvisioning(t *testing.T) {
 			}
 		}
 	}
+}
+
+// referenceRun builds the binary and the stand, and applies once without
+// interruption: the tree every interrupted run must end up with.
+func referenceRun(t *testing.T) (bin string, s *crashStand, ref map[string]string, took time.Duration) {
+	t.Helper()
+	bin = buildBinary(t)
+	s = newCrashStand(t)
+	out := t.TempDir()
+	start := time.Now()
+	if msg, err := s.apply(bin, out, t.TempDir()).CombinedOutput(); err != nil {
+		t.Fatalf("reference apply: %v\n%s", err, msg)
+	}
+	took = time.Since(start)
+	ref = tree(t, out)
+	t.Logf("reference cold apply: %s, %d entries", took.Round(time.Millisecond), len(ref))
+	return bin, s, ref, took
 }

@@ -128,7 +128,12 @@ type dirAttr struct {
 // Layer applies one layer, given as its (possibly compressed) blob. The
 // compression is detected from the stream: gzip, zstd or plain tar.
 func (u *Unpacker) Layer(ctx context.Context, blob io.Reader) error {
-	br := bufio.NewReaderSize(blob, 64*1024)
+	// Three stages on their own goroutines: reading the blob (network,
+	// digest checks, the cache copy), inflating it, and extracting; the
+	// slowest one, inflating, then has a core to itself.
+	raw := ahead(blob)
+	defer raw.Close()
+	br := bufio.NewReaderSize(raw, 64*1024)
 	magic, _ := br.Peek(4)
 	var r io.Reader = br
 	switch {
