@@ -289,3 +289,38 @@ func TestApplyRunsPreflightFirst(t *testing.T) {
 		t.Errorf("preflight --ignore-preflight-errors all: exit %d, want 0", code)
 	}
 }
+
+func TestCacheCommand(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"old", "new"} {
+		p := filepath.Join(dir, "sha256", strings.Repeat(name[:1], 64))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, 2048), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(dir, "sha256", strings.Repeat("o", 64)), old, old)
+	rc := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), append([]string{"--cache-dir", dir}, args...), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	if code, out := rc("cache", "info"); code != exitOK || !strings.Contains(out, "2 entries, 4.0 KiB") {
+		t.Errorf("cache info: exit %d, %q", code, out)
+	}
+	if code, out := rc("cache", "prune", "--max-size", "2KiB"); code != exitOK || !strings.Contains(out, "removed 1 entries, 2.0 KiB") {
+		t.Errorf("cache prune --max-size 2KiB: exit %d, %q", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sha256", strings.Repeat("n", 64))); err != nil {
+		t.Errorf("prune removed the recently used entry: %v", err)
+	}
+	if code, out := rc("cache", "prune", "--all"); code != exitOK || !strings.Contains(out, "removed 1 entries") {
+		t.Errorf("cache prune --all: exit %d, %q", code, out)
+	}
+	if code, _ := rc("cache", "prune", "--max-size", "lots"); code != exitUsage {
+		t.Errorf("cache prune --max-size lots: exit %d, want %d", code, exitUsage)
+	}
+}

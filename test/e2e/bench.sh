@@ -32,14 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-log()  { printf '== %s\n' "$*"; }
-die()  { printf 'bench: %s\n' "$*" >&2; exit 1; }
-ok()   { PASS=$((PASS+1)); }
-bad()  { FAIL=$((FAIL+1)); printf '  FAIL  %s %s\n' "$1" "${2:-}"; }
-check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what" "command: $*"; fi; }
-# since T: seconds elapsed since T (an $EPOCHREALTIME value). The clock is
-# read first: the arithmetic's own process start is not counted.
-since() { local now=$EPOCHREALTIME; awk -v a="$1" -v b="$now" 'BEGIN { printf "%.3f\n", b - a }'; }
+QUIET_OK=1
+source "$REPO/test/e2e/lib.sh"
 
 source "$REPO/test/e2e/stand.sh"
 

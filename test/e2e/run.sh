@@ -48,17 +48,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log()  { printf '== %s\n' "$*"; }
-die()  { printf 'e2e: %s\n' "$*" >&2; exit 1; }
-ok()   { PASS=$((PASS+1)); printf '  ok    %s\n' "$1"; }
-bad()  { FAIL=$((FAIL+1)); printf '  FAIL  %s\n' "$1"; [ -n "${2:-}" ] && printf '        %s\n' "$2"; return 0; }
-check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what" "command: $*"; fi; }
-check_eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got: $(printf %q "$2")  want: $(printf %q "$3")"; fi; }
-check_has() { if printf '%s' "$2" | grep -qF -- "$3"; then ok "$1"; else bad "$1" "got: $(printf '%s' "$2" | head -c 300)  want it to contain: $3"; fi; }
-# since T: seconds elapsed since T (an $EPOCHREALTIME value). The clock is
-# read first: the arithmetic's own process start is not counted.
-since() { local now=$EPOCHREALTIME; awk -v a="$1" -v b="$now" 'BEGIN { printf "%.3f\n", b - a }'; }
-
+source "$REPO/test/e2e/lib.sh"
 source "$REPO/test/e2e/stand.sh"
 
 # --- 5. plans/kube-node.yaml with only --var overrides ----------------------
