@@ -31,6 +31,7 @@ func (p *barProgress) Track(name string, total int64) engine.Tracker {
 			progressbar.OptionSetWriter(p.out),
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionShowCount(),
 			progressbar.OptionSetWidth(30),
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionClearOnFinish(),
