@@ -189,6 +189,15 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		}
 		out = append(out, res("machine directory", problem, "exists and is readable"))
 	}
+	// nspawn refuses to start a machine whose bind source is missing.
+	for _, src := range append(append([]string{}, c.w.p.BindReadOnly...), c.w.p.HostDevices...) {
+		r := engine.CheckResult{Name: c.Name(), Target: "bind source " + src, Severity: engine.SeverityOK, Message: "exists"}
+		if _, err := os.Stat(src); err != nil {
+			r.Severity = engine.SeverityWarning
+			r.Message = "does not exist on this host: systemd-nspawn will refuse to start the machine until it does"
+		}
+		out = append(out, r)
+	}
 	for _, t := range []struct{ what, dir string }{
 		{"machine directory parent", filepath.Dir(md)},
 		{".nspawn directory", filepath.Dir(c.w.nspawn)},

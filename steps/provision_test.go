@@ -633,7 +633,7 @@ func TestPreflight(t *testing.T) {
 	for _, c := range rep.Checks {
 		names[c.Name]++
 	}
-	for n, want := range map[string]int{"oci-image-reachable": 1, "kubernetes-artifacts": 3, "cri-artifacts": 3, "cni-artifacts": 1, "nspawn-machine-provisioning": 3} {
+	for n, want := range map[string]int{"oci-image-reachable": 1, "kubernetes-artifacts": 3, "cri-artifacts": 3, "cni-artifacts": 1, "nspawn-machine-provisioning": 4} {
 		if names[n] != want {
 			t.Errorf("preflight: %d results for %s, want %d", names[n], n, want)
 		}
@@ -823,5 +823,32 @@ func TestHostileArtifactArchives(t *testing.T) {
 				t.Errorf("written outside: %v", entries)
 			}
 		})
+	}
+}
+
+// TestPreflightWarnsAboutMissingBindSources: a bind source missing on the
+// host is a warning (the machine would not start), not an error.
+func TestPreflightWarnsAboutMissingBindSources(t *testing.T) {
+	reg := engine.NewRegistry()
+	steps.Register(reg, steps.Options{Cache: mustCache(t)})
+	dir := t.TempDir()
+	src := fmt.Sprintf("apiVersion: rootfsctl/v1\nkind: Plan\nname: t\nsteps:\n  ws:\n    type: ensure-workspace\n    with: {machineDir: %s/m/kube1, image: \"oci:%s/layout\", nspawnConfig: %s/k.nspawn, serviceOverride: %s/o.conf, bindReadOnly: [%s], hostDevices: [/dev/nonexistent-device]}\n", dir, dir, dir, dir, dir)
+	p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := engine.NewGraph(p)
+	rep, err := engine.Preflight(context.Background(), p, g, engine.PreflightOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	for _, c := range rep.Checks {
+		if c.Name == "nspawn-machine-provisioning" && c.Severity == engine.SeverityWarning {
+			warned = append(warned, c.Target)
+		}
+	}
+	if len(warned) != 1 || warned[0] != "bind source /dev/nonexistent-device" {
+		t.Errorf("warnings for %v, want only the missing device", warned)
 	}
 }
