@@ -230,6 +230,13 @@ func (s *scheduler) run(parent context.Context, ids []string) (*Report, error) {
 		}
 	}
 
+	// Prefetches of steps that never ran may still be going: stop them and
+	// wait, so none outlives the run (a killed download must remove its
+	// temporary file before the process exits).
+	cancel()
+	for _, done := range s.prefetched {
+		<-done
+	}
 	rep := &Report{Plan: s.p.Name, File: s.p.File, CheckOnly: s.opts.CheckOnly, Started: started, Status: "ok"}
 	for _, id := range ids {
 		r := s.results[id]

@@ -463,16 +463,23 @@ func (w *workspace) unpackLayers(ctx context.Context, root *os.Root, img *resolv
 		digests[i] = d.Hex
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// fetched[i] is closed when layer i (i >= 1) is in the cache or failed.
+	// fetched[i] receives the outcome of caching layer i (i >= 1).
 	fetched := make([]chan error, len(layers))
 	for i := range fetched {
 		fetched[i] = make(chan error, 1)
 	}
+	fetcherDone := make(chan struct{})
 	go func() {
+		defer close(fetcherDone)
 		for i := 1; i < len(layers); i++ {
 			fetched[i] <- w.cacheLayer(ctx, layers[i], digests[i])
 		}
+	}()
+	// On any return, stop the fetcher and wait for it, so its temporary
+	// cache file is gone before this step reports.
+	defer func() {
+		cancel()
+		<-fetcherDone
 	}()
 
 	u := unpack.New(root, unpack.Options{Privileged: w.opts.Privileged})
