@@ -110,12 +110,28 @@ func expandTemplate(tmpl string, vals map[string]string) string {
 	})
 }
 
-// pick returns s's base URL or the upstream default.
-func (s Source) base(def string) string {
-	if s.BaseURL != "" {
-		return strings.TrimSuffix(s.BaseURL, "/")
+// sourceFor is what a download step's fields say about one artifact, for
+// validation: an explicit url replaces baseURL (which always has a default).
+func sourceFor(version, baseURL, url, sha256 string) Source {
+	s := Source{Version: version, URL: url, SHA256: sha256}
+	if url == "" {
+		s.BaseURL = baseURL
 	}
-	return def
+	return s
+}
+
+// locate is an artifact's URL: the url template filled in with vals, or
+// the upstream layout path under base.
+func locate(tmpl string, vals map[string]string, base, layout string) string {
+	if tmpl != "" {
+		return expandTemplate(tmpl, vals)
+	}
+	return strings.TrimSuffix(base, "/") + "/" + layout
+}
+
+// linuxVals are the placeholders every artifact's url template may use.
+func linuxVals(version, arch string) map[string]string {
+	return map[string]string{"version": version, "arch": arch, "os": "linux"}
 }
 
 // key identifies the artifact's content source: its full URL (never stored

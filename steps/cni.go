@@ -29,10 +29,7 @@ type CNIParams struct {
 
 func (p *CNIParams) Validate() []engine.FieldError {
 	errs := machinePaths(p.MachineDir, p.InstallDir, p.Arch)
-	s := Source{Version: p.Version, URL: p.URL, SHA256: p.SHA256}
-	if s.URL == "" {
-		s.BaseURL = p.BaseURL
-	}
+	s := sourceFor(p.Version, p.BaseURL, p.URL, p.SHA256)
 	for i, r := range p.Require {
 		if !binaryPattern.MatchString(r) {
 			errs = append(errs, engine.FieldError{Path: fmt.Sprintf("require[%d]", i), Message: fmt.Sprintf("%q is not a plugin name", r)})
@@ -45,11 +42,7 @@ func newCNI(id string, p *CNIParams, o *Options) (engine.Step, error) {
 	d := &downloads{id: id, machineDir: filepath.Clean(p.MachineDir), installDir: path.Clean(p.InstallDir), opts: o}
 	tgz := fmt.Sprintf("cni-plugins-linux-%s-v%s.tgz", p.Arch, p.Version)
 	a := artifact{Name: fmt.Sprintf("cni-plugins %s linux/%s", p.Version, p.Arch), SumFile: tgz, Pinned: p.SHA256}
-	if p.URL != "" {
-		a.URL = expandTemplate(p.URL, map[string]string{"version": p.Version, "arch": p.Arch, "os": "linux"})
-	} else {
-		a.URL = fmt.Sprintf("%s/v%s/%s", strings.TrimSuffix(p.BaseURL, "/"), p.Version, tgz)
-	}
+	a.URL = locate(p.URL, linuxVals(p.Version, p.Arch), p.BaseURL, "v"+p.Version+"/"+tgz)
 	a.SumURL = a.URL + ".sha256"
 	installDir := d.installDir
 	d.jobs = append(d.jobs, job{art: a, require: append([]string{}, p.Require...), executablesOnly: true, selection: "top-level executables",

@@ -44,14 +44,8 @@ type RuncSource struct {
 
 func (p *CRIParams) Validate() []engine.FieldError {
 	errs := machinePaths(p.MachineDir, p.InstallDir, p.Arch)
-	c := Source{Version: p.Containerd.Version, URL: p.Containerd.URL, SHA256: p.Containerd.SHA256}
-	if c.URL == "" {
-		c.BaseURL = p.Containerd.BaseURL
-	}
-	r := Source{Version: p.Runc.Version, URL: p.Runc.URL, SHA256: p.Runc.SHA256}
-	if r.URL == "" {
-		r.BaseURL = p.Runc.BaseURL
-	}
+	c := sourceFor(p.Containerd.Version, p.Containerd.BaseURL, p.Containerd.URL, p.Containerd.SHA256)
+	r := sourceFor(p.Runc.Version, p.Runc.BaseURL, p.Runc.URL, p.Runc.SHA256)
 	errs = append(errs, c.validate("containerd.", true, "version", "arch", "os")...)
 	return append(errs, r.validate("runc.", true, "version", "arch", "os")...)
 }
@@ -62,11 +56,7 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 
 	tarball := fmt.Sprintf("containerd-%s-linux-%s.tar.gz", cv, p.Arch)
 	ca := artifact{Name: fmt.Sprintf("containerd %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: p.Containerd.SHA256}
-	if p.Containerd.URL != "" {
-		ca.URL = expandTemplate(p.Containerd.URL, map[string]string{"version": cv, "arch": p.Arch, "os": "linux"})
-	} else {
-		ca.URL = fmt.Sprintf("%s/v%s/%s", strings.TrimSuffix(p.Containerd.BaseURL, "/"), cv, tarball)
-	}
+	ca.URL = locate(p.Containerd.URL, linuxVals(cv, p.Arch), p.Containerd.BaseURL, "v"+cv+"/"+tarball)
 	ca.SumURL = ca.URL + ".sha256sum"
 	installDir := d.installDir
 	d.jobs = append(d.jobs, job{art: ca, require: []string{"containerd"}, selection: "bin/*", pick: func(m string) (string, bool) {
@@ -76,13 +66,9 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 
 	runcFile := "runc." + p.Arch
 	ra := artifact{Name: fmt.Sprintf("runc %s linux/%s", rv, p.Arch), SumFile: runcFile, Pinned: p.Runc.SHA256}
-	if p.Runc.URL != "" {
-		ra.URL = expandTemplate(p.Runc.URL, map[string]string{"version": rv, "arch": p.Arch, "os": "linux"})
-		ra.SumURL = ra.URL[:strings.LastIndex(ra.URL, "/")+1] + "runc.sha256sum"
-	} else {
-		dir := fmt.Sprintf("%s/v%s/", strings.TrimSuffix(p.Runc.BaseURL, "/"), rv)
-		ra.URL, ra.SumURL = dir+runcFile, dir+"runc.sha256sum"
-	}
+	// runc publishes one checksum file for all architectures, beside the binaries.
+	ra.URL = locate(p.Runc.URL, linuxVals(rv, p.Arch), p.Runc.BaseURL, "v"+rv+"/"+runcFile)
+	ra.SumURL = ra.URL[:strings.LastIndex(ra.URL, "/")+1] + "runc.sha256sum"
 	d.jobs = append(d.jobs, job{art: ra, dest: path.Join(installDir, "runc")})
 
 	d.summary = fmt.Sprintf("containerd %s, runc %s linux/%s", cv, rv, p.Arch)

@@ -50,10 +50,7 @@ var (
 
 func (p *KubeParams) Validate() []engine.FieldError {
 	errs := machinePaths(p.MachineDir, p.InstallDir, p.Arch)
-	src := Source{Version: p.Version, URL: p.URL}
-	if p.URL == "" {
-		src.BaseURL = p.BaseURL
-	}
+	src := sourceFor(p.Version, p.BaseURL, p.URL, "")
 	errs = append(errs, src.validate("", true, "version", "arch", "os", "binary")...)
 	for i, b := range p.Binaries {
 		if !binaryPattern.MatchString(b) {
@@ -68,10 +65,7 @@ func (p *KubeParams) Validate() []engine.FieldError {
 			errs = append(errs, engine.FieldError{Path: "sha256." + b, Message: "must be 64 lowercase hex digits"})
 		}
 	}
-	c := Source{Version: p.Crictl.Version, URL: p.Crictl.URL, SHA256: p.Crictl.SHA256}
-	if p.Crictl.URL == "" {
-		c.BaseURL = p.Crictl.BaseURL
-	}
+	c := sourceFor(p.Crictl.Version, p.Crictl.BaseURL, p.Crictl.URL, p.Crictl.SHA256)
 	return append(errs, c.validate("crictl.", false, "version", "arch", "os")...)
 }
 
@@ -115,15 +109,11 @@ func minorZero(v string) string {
 
 func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 	d := &downloads{id: id, machineDir: filepath.Clean(p.MachineDir), installDir: path.Clean(p.InstallDir), opts: o}
-	vals := map[string]string{"version": p.Version, "arch": p.Arch, "os": "linux"}
+	vals := linuxVals(p.Version, p.Arch)
 	for _, b := range p.Binaries {
 		vals["binary"] = b
 		a := artifact{Name: fmt.Sprintf("%s %s linux/%s", b, p.Version, p.Arch), SumFile: b, Pinned: p.SHA256[b]}
-		if p.URL != "" {
-			a.URL = expandTemplate(p.URL, vals)
-		} else {
-			a.URL = fmt.Sprintf("%s/v%s/bin/linux/%s/%s", strings.TrimSuffix(p.BaseURL, "/"), p.Version, p.Arch, b)
-		}
+		a.URL = locate(p.URL, vals, p.BaseURL, fmt.Sprintf("v%s/bin/linux/%s/%s", p.Version, p.Arch, b))
 		a.SumURL = a.URL + ".sha256"
 		d.jobs = append(d.jobs, job{art: a, dest: path.Join(d.installDir, b)})
 	}
@@ -135,11 +125,7 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		}
 		tarball := fmt.Sprintf("crictl-v%s-linux-%s.tar.gz", cv, p.Arch)
 		a := artifact{Name: fmt.Sprintf("crictl %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: p.Crictl.SHA256}
-		if p.Crictl.URL != "" {
-			a.URL = expandTemplate(p.Crictl.URL, map[string]string{"version": cv, "arch": p.Arch, "os": "linux"})
-		} else {
-			a.URL = fmt.Sprintf("%s/v%s/%s", strings.TrimSuffix(p.Crictl.BaseURL, "/"), cv, tarball)
-		}
+		a.URL = locate(p.Crictl.URL, linuxVals(cv, p.Arch), p.Crictl.BaseURL, "v"+cv+"/"+tarball)
 		a.SumURL = a.URL + ".sha256"
 		dest := path.Join(d.installDir, "crictl")
 		d.jobs = append(d.jobs, job{art: a, require: []string{"crictl"}, selection: "crictl", pick: func(m string) (string, bool) {

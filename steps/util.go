@@ -1,16 +1,9 @@
 package steps
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"hash"
 	"os"
 )
-
-func newSHA256() hash.Hash { return sha256.New() }
-
-func hexSum(b []byte) string { return hex.EncodeToString(b) }
 
 // openMachine opens the machine directory as an os.Root: every read and
 // write inside it is confined, whatever symlinks the image put there.
