@@ -106,7 +106,7 @@ func (d *downloads) Apply(ctx context.Context) error {
 	for _, j := range d.jobs {
 		// An artifact installed before from the same URL and pin, whose
 		// files are intact, is kept without touching the network.
-		if prev := kept[j.art.key()]; len(prev) > 0 {
+		if prev := kept[j.art.key()]; len(prev) > 0 && d.placed(j, prev) {
 			if problem, err := verifyFiles(root, prev); err == nil && problem == "" {
 				zerolog.Ctx(ctx).Debug().Str("artifact", j.art.Name).Msg("already installed; kept")
 				mu.Lock()
@@ -473,4 +473,18 @@ func (d *downloads) copyFromCache(root *os.Root, dest, digest, what string) (*st
 		return nil, fmt.Errorf("install %s: %w (got %s, want %s); removed it, a retry downloads it again", what, cache.ErrCorrupt, got, digest)
 	}
 	return s, nil
+}
+
+// placed reports whether previously installed files of an artifact are
+// where the job installs them now (the plan may have moved installDir).
+func (d *downloads) placed(j job, files []fileState) bool {
+	for _, f := range files {
+		if j.pick == nil && f.Path != j.dest {
+			return false
+		}
+		if j.pick != nil && path.Dir(f.Path) != d.installDir {
+			return false
+		}
+	}
+	return true
 }

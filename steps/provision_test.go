@@ -852,3 +852,53 @@ func TestPreflightWarnsAboutMissingBindSources(t *testing.T) {
 		t.Errorf("warnings for %v, want only the missing device", warned)
 	}
 }
+
+// TestURLTemplates: whole-URL templates with named placeholders resolve
+// to the mirror, and the checksums are found next to them in the upstream
+// formats (runc's one file for all architectures beside the binary).
+func TestURLTemplates(t *testing.T) {
+	s := newStand(t)
+	wantAll(t, s.run(nil, false), engine.StatusChanged)
+	reg := engine.NewRegistry()
+	steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond)), Cache: mustCache(t)})
+	src := fmt.Sprintf(`apiVersion: rootfsctl/v1
+kind: Plan
+name: t
+steps:
+  kube:
+    type: download-kube
+    with:
+      machineDir: %[1]s
+      arch: amd64
+      version: 1.33.1
+      installDir: opt/tpl/bin
+      url: "%[2]s/kube/v{version}/bin/{os}/{arch}/{binary}"
+      crictl: {url: "%[2]s/cri-tools/v{version}/crictl-v{version}-{os}-{arch}.tar.gz"}
+  cri:
+    type: download-cri
+    with:
+      machineDir: %[1]s
+      arch: amd64
+      installDir: opt/tpl/bin
+      containerd: {url: "%[2]s/containerd/v{version}/containerd-{version}-{os}-{arch}.tar.gz"}
+      runc: {url: "%[2]s/runc/v{version}/runc.{arch}"}
+  cni:
+    type: download-cni
+    with: {machineDir: %[1]s, arch: amd64, installDir: opt/tpl/cni, url: "%[2]s/cni/v{version}/cni-plugins-{os}-{arch}-v{version}.tgz"}
+`, s.machine(), s.mirror)
+	p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := engine.NewGraph(p)
+	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, rep, engine.StatusChanged)
+	for _, f := range []string{"opt/tpl/bin/kubelet", "opt/tpl/bin/crictl", "opt/tpl/bin/containerd", "opt/tpl/bin/runc", "opt/tpl/cni/loopback"} {
+		if readFile(t, filepath.Join(s.machine(), f)) != readFile(t, filepath.Join(s.machine(), strings.NewReplacer("opt/tpl/bin", "usr/local/bin", "opt/tpl/cni", "opt/cni/bin").Replace(f))) {
+			t.Errorf("%s differs from the baseURL-installed file", f)
+		}
+	}
+}
