@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 )
 
 // Severity grades a preflight result.
@@ -30,6 +31,11 @@ type CheckResult struct {
 	Message  string   `json:"message"`
 	Ignored  bool     `json:"ignored,omitempty"`
 }
+
+// CheckTimeout bounds each preflight check: the engine runs every check
+// under a context with this deadline, and checks say so in their messages
+// when it passes. It is the one value the README documents.
+const CheckTimeout = 10 * time.Second
 
 // Check is one non-mutating preflight check. Building the list of checks is
 // separate from running them.
@@ -100,7 +106,9 @@ func Preflight(ctx context.Context, p *Plan, g *Graph, opts PreflightOptions) (*
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = runCheck(ctx, c)
+			cctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+			defer cancel()
+			results[i] = runCheck(cctx, c)
 		}()
 	}
 	wg.Wait()
