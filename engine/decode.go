@@ -51,10 +51,26 @@ type decoder struct {
 	// failed holds the paths whose value was reported as wrong; Validate's
 	// findings about them would only repeat the problem.
 	failed map[string]bool
+	// errs counts the problems found, including those left unsaid.
+	errs int
+	// quiet holds nodes whose problems are consequences of one reported
+	// elsewhere (a variable that failed): they count, but are not reported.
+	quiet map[*yaml.Node]bool
+	// notes are appended to messages about a node (where its value came from).
+	notes map[*yaml.Node]string
 }
 
 func newDecoder(d *diags) *decoder {
 	return &decoder{d: d, fields: map[string]*yaml.Node{}, failed: map[string]bool{}}
+}
+
+// report records a problem with the value at n.
+func (dec *decoder) report(n *yaml.Node, format string, args ...any) {
+	dec.errs++
+	if dec.quiet[n] {
+		return
+	}
+	dec.d.at(n, "%s", fmt.Sprintf(format, args...)+dec.notes[n])
 }
 
 // decode fills v (a settable value) from n. prefix is how messages name the
@@ -86,7 +102,7 @@ func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
 			return
 		}
 		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
-			dec.d.at(n, "%s%v", pre(name), err)
+			dec.report(n, "%s%v", pre(name), err)
 		}
 		return
 	}
@@ -109,7 +125,7 @@ func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
 		case "false":
 			v.SetBool(false)
 		default:
-			dec.d.at(n, "%sexpected true or false, got %q", pre(name), n.Value)
+			dec.report(n, "%sexpected true or false, got %q", pre(name), n.Value)
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		if !dec.expectScalar(n, name, "an integer") {
@@ -117,7 +133,7 @@ func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
 		}
 		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 10, v.Type().Bits())
 		if err != nil {
-			dec.d.at(n, "%sexpected an integer, got %q", pre(name), n.Value)
+			dec.report(n, "%sexpected an integer, got %q", pre(name), n.Value)
 			return
 		}
 		v.SetInt(i)
@@ -126,7 +142,7 @@ func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
 			return
 		}
 		if n.Kind != yaml.SequenceNode {
-			dec.d.at(n, "%sexpected a list, got %s", pre(name), kindName(n))
+			dec.report(n, "%sexpected a list, got %s", pre(name), kindName(n))
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -139,7 +155,7 @@ func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
 			return
 		}
 		if n.Kind != yaml.MappingNode {
-			dec.d.at(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
+			dec.report(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
 			return
 		}
 		m := reflect.MakeMap(v.Type())
@@ -147,7 +163,7 @@ func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
 		for _, kv := range mappingPairs(n) {
 			k, val := kv[0], kv[1]
 			if seen[k.Value] {
-				dec.d.at(k, "%sduplicate key %q", pre(name), k.Value)
+				dec.report(k, "%sduplicate key %q", pre(name), k.Value)
 				continue
 			}
 			seen[k.Value] = true
@@ -170,7 +186,7 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 		n = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 	}
 	if n.Kind != yaml.MappingNode {
-		dec.d.at(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
+		dec.report(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
 		dec.failed[path] = true
 		return
 	}
@@ -178,23 +194,26 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 	for _, kv := range mappingPairs(n) {
 		k, val := kv[0], kv[1]
 		f, ok := fields.byName[k.Value]
+		if !ok && fields.extension(k.Value) {
+			continue // x-... keys hold anchors for the rest of the document
+		}
 		if !ok {
-			dec.d.at(k, "%sunknown field %q%s", pre(name), k.Value, suggest(k.Value, fields.names))
+			dec.report(k, "%sunknown field %q%s", pre(name), k.Value, suggest(k.Value, fields.names))
 			continue
 		}
 		if set[k.Value] {
-			dec.d.at(k, "%sduplicate key %q", pre(name), k.Value)
+			dec.report(k, "%sduplicate key %q", pre(name), k.Value)
 			continue
 		}
 		set[k.Value] = true
 		fv := v.Field(f.index)
 		fpath := joinPath(path, f.name)
-		before := len(dec.d.list)
+		before := dec.errs
 		dec.decode(val, fv, prefix, fpath)
-		if len(dec.d.list) == before { // constraints only make sense for a well-typed value
+		if dec.errs == before { // constraints only make sense for a well-typed value
 			dec.checkConstraints(resolveAlias(val), fv, f, joinName(prefix, fpath))
 		}
-		if len(dec.d.list) > before {
+		if dec.errs > before {
 			dec.failed[fpath] = true
 		}
 	}
@@ -203,7 +222,7 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 			continue
 		}
 		if f.required {
-			dec.d.at(n, "%smissing required field %q", pre(name), f.name)
+			dec.report(n, "%smissing required field %q", pre(name), f.name)
 			dec.failed[joinPath(path, f.name)] = true
 			continue
 		}
@@ -232,22 +251,22 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 func (dec *decoder) checkConstraints(n *yaml.Node, v reflect.Value, f field, name string) {
 	if len(f.enum) > 0 && v.Kind() == reflect.String && v.String() != "" {
 		if !contains(f.enum, v.String()) {
-			dec.d.at(n, "%s%q is not one of %s", pre(name), v.String(), strings.Join(f.enum, ", "))
+			dec.report(n, "%s%q is not one of %s", pre(name), v.String(), strings.Join(f.enum, ", "))
 		}
 	}
 	if f.pattern != nil && v.Kind() == reflect.String && !f.pattern.MatchString(v.String()) {
-		dec.d.at(n, "%s%q does not match %s", pre(name), v.String(), f.pattern)
+		dec.report(n, "%s%q does not match %s", pre(name), v.String(), f.pattern)
 	}
 	if v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64 {
 		if f.minimum != nil && v.Int() < *f.minimum {
-			dec.d.at(n, "%smust be at least %d, got %d", pre(name), *f.minimum, v.Int())
+			dec.report(n, "%smust be at least %d, got %d", pre(name), *f.minimum, v.Int())
 		}
 		if f.maximum != nil && v.Int() > *f.maximum {
-			dec.d.at(n, "%smust be at most %d, got %d", pre(name), *f.maximum, v.Int())
+			dec.report(n, "%smust be at most %d, got %d", pre(name), *f.maximum, v.Int())
 		}
 	}
 	if v.Kind() == reflect.Slice && f.minItems > 0 && v.Len() < f.minItems && n.Kind == yaml.SequenceNode {
-		dec.d.at(n, "%sneeds at least %d item(s)", pre(name), f.minItems)
+		dec.report(n, "%sneeds at least %d item(s)", pre(name), f.minItems)
 	}
 }
 
@@ -255,7 +274,7 @@ func (dec *decoder) expectScalar(n *yaml.Node, name, want string) bool {
 	if n.Kind == yaml.ScalarNode {
 		return true
 	}
-	dec.d.at(n, "%sexpected %s, got %s", pre(name), want, kindName(n))
+	dec.report(n, "%sexpected %s, got %s", pre(name), want, kindName(n))
 	return false
 }
 
@@ -276,6 +295,19 @@ type fieldSet struct {
 	list   []field
 	byName map[string]field
 	names  []string
+	// prefixes are the key prefixes (from yaml:"x-*" tags) of keys that
+	// are accepted and ignored.
+	prefixes []string
+}
+
+// extension reports whether key is an accepted-and-ignored extension key.
+func (fs fieldSet) extension(key string) bool {
+	for _, p := range fs.prefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func structFields(t reflect.Type) fieldSet {
@@ -291,6 +323,10 @@ func structFields(t reflect.Type) fieldSet {
 		}
 		if name == "" {
 			name = strings.ToLower(sf.Name[:1]) + sf.Name[1:]
+		}
+		if prefix, ok := strings.CutSuffix(name, "*"); ok {
+			fs.prefixes = append(fs.prefixes, prefix)
+			continue
 		}
 		f := field{index: i, name: name}
 		for _, item := range splitTag(sf.Tag.Get("jsonschema")) {

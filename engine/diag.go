@@ -119,6 +119,18 @@ type diags struct {
 	file  string
 	list  Diagnostics
 	spent int // YAML nodes visited, against maxPlanNodes
+	bytes int // bytes of expanded values, against MaxExpandedBytes
+}
+
+// spendBytes counts n bytes of expanded values; past the budget it reports
+// once and returns false.
+func (d *diags) spendBytes(n int, at *yaml.Node) bool {
+	before := d.bytes
+	d.bytes += n
+	if d.bytes > MaxExpandedBytes && before <= MaxExpandedBytes {
+		d.at(at, "plan expands to more than %s of values (variables used many times); refusing to go on", byteSize(MaxExpandedBytes))
+	}
+	return d.bytes <= MaxExpandedBytes
 }
 
 // spend counts one visited node; past the budget it reports once and

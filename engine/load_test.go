@@ -150,7 +150,7 @@ func TestLoadExpandsVariables(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := engine.Load(file, engine.LoadOptions{Registry: reg, Host: testHost, Vars: map[string]string{"machin": "x"}})
-		if err == nil || !strings.Contains(err.Error(), `--var machin: the plan declares no such variable (did you mean "machine"?)`) {
+		if err == nil || !strings.Contains(err.Error(), `override machin: the plan declares no variable "machin" (did you mean "machine"?)`) {
 			t.Errorf("Load(): got %v, want an unknown --var error with a suggestion", err)
 		}
 	})

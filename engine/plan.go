@@ -1,12 +1,13 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -64,19 +65,51 @@ func (p *Plan) Step(id string) (*PlanStep, bool) {
 type LoadOptions struct {
 	Registry *Registry
 	Host     Host
-	// Vars override the plan's vars (and may override host.* facts, for
-	// example to provision a rootfs for another architecture).
+	// Overrides replace the plan's vars (and may replace host.* facts, for
+	// example to provision a rootfs for another architecture). Later
+	// entries win.
+	Overrides []VarOverride
+	// Vars is a shorthand for Overrides without origins (tests, embedders).
 	Vars map[string]string
 }
 
+// MaxPlanBytes bounds a plan file.
+const MaxPlanBytes = 4 << 20
+
 // Load reads and validates a plan file. When the plan is invalid the error is
-// Diagnostics, holding every problem found, sorted by position.
+// Diagnostics, holding every problem found, sorted by position; overrides
+// naming undeclared variables give an *UnknownVarError.
 func Load(file string, opts LoadOptions) (*Plan, error) {
-	data, err := os.ReadFile(file)
+	data, err := readPlan(file)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(file, data, opts)
+}
+
+// readPlan reads a plan file, refusing anything that is not a regular file
+// (a FIFO would block for ever) and anything past MaxPlanBytes.
+func readPlan(file string) ([]byte, error) {
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("read plan: %w", err)
 	}
-	return Parse(file, data, opts)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read plan %s: not a regular file", file)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxPlanBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	if len(data) > MaxPlanBytes {
+		return nil, fmt.Errorf("read plan %s: larger than %s", file, byteSize(MaxPlanBytes))
+	}
+	return data, nil
 }
 
 // planDoc is the top level of a plan file. Its tags also generate the schema.
@@ -86,14 +119,15 @@ type planDoc struct {
 	Name          string    `yaml:"name" jsonschema:"required,pattern=^[a-z0-9][a-z0-9-]*$" jsonschema_description:"Name of the plan: lowercase letters, digits and dashes."`
 	Description   string    `yaml:"description" jsonschema_description:"Free text."`
 	Vars          yaml.Node `yaml:"vars" jsonschema_description:"String variables, used as ${name} in any value under steps. Values may use other variables and the built-ins ${host.arch}, ${host.os}, ${host.hostname}, ${host.kernel}, ${plan.dir}. $${ writes a literal ${."`
-	Parallelism   int       `yaml:"parallelism" jsonschema:"minimum=1,default=4" jsonschema_description:"How many steps may run at once. --parallelism/-j overrides."`
+	Parallelism   int       `yaml:"parallelism" jsonschema:"minimum=1,maximum=1024,default=4" jsonschema_description:"How many steps may run at once. --parallelism/-j overrides."`
 	FailurePolicy string    `yaml:"failurePolicy" jsonschema:"enum=fail-fast,enum=keep-going,default=fail-fast" jsonschema_description:"fail-fast cancels everything on the first failure; keep-going runs independent branches to the end."`
 	Defaults      *defaults `yaml:"defaults" jsonschema_description:"Applied to every step that does not set its own."`
 	Steps         yaml.Node `yaml:"steps" jsonschema:"required" jsonschema_description:"The steps, keyed by id."`
+	Extensions    yaml.Node `yaml:"x-*" jsonschema_description:"Keys starting with x- are ignored: a place for YAML anchors shared by steps."`
 }
 
 type defaults struct {
-	Timeout Duration `yaml:"timeout" jsonschema_description:"Time limit for each attempt of a step (Go duration: 90s, 15m)."`
+	Timeout Duration `yaml:"timeout" jsonschema_description:"Time limit for each attempt of a step (Go duration: 90s, 15m; 0 for none)."`
 	Retry   *Retry   `yaml:"retry" jsonschema_description:"Retry policy."`
 }
 
@@ -102,28 +136,43 @@ type stepDoc struct {
 	Type        string    `yaml:"type" jsonschema:"required" jsonschema_description:"The step type (rootfsctl steps lists them)."`
 	Description string    `yaml:"description" jsonschema_description:"Free text."`
 	Needs       []string  `yaml:"needs" jsonschema_description:"Ids of steps that must finish successfully before this one starts."`
-	Timeout     *Duration `yaml:"timeout" jsonschema_description:"Time limit for each attempt (Go duration: 90s, 15m)."`
+	Timeout     *Duration `yaml:"timeout" jsonschema_description:"Time limit for each attempt (Go duration: 90s, 15m; 0 for none)."`
 	Retry       *Retry    `yaml:"retry" jsonschema_description:"Retry policy; attempts are spaced by exponential backoff with jitter."`
 	With        yaml.Node `yaml:"with" jsonschema_description:"The step type's parameters."`
 }
 
 // Parse validates a plan held in memory; file names it in messages.
 func Parse(file string, data []byte, opts LoadOptions) (*Plan, error) {
-	d := &diags{file: file}
-	p := parse(d, data, opts)
-	if len(d.list) > 0 {
-		return nil, d.list.Sort()
+	if opts.Registry == nil {
+		opts.Registry = NewRegistry()
+	}
+	l := &loader{d: &diags{file: file}, reg: opts.Registry}
+	p := l.parse(data, opts)
+	if l.unknown != nil {
+		return nil, l.unknown
+	}
+	if len(l.d.list) > 0 {
+		return nil, l.d.list.Sort()
 	}
 	return p, nil
 }
 
-func parse(d *diags, data []byte, opts LoadOptions) *Plan {
-	if opts.Registry == nil {
-		opts.Registry = NewRegistry()
-	}
+// loader holds what parsing one plan file shares between its phases.
+type loader struct {
+	d       *diags
+	reg     *Registry
+	p       *Plan
+	vars    *varResolver
+	defs    *defaults
+	unknown *UnknownVarError
+}
+
+func (l *loader) parse(data []byte, opts LoadOptions) *Plan {
+	d := l.d
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		d.atPos(yamlErrorPos(d.file, err), "%s", yamlErrorMessage(err))
+		sp := locateSyntaxError(d.file, data, err)
+		d.atPos(sp.pos, "%s", sp.msg)
 		return nil
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
@@ -144,28 +193,43 @@ func parse(d *diags, data []byte, opts LoadOptions) *Plan {
 		d.atPos(Pos{File: d.file}, "resolve plan directory: %v", err)
 		return nil
 	}
-	p := &Plan{
+	l.p = &Plan{
 		File: d.file, Dir: filepath.Dir(abs),
 		Name: hdr.Name, Description: hdr.Description,
 		Parallelism: hdr.Parallelism, FailurePolicy: FailurePolicy(hdr.FailurePolicy),
 		byID: map[string]*PlanStep{},
 	}
-
-	lookup, names := resolveVars(d, p, &hdr.Vars, opts)
-	parseSteps(d, p, &hdr.Steps, hdr.Defaults, opts.Registry, lookup, names)
-	checkNeeds(d, p)
-	return p
+	l.defs = hdr.Defaults
+	l.resolveVars(&hdr.Vars, opts)
+	l.parseSteps(&hdr.Steps)
+	checkNeeds(d, l.p)
+	return l.p
 }
 
-// resolveVars resolves the declared vars with overrides and built-ins, and
-// returns the lookup used for step values.
-func resolveVars(d *diags, p *Plan, varsNode *yaml.Node, opts LoadOptions) (func(string) (string, bool), func() []string) {
-	builtins := opts.Host.vars()
-	builtins["plan.dir"] = p.Dir
-	r := &varResolver{
-		d: d, raw: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{},
-		builtins: builtins, resolved: map[string]string{}, state: map[string]int{},
+// overrides merges the shorthand map into the ordered overrides.
+func (o LoadOptions) overrides() []VarOverride {
+	out := append([]VarOverride(nil), o.Overrides...)
+	names := make([]string, 0, len(o.Vars))
+	for n := range o.Vars {
+		names = append(names, n)
 	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out, VarOverride{Name: n, Value: o.Vars[n], Origin: "override " + n})
+	}
+	return out
+}
+
+// resolveVars resolves the declared vars with overrides and built-ins.
+func (l *loader) resolveVars(varsNode *yaml.Node, opts LoadOptions) {
+	d := l.d
+	builtins := opts.Host.vars()
+	builtins["plan.dir"] = l.p.Dir
+	r := &varResolver{
+		d: d, raw: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{}, origin: map[string]string{},
+		builtins: builtins, resolved: map[string]string{}, from: map[string][]string{}, state: map[string]int{},
+	}
+	l.vars = r
 	var declared []string
 	if varsNode.Kind != 0 && !isNull(varsNode) {
 		if varsNode.Kind != yaml.MappingNode {
@@ -191,28 +255,32 @@ func resolveVars(d *diags, p *Plan, varsNode *yaml.Node, opts LoadOptions) (func
 	}
 	// Overrides replace declared values (as literal text, which may itself
 	// refer to variables) and may replace built-ins.
-	for name, val := range opts.Vars {
-		if _, ok := r.raw[name]; ok {
-			r.raw[name] = &yaml.Node{Kind: yaml.ScalarNode, Value: val, Line: r.keys[name].Line, Column: r.keys[name].Column}
+	for _, o := range opts.overrides() {
+		if _, ok := r.raw[o.Name]; ok {
+			k := r.keys[o.Name]
+			r.raw[o.Name] = &yaml.Node{Kind: yaml.ScalarNode, Value: o.Value, Line: k.Line, Column: k.Column}
+			r.origin[o.Name] = o.Origin
 			continue
 		}
-		if _, ok := builtins[name]; ok {
-			builtins[name] = val
+		if _, ok := builtins[o.Name]; ok {
+			builtins[o.Name] = o.Value
 			continue
 		}
-		d.atPos(Pos{File: d.file}, "--var %s: the plan declares no such variable%s", name, suggest(name, declared))
+		if l.unknown == nil {
+			l.unknown = &UnknownVarError{Known: declared}
+		}
+		l.unknown.Unknown = append(l.unknown.Unknown, o)
 	}
-	p.Vars = map[string]string{}
+	l.p.Vars = map[string]string{}
 	for _, name := range declared {
 		if v, ok := r.resolve(name); ok {
-			p.Vars[name] = v
+			l.p.Vars[name] = v
 		}
 	}
-	return r.resolve, r.allNames
 }
 
-func parseSteps(d *diags, p *Plan, stepsNode *yaml.Node, defs *defaults, reg *Registry,
-	lookup func(string) (string, bool), names func() []string) {
+func (l *loader) parseSteps(stepsNode *yaml.Node) {
+	d, p := l.d, l.p
 	if stepsNode.Kind == 0 {
 		return // reported as missing by the header decoder
 	}
@@ -236,12 +304,12 @@ func parseSteps(d *diags, p *Plan, stepsNode *yaml.Node, defs *defaults, reg *Re
 		s := &PlanStep{ID: id, Pos: nodePos(d.file, k)}
 		p.byID[id] = s
 		p.Steps = append(p.Steps, s)
-		parseStep(d, s, v, defs, reg, lookup, names)
+		l.parseStep(s, v)
 	}
 }
 
-func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registry,
-	lookup func(string) (string, bool), names func() []string) {
+func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
+	d := l.d
 	if n.Kind != yaml.MappingNode {
 		d.at(n, "%s: expected a mapping with type and with, got %s", s.ID, kindName(n))
 		return
@@ -250,7 +318,8 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 	// Variables are expanded everywhere in a step except in type and needs:
 	// the graph's shape stays the same whatever the variables say.
 	ex := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
-	e := &expander{d: d, lookup: lookup, names: names, active: map[*yaml.Node]bool{n: true}}
+	e := newExpander(d, l.vars)
+	e.active[n] = true
 	for _, kv := range mappingPairs(n) {
 		val := kv[1]
 		if kv[0].Value != "type" && kv[0].Value != "needs" {
@@ -258,45 +327,22 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 		}
 		ex.Content = append(ex.Content, kv[0], val)
 	}
-	// A value whose variables did not resolve is not the user's value:
-	// checking it would only produce noise.
-	interpolationFailed := len(d.list) > before
 	var sd stepDoc
 	dec := newDecoder(d)
+	dec.quiet, dec.notes = e.poisoned, e.notes
 	dec.decode(ex, reflect.ValueOf(&sd).Elem(), s.ID, "")
 	s.Type, s.Description, s.Needs = sd.Type, sd.Description, sd.Needs
 	for i := range sd.Needs {
 		s.needPositions = append(s.needPositions, nodePos(d.file, dec.fields[fmt.Sprintf("needs[%d]", i)]))
 	}
-	s.Retry = Retry{Attempts: 1}
-	switch {
-	case sd.Timeout != nil:
-		s.Timeout = time.Duration(*sd.Timeout)
-	case defs != nil:
-		s.Timeout = time.Duration(defs.Timeout)
-	}
-	switch {
-	case sd.Retry != nil:
-		s.Retry = *sd.Retry
-	case defs != nil && defs.Retry != nil:
-		s.Retry = *defs.Retry
-	}
-	if s.Retry.Attempts == 0 {
-		s.Retry.Attempts = 1
-	}
-	if s.Retry.Delay == 0 {
-		s.Retry.Delay = Duration(time.Second)
-	}
-	if s.Retry.MaxDelay == 0 {
-		s.Retry.MaxDelay = Duration(30 * time.Second)
-	}
+	s.Timeout, s.Retry = l.policy(sd)
 	if sd.Type == "" {
 		return
 	}
 	typeNode := dec.fields["type"]
-	st, ok := reg.Lookup(sd.Type)
+	st, ok := l.reg.Lookup(sd.Type)
 	if !ok {
-		d.at(typeNode, "%s: unknown step type %q%s", s.ID, sd.Type, suggestOrList(sd.Type, reg.names()))
+		d.at(typeNode, "%s: unknown step type %q%s", s.ID, sd.Type, suggestOrList(sd.Type, l.reg.names()))
 		return
 	}
 	withNode := &sd.With
@@ -305,20 +351,21 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 	}
 	params := st.NewParams()
 	pdec := newDecoder(d)
+	pdec.quiet, pdec.notes = e.poisoned, e.notes
 	pdec.expand = func(def string) string {
-		refs, problem, _ := scanRefs(def)
-		vals := map[string]string{}
-		for _, r := range refs {
-			v, ok := lookup(r.name)
-			if !ok || problem != "" {
-				return def
-			}
-			vals[r.name] = v
+		if _, problem, _ := scanRefs(def); problem != "" {
+			return def
 		}
-		return expand(def, vals)
+		if v, ok, _ := substitute(def, l.vars.resolve); ok {
+			return v
+		}
+		return def
 	}
 	pdec.decode(withNode, reflect.ValueOf(params).Elem(), s.ID+".with", "")
-	if v, ok := params.(Validator); ok && !pdec.failed[""] && !interpolationFailed {
+	// A value whose variables did not resolve is not the user's value:
+	// checking it would only repeat the variable's problem.
+	poisoned := len(e.poisoned) > 0
+	if v, ok := params.(Validator); ok && !pdec.failed[""] && !poisoned {
 		// Validate also runs when some fields were wrong, so that every
 		// problem shows at once; it must not repeat what decoding said.
 		for _, fe := range v.Validate() {
@@ -329,10 +376,10 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 			if fn := pdec.fields[fe.Path]; fn != nil {
 				at = fn
 			}
-			d.at(at, "%s.with.%s: %s", s.ID, fe.Path, fe.Message)
+			d.at(at, "%s.with.%s: %s%s", s.ID, fe.Path, fe.Message, pdec.notes[at])
 		}
 	}
-	if len(d.list) > before {
+	if len(d.list) > before || poisoned || pdec.errs > 0 || dec.errs > 0 {
 		return
 	}
 	s.Params = params
@@ -342,6 +389,35 @@ func parseStep(d *diags, s *PlanStep, n *yaml.Node, defs *defaults, reg *Registr
 		return
 	}
 	s.Impl = impl
+}
+
+// policy is a step's timeout and retry policy: its own, else the plan's
+// defaults, else the built-in ones.
+func (l *loader) policy(sd stepDoc) (time.Duration, Retry) {
+	var timeout time.Duration
+	switch {
+	case sd.Timeout != nil:
+		timeout = time.Duration(*sd.Timeout)
+	case l.defs != nil:
+		timeout = time.Duration(l.defs.Timeout)
+	}
+	r := Retry{Attempts: 1}
+	switch {
+	case sd.Retry != nil:
+		r = *sd.Retry
+	case l.defs != nil && l.defs.Retry != nil:
+		r = *l.defs.Retry
+	}
+	if r.Attempts == 0 {
+		r.Attempts = 1
+	}
+	if r.Delay == 0 {
+		r.Delay = Duration(time.Second)
+	}
+	if r.MaxDelay == 0 {
+		r.MaxDelay = Duration(30 * time.Second)
+	}
+	return timeout, r
 }
 
 func suggestOrList(got string, candidates []string) string {
@@ -436,28 +512,4 @@ func (s *PlanStep) needPos(i int) Pos {
 		return s.needPositions[i]
 	}
 	return s.Pos
-}
-
-func yamlErrorMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if _, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(msg, "line ") {
-		msg = rest
-	}
-	return "invalid YAML: " + msg
-}
-
-func yamlErrorPos(file string, err error) Pos {
-	var te *yaml.TypeError
-	msg := err.Error()
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg = te.Errors[0]
-	}
-	var line int
-	if i := strings.Index(msg, "line "); i >= 0 {
-		fmt.Sscanf(msg[i:], "line %d", &line)
-	}
-	if line == 0 {
-		line = 1
-	}
-	return Pos{File: file, Line: line, Col: 1}
 }

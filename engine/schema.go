@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -141,6 +142,14 @@ func schemaFor(t reflect.Type, interp bool) map[string]any {
 			props[f.name] = s
 		}
 		s := map[string]any{"type": "object", "additionalProperties": false, "properties": props}
+		fs := structFields(t)
+		if len(fs.prefixes) > 0 {
+			pp := map[string]any{}
+			for _, p := range fs.prefixes {
+				pp["^"+regexp.QuoteMeta(p)] = map[string]any{}
+			}
+			s["patternProperties"] = pp
+		}
 		if len(required) > 0 {
 			s["required"] = required
 		}

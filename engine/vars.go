@@ -40,6 +40,17 @@ func (h Host) vars() map[string]string {
 	}
 }
 
+// Expansion budgets. Variables may refer to each other, so a small plan can
+// describe a huge value ("${a}${a}" doubled thirty times); these bound the
+// memory and time any plan can cost.
+const (
+	// MaxValueBytes bounds one expanded value: a variable or a step's scalar.
+	MaxValueBytes = 1 << 20
+	// MaxExpandedBytes bounds all expanded values of one plan together
+	// (aliases can repeat one value many times).
+	MaxExpandedBytes = 32 << 20
+)
+
 // ref is one ${name} found in a string, at a byte offset.
 type ref struct {
 	name   string
@@ -87,28 +98,39 @@ func validRefName(name string) bool {
 	return true
 }
 
-// expand replaces every ${name} in s with vals[name] and "$${" with "${".
-// It assumes scanRefs found no problem and every name is defined.
-func expand(s string, vals map[string]string) string {
+// substitute replaces every ${name} in s with value(name) and "$${" with
+// "${", in one pass. It assumes scanRefs found no problem. It stops with ok
+// false when a reference has no value, and with tooLarge when the result
+// would pass MaxValueBytes.
+func substitute(s string, value func(name string) (string, bool)) (out string, ok, tooLarge bool) {
 	if !strings.Contains(s, "$") {
-		return s
+		return s, true, false
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] == '$' && i+2 < len(s) && s[i+1] == '$' && s[i+2] == '{' {
+		switch {
+		case s[i] == '$' && i+2 < len(s) && s[i+1] == '$' && s[i+2] == '{':
 			b.WriteString("${")
 			i += 2
-			continue
-		}
-		if s[i] == '$' && i+1 < len(s) && s[i+1] == '{' {
+		case s[i] == '$' && i+1 < len(s) && s[i+1] == '{':
 			end := strings.IndexByte(s[i+2:], '}')
-			b.WriteString(vals[s[i+2:i+2+end]])
+			v, found := value(s[i+2 : i+2+end])
+			if !found {
+				return "", false, false
+			}
+			if b.Len()+len(v) > MaxValueBytes {
+				return "", false, true
+			}
+			b.WriteString(v)
 			i += 2 + end
-			continue
+		default:
+			b.WriteByte(s[i])
 		}
-		b.WriteByte(s[i])
+		if b.Len() > MaxValueBytes {
+			return "", false, true
+		}
 	}
-	return b.String()
+	return b.String(), true, false
 }
 
 // refPos is the position of a byte offset inside a scalar node, exact for
@@ -129,16 +151,59 @@ func refPos(file string, n *yaml.Node, offset int) Pos {
 	return p
 }
 
+// VarOverride is a variable value given outside the plan file. Origin says
+// where, in the words messages should use (cmd passes "--var machine" or
+// "site.yaml:3"); the engine never names a flag itself.
+type VarOverride struct {
+	Name, Value, Origin string
+}
+
+// UnknownVarError says overrides name variables the plan does not declare
+// (and that are not host facts). Callers treat it as bad input.
+type UnknownVarError struct {
+	Unknown []VarOverride
+	Known   []string // the plan's variables, for suggestions
+}
+
+func (e *UnknownVarError) Error() string {
+	parts := make([]string, len(e.Unknown))
+	for i, o := range e.Unknown {
+		parts[i] = fmt.Sprintf("%s: the plan declares no variable %q%s", o.Origin, o.Name, suggest(o.Name, e.Known))
+	}
+	return strings.Join(parts, "; ")
+}
+
 // varResolver resolves the plan's vars, which may refer to each other and to
-// the built-in variables, and reports undefined references and cycles.
+// the built-in variables, and reports undefined references, cycles and
+// values that grow past the budget, each once, at the variable's definition.
 type varResolver struct {
 	d        *diags
 	raw      map[string]*yaml.Node // declared vars (value nodes)
 	keys     map[string]*yaml.Node // their key nodes, for positions
+	origin   map[string]string     // overridden vars: where their value came from
 	builtins map[string]string
 	resolved map[string]string
-	state    map[string]int // 0 unvisited, 1 on the stack, 2 done
-	stack    []string
+	// from lists, per resolved var, the overrides its value depends on.
+	from  map[string][]string
+	state map[string]int // 0 unvisited, 1 on the stack, 2 done
+	stack []string
+}
+
+// label is how messages name a variable's definition.
+func (r *varResolver) label(name string) string {
+	if o, ok := r.origin[name]; ok {
+		return o
+	}
+	return "vars." + name
+}
+
+// defined reports whether name is declared or built in, whatever its value.
+func (r *varResolver) defined(name string) bool {
+	if _, ok := r.raw[name]; ok {
+		return true
+	}
+	_, ok := r.builtins[name]
+	return ok
 }
 
 func (r *varResolver) resolve(name string) (string, bool) {
@@ -163,33 +228,72 @@ func (r *varResolver) resolve(name string) (string, bool) {
 	r.stack = append(r.stack, name)
 	defer func() { r.stack = r.stack[:len(r.stack)-1]; r.state[name] = 2 }()
 
-	refs, problem, at := scanRefs(n.Value)
+	_, overridden := r.origin[name]
+	at := func(offset int) Pos {
+		if overridden { // the value is not in the file: point at the declaration
+			return nodePos(r.d.file, r.keys[name])
+		}
+		return refPos(r.d.file, n, offset)
+	}
+	refs, problem, off := scanRefs(n.Value)
 	if problem != "" {
-		r.d.atPos(refPos(r.d.file, n, at), "vars.%s: %s", name, problem)
+		r.d.atPos(at(off), "%s: %s", r.label(name), problem)
 		return "", false
 	}
-	vals := map[string]string{}
 	ok := true
+	var from []string
+	if overridden {
+		from = []string{r.origin[name]}
+	}
 	for _, rf := range refs {
-		v, found := r.resolve(rf.name)
-		if !found {
-			ok = false
-			if _, known := r.raw[rf.name]; !known {
-				if _, builtin := r.builtins[rf.name]; !builtin {
-					r.d.atPos(refPos(r.d.file, n, rf.offset), "vars.%s: undefined variable ${%s}%s",
-						name, rf.name, suggest(rf.name, r.allNames()))
-				}
-			}
+		if _, found := r.resolve(rf.name); found {
+			from = appendNew(from, r.from[rf.name]...)
 			continue
 		}
-		vals[rf.name] = v
+		ok = false
+		if !r.defined(rf.name) {
+			r.d.atPos(at(rf.offset), "%s: undefined variable ${%s}%s", r.label(name), rf.name, suggest(rf.name, r.allNames()))
+		}
 	}
 	if !ok {
 		return "", false
 	}
-	v := expand(n.Value, vals)
+	v, _, tooLarge := substitute(n.Value, r.resolve)
+	if tooLarge {
+		r.d.at(r.keys[name], "%s: expands to more than %s (%s); refusing to go on",
+			r.label(name), byteSize(MaxValueBytes), strings.Join(r.growth(name), " -> "))
+		return "", false
+	}
+	if !r.d.spendBytes(len(v), r.keys[name]) {
+		return "", false
+	}
 	r.resolved[name] = v
+	r.from[name] = from
 	return v, true
+}
+
+// growth is the chain of variables that made name large: at each step the
+// largest variable the previous one uses, shortened in the middle.
+func (r *varResolver) growth(name string) []string {
+	chain := []string{name}
+	for cur := name; len(chain) < 64; {
+		refs, _, _ := scanRefs(r.raw[cur].Value)
+		next, size := "", -1
+		for _, rf := range refs {
+			if v, ok := r.resolved[rf.name]; ok && r.raw[rf.name] != nil && len(v) > size {
+				next, size = rf.name, len(v)
+			}
+		}
+		if next == "" {
+			break
+		}
+		chain = append(chain, next)
+		cur = next
+	}
+	if len(chain) > 8 {
+		chain = append(append(chain[:4:4], "…"), chain[len(chain)-3:]...)
+	}
+	return chain
 }
 
 func (r *varResolver) allNames() []string {
@@ -203,6 +307,15 @@ func (r *varResolver) allNames() []string {
 	return out
 }
 
+func appendNew(list []string, items ...string) []string {
+	for _, it := range items {
+		if !contains(list, it) {
+			list = append(list, it)
+		}
+	}
+	return list
+}
+
 func indexOf(list []string, s string) int {
 	for i, x := range list {
 		if x == s {
@@ -210,6 +323,13 @@ func indexOf(list []string, s string) int {
 		}
 	}
 	return -1
+}
+
+func byteSize(n int) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // maxPlanNodes bounds how many YAML nodes a plan may expand to, aliases
@@ -221,9 +341,19 @@ const maxPlanNodes = 1_000_000
 // into copies; an alias that refers to a node it is inside of is an error.
 type expander struct {
 	d      *diags
-	lookup func(string) (string, bool)
-	names  func() []string
+	vars   *varResolver
 	active map[*yaml.Node]bool
+	// poisoned holds copies whose value could not be expanded because a
+	// variable they use failed (reported at the variable): checking them
+	// would only repeat that problem.
+	poisoned map[*yaml.Node]bool
+	// notes holds copies whose value came from overrides, for messages.
+	notes map[*yaml.Node]string
+}
+
+func newExpander(d *diags, vars *varResolver) *expander {
+	return &expander{d: d, vars: vars, active: map[*yaml.Node]bool{},
+		poisoned: map[*yaml.Node]bool{}, notes: map[*yaml.Node]string{}}
 }
 
 // interpolate returns a deep copy of n with ${...} expanded in every scalar
@@ -246,29 +376,7 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 	c := *n
 	switch n.Kind {
 	case yaml.ScalarNode:
-		refs, problem, at := scanRefs(n.Value)
-		if problem != "" {
-			e.d.atPos(refPos(e.d.file, n, at), "%s%s", pre(name), problem)
-			return &c
-		}
-		vals := map[string]string{}
-		for _, rf := range refs {
-			v, ok := e.lookup(rf.name)
-			if !ok && contains(e.names(), rf.name) {
-				continue // declared, but its own definition failed: reported there
-			}
-			if !ok {
-				e.d.atPos(refPos(e.d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, suggest(rf.name, e.names()))
-				continue
-			}
-			vals[rf.name] = v
-		}
-		if len(vals) == len(refs) {
-			c.Value = expand(n.Value, vals)
-			if c.Value != n.Value && c.Tag != "!!str" {
-				c.Tag = "" // the text changed; its YAML type is whatever the field wants
-			}
-		}
+		e.scalar(n, &c, name)
 	case yaml.MappingNode:
 		e.active[n] = true
 		defer delete(e.active, n)
@@ -289,4 +397,48 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 		}
 	}
 	return &c
+}
+
+// scalar expands one scalar value into c, its copy.
+func (e *expander) scalar(n, c *yaml.Node, name string) {
+	refs, problem, at := scanRefs(n.Value)
+	if problem != "" {
+		e.d.atPos(refPos(e.d.file, n, at), "%s%s", pre(name), problem)
+		e.poisoned[c] = true
+		return
+	}
+	if len(refs) == 0 && !strings.Contains(n.Value, "$${") {
+		return
+	}
+	var from []string
+	for _, rf := range refs {
+		if _, ok := e.vars.resolve(rf.name); ok {
+			from = appendNew(from, e.vars.from[rf.name]...)
+			continue
+		}
+		e.poisoned[c] = true
+		if !e.vars.defined(rf.name) {
+			e.d.atPos(refPos(e.d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, suggest(rf.name, e.vars.allNames()))
+		}
+	}
+	if e.poisoned[c] {
+		return
+	}
+	v, _, tooLarge := substitute(n.Value, e.vars.resolve)
+	if tooLarge {
+		e.d.at(n, "%sexpands to more than %s; refusing to go on", pre(name), byteSize(MaxValueBytes))
+		e.poisoned[c] = true
+		return
+	}
+	if !e.d.spendBytes(len(v), n) {
+		e.poisoned[c] = true
+		return
+	}
+	c.Value = v
+	if c.Value != n.Value && c.Tag != "!!str" {
+		c.Tag = "" // the text changed; its YAML type is whatever the field wants
+	}
+	if len(from) > 0 {
+		e.notes[c] = " (value from " + strings.Join(from, ", ") + ")"
+	}
 }
