@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -58,6 +59,10 @@ type decoder struct {
 	quiet map[*yaml.Node]bool
 	// notes are appended to messages about a node (where its value came from).
 	notes map[*yaml.Node]string
+	// expanded holds scalars written with ${...}: an editor sees the
+	// reference, which the schema accepts for any field, so only their
+	// expanded value is checked.
+	expanded map[*yaml.Node]bool
 }
 
 func newDecoder(d *diags) *decoder {
@@ -76,12 +81,26 @@ func (dec *decoder) report(n *yaml.Node, format string, args ...any) {
 // decode fills v (a settable value) from n. prefix is how messages name the
 // value ("prepare.with"); path is the yaml path relative to the root.
 func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
+	dec.decodeField(n, v, prefix, path, false)
+}
+
+// decodeField is decode for a value whose field has a pattern or an enum
+// (constrained), which makes it a string for the schema.
+func (dec *decoder) decodeField(n *yaml.Node, v reflect.Value, prefix, path string, constrained bool) {
 	n = resolveAlias(n)
 	if !dec.d.spend(n) {
 		return
 	}
 	dec.fields[path] = n
 	name := joinName(prefix, path)
+	if n.Kind == yaml.ScalarNode && !dec.expanded[n] && !isNull(n) && v.Type() != yamlNodeType {
+		// The YAML type an editor sees must be one the schema allows, so
+		// that the schema and this decoder agree on every literal value.
+		if allowed := allowedTypes(v.Type(), constrained); !typeAllowed(yamlType(n), allowed) {
+			dec.report(n, "%sexpected %s, got %s%s", pre(name), typeWords(allowed), describeScalar(n), quoteHint(n, allowed))
+			return
+		}
+	}
 
 	if v.Kind() == reflect.Pointer {
 		if isNull(n) {
@@ -205,11 +224,14 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 			dec.report(k, "%sduplicate key %q", pre(name), k.Value)
 			continue
 		}
+		if isNull(resolveAlias(val)) {
+			continue // null means not given: the default applies, or it is missing
+		}
 		set[k.Value] = true
 		fv := v.Field(f.index)
 		fpath := joinPath(path, f.name)
 		before := dec.errs
-		dec.decode(val, fv, prefix, fpath)
+		dec.decodeField(val, fv, prefix, fpath, len(f.enum) > 0 || f.pattern != nil)
 		if dec.errs == before { // constraints only make sense for a well-typed value
 			dec.checkConstraints(resolveAlias(val), fv, f, joinName(prefix, fpath))
 		}
@@ -568,4 +590,126 @@ func (dec *decoder) failedAt(path string) bool {
 		}
 		p = p[:i]
 	}
+}
+
+// yamlType is the JSON Schema type an editor gives a YAML scalar: the tag
+// yaml.v3 resolved, which follows the YAML 1.2 core schema as
+// yaml-language-server does.
+func yamlType(n *yaml.Node) string {
+	switch n.ShortTag() {
+	case "!!int":
+		return "integer"
+	case "!!float":
+		return "number"
+	case "!!bool":
+		return "boolean"
+	case "!!null":
+		return "null"
+	}
+	return "string"
+}
+
+func typeAllowed(yt string, allowed []string) bool {
+	for _, a := range allowed {
+		if a == yt || (a == "number" && yt == "integer") {
+			return true
+		}
+	}
+	return false
+}
+
+var allowedCache sync.Map // allowedKey -> []string
+
+type allowedKey struct {
+	t           reflect.Type
+	constrained bool
+}
+
+// allowedTypes are the JSON types the schema allows for a value of Go type
+// t (before expansion), read from the schema fragment schemaFor generates:
+// one source for both.
+func allowedTypes(t reflect.Type, constrained bool) []string {
+	key := allowedKey{t, constrained}
+	if v, ok := allowedCache.Load(key); ok {
+		return v.([]string)
+	}
+	var out []string
+	if constrained {
+		out = []string{"string"}
+	} else {
+		out = schemaTypes(schemaFor(t, false))
+	}
+	allowedCache.Store(key, out)
+	return out
+}
+
+// schemaTypes collects the types a schema fragment admits: its type,
+// its anyOf branches and its const.
+func schemaTypes(s map[string]any) []string {
+	var out []string
+	switch t := s["type"].(type) {
+	case string:
+		out = append(out, t)
+	case []string:
+		out = append(out, t...)
+	}
+	if c, ok := s["const"]; ok {
+		switch c.(type) {
+		case int, int64:
+			out = append(out, "integer")
+		case string:
+			out = append(out, "string")
+		}
+	}
+	if branches, ok := s["anyOf"].([]any); ok {
+		for _, b := range branches {
+			if m, ok := b.(map[string]any); ok {
+				out = append(out, schemaTypes(m)...)
+			}
+		}
+	}
+	return out
+}
+
+func typeWords(allowed []string) string {
+	var words []string
+	for _, a := range allowed {
+		w := map[string]string{"string": "a string", "integer": "an integer", "number": "a number",
+			"boolean": "true or false", "object": "a mapping", "array": "a list", "null": ""}[a]
+		if w != "" && !contains(words, w) {
+			words = append(words, w)
+		}
+	}
+	if len(words) == 0 {
+		return "a value"
+	}
+	if len(words) == 1 {
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+func describeScalar(n *yaml.Node) string {
+	switch yamlType(n) {
+	case "integer", "number":
+		return "the number " + n.Value
+	case "boolean":
+		return n.Value
+	case "string":
+		return fmt.Sprintf("the string %q", n.Value)
+	}
+	return kindName(n)
+}
+
+// quoteHint says how to write the value the field wants.
+func quoteHint(n *yaml.Node, allowed []string) string {
+	if yamlType(n) != "string" && typeAllowed("string", allowed) {
+		return fmt.Sprintf(" (quote it: %q)", n.Value)
+	}
+	plain := &yaml.Node{Kind: yaml.ScalarNode, Value: n.Value}
+	if yamlType(n) == "string" && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 &&
+		typeAllowed(yamlType(plain), allowed) {
+		return " (remove the quotes)"
+	}
+	return ""
 }

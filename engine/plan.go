@@ -329,7 +329,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	}
 	var sd stepDoc
 	dec := newDecoder(d)
-	dec.quiet, dec.notes = e.poisoned, e.notes
+	dec.quiet, dec.notes, dec.expanded = e.poisoned, e.notes, e.expanded
 	dec.decode(ex, reflect.ValueOf(&sd).Elem(), s.ID, "")
 	s.Type, s.Description, s.Needs = sd.Type, sd.Description, sd.Needs
 	for i := range sd.Needs {
@@ -351,7 +351,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	}
 	params := st.NewParams()
 	pdec := newDecoder(d)
-	pdec.quiet, pdec.notes = e.poisoned, e.notes
+	pdec.quiet, pdec.notes, pdec.expanded = e.poisoned, e.notes, e.expanded
 	pdec.expand = func(def string) string {
 		if _, problem, _ := scanRefs(def); problem != "" {
 			return def

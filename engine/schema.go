@@ -99,7 +99,8 @@ func schemaFor(t reflect.Type, interp bool) map[string]any {
 	}
 	switch t.Kind() {
 	case reflect.String:
-		return map[string]any{"type": "string"}
+		// Any YAML scalar is taken as its text (8080, true); null is empty.
+		return map[string]any{"type": []string{"string", "number", "boolean", "null"}}
 	case reflect.Bool:
 		return map[string]any{"type": "boolean"}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
@@ -114,6 +115,9 @@ func schemaFor(t reflect.Type, interp bool) map[string]any {
 		for _, f := range structFields(t).list {
 			sf := t.Field(f.index)
 			s := schemaFor(sf.Type, interp)
+			if (len(f.enum) > 0 || f.pattern != nil) && sf.Type.Kind() == reflect.String {
+				s["type"] = "string" // a constrained value is text, as written
+			}
 			if len(f.enum) > 0 {
 				s["enum"] = f.enum
 			}
@@ -130,6 +134,13 @@ func schemaFor(t reflect.Type, interp bool) map[string]any {
 				s["minItems"] = f.minItems
 			}
 			s = wrapInterp(s, interp)
+			// null means "not given": optional fields accept it, required
+			// ones do not (the decoder reports them missing).
+			if f.required {
+				s = withoutNull(s)
+			} else {
+				s = withNull(s)
+			}
 			if d := sf.Tag.Get("jsonschema_description"); d != "" {
 				s["description"] = d
 			}
@@ -156,6 +167,46 @@ func schemaFor(t reflect.Type, interp bool) map[string]any {
 		return s
 	}
 	panic(fmt.Sprintf("engine: no schema for %s", t))
+}
+
+// withNull lets s also be null.
+func withNull(s map[string]any) map[string]any {
+	if enum, ok := s["enum"].([]string); ok {
+		vals := []any{nil}
+		for _, e := range enum {
+			vals = append(vals, e)
+		}
+		s["enum"] = vals
+	}
+	switch t := s["type"].(type) {
+	case string:
+		s["type"] = []string{t, "null"}
+		return s
+	case []string:
+		if !contains(t, "null") {
+			s["type"] = append(t, "null")
+		}
+		return s
+	}
+	if branches, ok := s["anyOf"].([]any); ok {
+		s["anyOf"] = append(branches, map[string]any{"type": "null"})
+		return s
+	}
+	return map[string]any{"anyOf": []any{s, map[string]any{"type": "null"}}}
+}
+
+// withoutNull removes null from s's types.
+func withoutNull(s map[string]any) map[string]any {
+	if t, ok := s["type"].([]string); ok {
+		var keep []string
+		for _, x := range t {
+			if x != "null" {
+				keep = append(keep, x)
+			}
+		}
+		s["type"] = keep
+	}
+	return s
 }
 
 // wrapInterp lets a constrained scalar also be given as a ${...} string.
@@ -194,15 +245,19 @@ func typedDefault(t reflect.Type, def string) any {
 	return def
 }
 
-// JSONSchema describes durations as Go duration strings.
+// JSONSchema describes durations as the decoder reads them: duration text,
+// or 0 for none.
 func (Duration) JSONSchema() map[string]any {
-	return map[string]any{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`}
+	return map[string]any{"anyOf": []any{
+		map[string]any{"type": "string", "minLength": 1, "pattern": durationPattern.String()},
+		map[string]any{"const": 0},
+	}}
 }
 
 // JSONSchema accepts modes as octal text or a YAML integer (0644 unquoted).
 func (FileMode) JSONSchema() map[string]any {
 	return map[string]any{"anyOf": []any{
 		map[string]any{"type": "string", "pattern": `^(0[oO]?)?[0-7]{3,4}$`},
-		map[string]any{"type": "integer", "minimum": 0},
+		map[string]any{"type": "integer", "minimum": 0, "maximum": 7777},
 	}}
 }

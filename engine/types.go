@@ -3,20 +3,31 @@ package engine
 import (
 	"fmt"
 	"io/fs"
+	"regexp"
 	"strconv"
 	"time"
 )
 
-// Duration is a time.Duration written as Go duration text in plans ("90s", "15m").
+// Duration is a time.Duration written as Go duration text in plans ("90s",
+// "15m", "1h30m"; 0 for none).
 type Duration time.Duration
 
+// durationPattern is the duration syntax, shared by the decoder and the
+// JSON Schema: units from largest to smallest, each at most once, at most
+// six digits each, so no duration that matches can overflow.
+var durationPattern = func() *regexp.Regexp {
+	unit := func(u string) string { return `([0-9]{1,6}(\.[0-9]{1,9})?` + u + `)?` }
+	return regexp.MustCompile(`^(0|` + unit("h") + unit("m") + unit("s") + unit("ms") + unit("(us|µs)") + unit("ns") + `)$`)
+}()
+
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("invalid duration %q (use a number with a unit: 500ms, 30s, 15m, 1h)", b)
+	s := string(b)
+	if s == "" || !durationPattern.MatchString(s) {
+		return fmt.Errorf("invalid duration %q (a number with a unit, at most 6 digits, units from largest to smallest: 500ms, 30s, 15m, 1h30m; 0 for none)", b)
 	}
-	if v < 0 {
-		return fmt.Errorf("invalid duration %q: must not be negative", b)
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: %v", b, err)
 	}
 	*d = Duration(v)
 	return nil
@@ -44,7 +55,7 @@ func (m FileMode) MarshalText() ([]byte, error) { return []byte(fmt.Sprintf("%04
 
 // Retry says how often a step is attempted and how long to wait in between.
 type Retry struct {
-	Attempts int      `yaml:"attempts" json:"attempts" jsonschema:"minimum=1" jsonschema_description:"How many times the step is attempted in all (1 means no retry)."`
+	Attempts int      `yaml:"attempts" json:"attempts" jsonschema:"minimum=1,maximum=100" jsonschema_description:"How many times the step is attempted in all (1 means no retry)."`
 	Delay    Duration `yaml:"delay" json:"delay" jsonschema_description:"Wait before the second attempt; doubled after each further failure, with jitter. Default 1s."`
 	MaxDelay Duration `yaml:"maxDelay" json:"maxDelay" jsonschema_description:"Upper bound for the wait between attempts. Default 30s."`
 }

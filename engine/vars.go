@@ -349,11 +349,13 @@ type expander struct {
 	poisoned map[*yaml.Node]bool
 	// notes holds copies whose value came from overrides, for messages.
 	notes map[*yaml.Node]string
+	// expanded holds copies whose value was written with references.
+	expanded map[*yaml.Node]bool
 }
 
 func newExpander(d *diags, vars *varResolver) *expander {
 	return &expander{d: d, vars: vars, active: map[*yaml.Node]bool{},
-		poisoned: map[*yaml.Node]bool{}, notes: map[*yaml.Node]string{}}
+		poisoned: map[*yaml.Node]bool{}, notes: map[*yaml.Node]string{}, expanded: map[*yaml.Node]bool{}}
 }
 
 // interpolate returns a deep copy of n with ${...} expanded in every scalar
@@ -435,8 +437,10 @@ func (e *expander) scalar(n, c *yaml.Node, name string) {
 		return
 	}
 	c.Value = v
-	if c.Value != n.Value && c.Tag != "!!str" {
-		c.Tag = "" // the text changed; its YAML type is whatever the field wants
+	if len(refs) > 0 {
+		// Text written with references; the field decides what it means.
+		c.Tag, c.Style = "!!str", 0
+		e.expanded[c] = true
 	}
 	if len(from) > 0 {
 		e.notes[c] = " (value from " + strings.Join(from, ", ") + ")"

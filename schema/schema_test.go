@@ -159,3 +159,72 @@ func TestInterpolatedValuesPassSchema(t *testing.T) {
 		t.Errorf("validate rejects interpolated mode: %v", err)
 	}
 }
+
+// schemaCannotSee are corpus cases that are invalid for reasons a JSON
+// Schema cannot express; the schema accepts them and validate does not.
+// Every other case must get the same verdict from both.
+var schemaCannotSee = map[string]string{
+	"needs-unknown-step":         "needs naming other steps are cross-references",
+	"undefined-variable":         "variables are resolved by expansion",
+	"mode-with-non-octal-digits": "a schema cannot check the digits of a number (0999 is the integer 999 to an editor)",
+	"url-and-base-url":           "baseURL has a default, so the schema cannot tell that both were set on purpose",
+}
+
+// TestSchemaAgreesWithValidate is the differential test: one corpus of
+// plans, each labelled, judged by the JSON Schema (as an editor would) and
+// by the validator.
+func TestSchemaAgreesWithValidate(t *testing.T) {
+	s := compile(t)
+	data, err := os.ReadFile("testdata/corpus.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	seen := map[string]bool{}
+	for i, doc := range strings.Split(string(data), "\n---\n") {
+		label, name := corpusLabel(doc)
+		if label == "" || name == "" {
+			t.Fatalf("corpus document %d has no '# want:' label or no name", i)
+		}
+		if seen[name] {
+			t.Fatalf("corpus: two cases named %s", name)
+		}
+		seen[name] = true
+		file := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Run(name, func(t *testing.T) {
+			verr, serr := validate(file), schemaCheck(s, file)
+			if (label == "valid") != (verr == nil) {
+				t.Errorf("validate: labelled %s, got error %v", label, verr)
+			}
+			if why, blind := schemaCannotSee[name]; blind {
+				if serr != nil {
+					t.Errorf("listed as invisible to the schema (%s), but the schema rejects it: %v", why, serr)
+				}
+				return
+			}
+			if (label == "valid") != (serr == nil) {
+				t.Errorf("schema: labelled %s, got error %#v", label, serr)
+			}
+		})
+	}
+	for name := range schemaCannotSee {
+		if !seen[name] {
+			t.Errorf("schemaCannotSee lists %s, which is not in the corpus", name)
+		}
+	}
+}
+
+func corpusLabel(doc string) (label, name string) {
+	for _, line := range strings.Split(doc, "\n") {
+		if l, ok := strings.CutPrefix(line, "# want: "); ok {
+			label = strings.TrimSpace(l)
+		}
+		if n, ok := strings.CutPrefix(line, "name: "); ok && name == "" {
+			name = strings.TrimSpace(n)
+		}
+	}
+	return label, name
+}
