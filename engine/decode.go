@@ -506,8 +506,10 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// suggest returns ` (did you mean "x"?)` for the closest candidate within a
-// small edit distance, or "" when nothing is close.
+// Suggest returns ` (did you mean "x"?)` for the candidate closest to got
+// within a small edit distance, or "" when nothing is close.
+func Suggest(got string, candidates []string) string { return suggest(got, candidates) }
+
 func suggest(got string, candidates []string) string {
 	best, bestD := "", 0
 	for _, c := range candidates {

@@ -167,7 +167,7 @@ func (g *Graph) Select(targets []string) ([]string, error) {
 	keep := map[string]bool{}
 	for _, t := range targets {
 		if _, ok := g.plan.byID[t]; !ok {
-			return nil, fmt.Errorf("--target %s: no such step%s", t, suggest(t, g.order))
+			return nil, &UnknownTargetError{Target: t, Steps: g.Order()}
 		}
 		d, err := g.heimdalr()
 		if err != nil {

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"reflect"
@@ -86,8 +87,10 @@ func TestGraphOrderAndSelect(t *testing.T) {
 			}
 		})
 	}
-	if _, err := g.Select([]string{"lonley"}); err == nil || err.Error() != `--target lonley: no such step (did you mean "lonely"?)` {
-		t.Errorf("Select(unknown): got %v", err)
+	_, err := g.Select([]string{"lonley"})
+	var ut *engine.UnknownTargetError
+	if !errors.As(err, &ut) || ut.Target != "lonley" || err.Error() != `no step "lonley" in the plan (did you mean "lonely"?)` {
+		t.Errorf("Select(unknown): got %v, want an *UnknownTargetError with a suggestion", err)
 	}
 }
 

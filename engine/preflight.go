@@ -55,9 +55,6 @@ type PreflightOptions struct {
 	FailOnWarnings bool
 	Targets        []string // only the checks of these steps and what they need
 	Parallelism    int      // checks run at once; default 8
-	// OnlyChanging skips the checks of steps that are up to date, so a run
-	// with nothing to do asks no server anything (apply uses it).
-	OnlyChanging bool
 }
 
 // PreflightSummary counts results by severity.
@@ -69,30 +66,35 @@ type PreflightSummary struct {
 
 // PreflightReport is the outcome of all checks, sorted by name and target.
 type PreflightReport struct {
-	Status  string           `json:"status"` // ok or failed
-	Checks  []CheckResult    `json:"checks"`
-	Summary PreflightSummary `json:"summary"`
+	Status Outcome `json:"status"` // ok, failed or interrupted; invalid or error when the checks never ran
+	// Error and Diagnostics say why the checks never ran.
+	Error       string           `json:"error,omitempty"`
+	Diagnostics Diagnostics      `json:"diagnostics,omitempty"`
+	Checks      []CheckResult    `json:"checks"`
+	Summary     PreflightSummary `json:"summary"`
 }
 
 // Preflight runs the checks contributed by the plan's (selected) steps,
-// concurrently. It changes nothing on the system.
+// concurrently, each under CheckTimeout. It changes nothing on the system.
+// When ctx is cancelled it returns the partial report and ErrInterrupted.
 func Preflight(ctx context.Context, p *Plan, g *Graph, opts PreflightOptions) (*PreflightReport, error) {
 	ids, err := g.Select(opts.Targets)
 	if err != nil {
 		return nil, err
 	}
+	steps := make([]*PlanStep, len(ids))
+	for i, id := range ids {
+		steps[i] = p.byID[id]
+	}
+	return preflight(ctx, steps, opts)
+}
+
+func preflight(ctx context.Context, steps []*PlanStep, opts PreflightOptions) (*PreflightReport, error) {
 	var checks []Check
-	for _, id := range ids {
-		pf, ok := p.byID[id].Impl.(Preflighter)
-		if !ok {
-			continue
+	for _, st := range steps {
+		if pf, ok := st.Impl.(Preflighter); ok {
+			checks = append(checks, pf.Preflight()...)
 		}
-		if opts.OnlyChanging {
-			if ch, err := p.byID[id].Impl.Check(ctx); err == nil && !ch.Needed {
-				continue
-			}
-		}
-		checks = append(checks, pf.Preflight()...)
 	}
 	if opts.Parallelism <= 0 {
 		opts.Parallelism = 8
@@ -119,7 +121,7 @@ func Preflight(ctx context.Context, p *Plan, g *Graph, opts PreflightOptions) (*
 		ignoreAll = ignoreAll || n == "all"
 		ignore[n] = true
 	}
-	rep := &PreflightReport{Status: "ok", Checks: []CheckResult{}}
+	rep := &PreflightReport{Status: OutcomeOK, Checks: []CheckResult{}}
 	for _, rs := range results {
 		for _, r := range rs {
 			if r.Severity == SeverityError && (ignoreAll || ignore[strings.ToLower(r.Name)]) {
@@ -143,8 +145,13 @@ func Preflight(ctx context.Context, p *Plan, g *Graph, opts PreflightOptions) (*
 		}
 		return a.Target < b.Target
 	})
+	if ctx.Err() != nil {
+		// What the checks say now is about being stopped, not the system.
+		rep.Status = OutcomeInterrupted
+		return rep, ErrInterrupted
+	}
 	if rep.Summary.Errors > 0 || (opts.FailOnWarnings && rep.Summary.Warnings > 0) {
-		rep.Status = "failed"
+		rep.Status = OutcomeFailed
 	}
 	return rep, nil
 }
@@ -173,12 +180,15 @@ func (r *PreflightReport) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "preflight %s: %d ok, %d warnings, %d errors\n", r.Status, r.Summary.OK, r.Summary.Warnings, r.Summary.Errors)
+	_, err := fmt.Fprintf(w, "preflight %s: %d ok, %s, %s\n", r.Status, r.Summary.OK, Plural(r.Summary.Warnings, "warning"), Plural(r.Summary.Errors, "error"))
 	return err
 }
 
 // WriteJSON writes the report as indented JSON.
 func (r *PreflightReport) WriteJSON(w io.Writer) error {
+	if r.Checks == nil {
+		r.Checks = []CheckResult{}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)

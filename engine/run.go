@@ -7,64 +7,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 )
-
-// Status is what happened to one step in a run.
-type Status string
-
-const (
-	StatusChanged     Status = "changed"      // applied
-	StatusUnchanged   Status = "unchanged"    // already up to date
-	StatusWouldChange Status = "would-change" // check-only run: Apply would change something
-	StatusFailed      Status = "failed"
-	StatusCancelled   Status = "cancelled" // stopped or never started because the run was cancelled
-	StatusBlocked     Status = "blocked"   // a need failed, was cancelled or was blocked
-)
-
-func (s Status) succeeded() bool {
-	return s == StatusChanged || s == StatusUnchanged || s == StatusWouldChange
-}
-
-// StepResult is the outcome of one step.
-type StepResult struct {
-	ID       string        `json:"id"`
-	Type     string        `json:"type"`
-	Status   Status        `json:"status"`
-	Message  string        `json:"message,omitempty"`
-	Error    string        `json:"error,omitempty"`
-	Attempts int           `json:"attempts"`
-	Started  time.Time     `json:"started,omitzero"`
-	Duration time.Duration `json:"durationNs"`
-}
-
-// Report is the outcome of a run, step by step in topological order.
-type Report struct {
-	Plan      string        `json:"plan"`
-	File      string        `json:"file"`
-	CheckOnly bool          `json:"checkOnly"`
-	Status    string        `json:"status"` // ok, failed, interrupted
-	Started   time.Time     `json:"started"`
-	Duration  time.Duration `json:"durationNs"`
-	Steps     []StepResult  `json:"steps"`
-}
-
-// Count returns how many steps ended with status s.
-func (r *Report) Count(s Status) int {
-	n := 0
-	for _, st := range r.Steps {
-		if st.Status == s {
-			n++
-		}
-	}
-	return n
-}
-
-// Failed reports whether any step failed, was blocked or was cancelled.
-func (r *Report) Failed() bool { return r.Status != "ok" }
 
 // RunOptions tune a run; zero values fall back to the plan's settings.
 type RunOptions struct {
@@ -76,6 +23,12 @@ type RunOptions struct {
 	Progress      Progress      // where steps report transfer progress; nil discards
 	LockWait      time.Duration // how long to wait for another run's lock; 0 refuses at once
 	LockDir       string        // where lock files live; default DefaultLockDir()
+	// Preflight, when set, runs the preflight checks of the steps that need
+	// a change before anything is changed; a failure ends the run.
+	Preflight *PreflightOptions
+	// After runs, in order, once the steps have finished (not for
+	// check-only runs): pruning a cache, for example. It sees the report.
+	After []func(ctx context.Context, rep *Report)
 
 	// sleep waits between attempts; tests replace it to observe backoff.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -85,65 +38,196 @@ type RunOptions struct {
 // outside (for example by SIGINT); the report holds the partial result.
 var ErrInterrupted = errors.New("run interrupted")
 
-// Run executes the plan's steps: each starts as soon as all its needs have
-// succeeded, at most Parallelism at once. It always returns a report; the
-// error is ErrInterrupted when ctx was cancelled, and nil otherwise (step
-// failures are in the report).
+// ErrPreflightFailed is returned by Run when preflight checks failed; the
+// report's Preflight holds them, and nothing was changed.
+var ErrPreflightFailed = errors.New("preflight failed")
+
+// UnknownTargetError says a target names no step of the plan.
+type UnknownTargetError struct {
+	Target string
+	Steps  []string // for suggestions
+}
+
+func (e *UnknownTargetError) Error() string {
+	return fmt.Sprintf("no step %q in the plan%s", e.Target, suggest(e.Target, e.Steps))
+}
+
+// Run is the one owner of an apply (and of a check-only run): it locks
+// the machines the selected steps change, checks every step once, runs the
+// preflight checks of the steps that need a change, runs the steps (each
+// as soon as its needs succeeded, at most Parallelism at once) and then the
+// After hooks. It always returns a report; the error is ErrInterrupted when
+// ctx was cancelled, ErrPreflightFailed, or what kept the run from
+// starting (an *UnknownTargetError, a *LockedError). Step failures are in
+// the report only.
 func Run(ctx context.Context, p *Plan, g *Graph, opts RunOptions) (*Report, error) {
-	if opts.Parallelism <= 0 {
-		opts.Parallelism = p.Parallelism
-	}
-	if opts.Parallelism <= 0 {
-		opts.Parallelism = DefaultParallelism
-	}
-	if opts.FailurePolicy == "" {
-		opts.FailurePolicy = p.FailurePolicy
-	}
-	if opts.FailurePolicy == "" {
-		opts.FailurePolicy = FailFast
-	}
-	if opts.sleep == nil {
-		opts.sleep = sleepCtx
-	}
+	opts = opts.withDefaults(p)
+	rep := &Report{Plan: p.Name, File: p.File, CheckOnly: opts.CheckOnly, Started: time.Now()}
 	ids, err := g.Select(opts.Targets)
 	if err != nil {
-		return nil, err
+		rep.Status, rep.Error = OutcomeError, err.Error()
+		return rep, err
 	}
+	s := &scheduler{p: p, g: g, opts: opts, results: map[string]*StepResult{}, ids: ids}
 	if !opts.CheckOnly {
-		if opts.LockDir == "" {
-			opts.LockDir = DefaultLockDir()
-		}
 		release, err := acquireLocks(p, ids, opts.LockDir, opts.LockWait)
 		if err != nil {
-			return nil, err
+			rep.Status, rep.Error = OutcomeError, err.Error()
+			return rep, err
 		}
 		defer release()
 	}
-	s := &scheduler{p: p, g: g, opts: opts, results: map[string]*StepResult{}}
-	return s.run(ctx, ids)
+	s.checkAll(ctx)
+	if opts.Preflight != nil && !opts.CheckOnly && ctx.Err() == nil {
+		pre, err := preflight(ctx, s.changing(), *opts.Preflight)
+		rep.Preflight = pre
+		switch {
+		case err != nil: // interrupted: reported below
+		case pre.Status != OutcomeOK:
+			return s.report(ctx, rep, "not started: preflight failed"), ErrPreflightFailed
+		default:
+			logPreflight(opts.Logger, pre)
+		}
+	}
+	if ctx.Err() != nil {
+		return s.report(ctx, rep, ""), ErrInterrupted
+	}
+	s.run(ctx)
+	s.report(ctx, rep, "")
+	if !opts.CheckOnly {
+		for _, h := range opts.After {
+			h(ctx, rep)
+		}
+	}
+	if ctx.Err() != nil {
+		rep.Status = OutcomeInterrupted
+		return rep, ErrInterrupted
+	}
+	return rep, nil
+}
+
+func (o RunOptions) withDefaults(p *Plan) RunOptions {
+	if o.Parallelism <= 0 {
+		o.Parallelism = p.Parallelism
+	}
+	if o.Parallelism <= 0 {
+		o.Parallelism = DefaultParallelism
+	}
+	if o.FailurePolicy == "" {
+		o.FailurePolicy = p.FailurePolicy
+	}
+	if o.FailurePolicy == "" {
+		o.FailurePolicy = FailFast
+	}
+	if o.sleep == nil {
+		o.sleep = sleepCtx
+	}
+	if o.LockDir == "" {
+		o.LockDir = DefaultLockDir()
+	}
+	return o
+}
+
+func logPreflight(log zerolog.Logger, pre *PreflightReport) {
+	if pre == nil {
+		return
+	}
+	for _, c := range pre.Checks {
+		if c.Severity != SeverityOK {
+			log.Warn().Str("check", c.Name).Str("target", c.Target).Bool("ignored", c.Ignored).Msg(c.Message)
+		}
+	}
+	log.Info().Int("ok", pre.Summary.OK).Int("warnings", pre.Summary.Warnings).Msg("preflight passed")
+}
+
+// checked is a step's Check result from the start of the run.
+type checked struct {
+	ch  Change
+	err error
 }
 
 type scheduler struct {
 	p       *Plan
 	g       *Graph
 	opts    RunOptions
+	ids     []string
 	results map[string]*StepResult
+	// checks holds each selected step's Check result, taken once before
+	// anything runs; preflight, prefetch and the run all use it.
+	checks map[string]checked
 	// prefetched[id] is closed when the step's prefetch has finished.
 	prefetched map[string]chan struct{}
 }
 
+// checkAll runs every selected step's Check once, concurrently, before
+// anything changes. A check that takes longer than the step's timeout fails.
+func (s *scheduler) checkAll(ctx context.Context) {
+	s.checks = make(map[string]checked, len(s.ids))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, s.opts.Parallelism)
+	for _, id := range s.ids {
+		st := s.p.byID[id]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			cctx := s.stepLogger(st).WithContext(ctx)
+			if st.Timeout > 0 {
+				var cancel context.CancelFunc
+				cctx, cancel = context.WithTimeout(cctx, st.Timeout)
+				defer cancel()
+			}
+			c := checked{}
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						c.err = Permanent(fmt.Errorf("panic: %v", p))
+					}
+				}()
+				c.ch, c.err = st.Impl.Check(cctx)
+			}()
+			mu.Lock()
+			s.checks[id] = c
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+// changing lists the selected steps whose Check says they need a change
+// (or could not tell).
+func (s *scheduler) changing() []*PlanStep {
+	var out []*PlanStep
+	for _, id := range s.ids {
+		if c, ok := s.checks[id]; !ok || c.err != nil || c.ch.Needed {
+			out = append(out, s.p.byID[id])
+		}
+	}
+	return out
+}
+
+func (s *scheduler) stepLogger(st *PlanStep) zerolog.Logger {
+	return s.opts.Logger.With().Str("step", st.ID).Str("type", st.Type).Logger()
+}
+
 // startPrefetches begins the prefetch of every selected step that offers
-// one and needs a change.
-func (s *scheduler) startPrefetches(ctx context.Context, ids []string) {
+// one and needs a change, at most Parallelism at a time.
+func (s *scheduler) startPrefetches(ctx context.Context) {
 	s.prefetched = map[string]chan struct{}{}
 	if s.opts.CheckOnly {
 		return
 	}
 	sem := make(chan struct{}, s.opts.Parallelism)
-	for _, id := range ids {
+	for _, id := range s.ids {
 		st := s.p.byID[id]
 		pf, ok := st.Impl.(Prefetcher)
-		if !ok {
+		if c := s.checks[id]; !ok || c.err != nil || !c.ch.Needed {
 			continue
 		}
 		done := make(chan struct{})
@@ -156,7 +240,7 @@ func (s *scheduler) startPrefetches(ctx context.Context, ids []string) {
 				return
 			}
 			defer func() { <-sem }()
-			log := s.opts.Logger.With().Str("step", id).Str("type", st.Type).Logger()
+			log := s.stepLogger(st)
 			pctx := log.WithContext(ctx)
 			if s.opts.Progress != nil {
 				pctx = WithProgress(pctx, s.opts.Progress)
@@ -166,32 +250,28 @@ func (s *scheduler) startPrefetches(ctx context.Context, ids []string) {
 					log.Debug().Interface("panic", p).Msg("prefetch panicked; apply will retry")
 				}
 			}()
-			if ch, err := st.Impl.Check(pctx); err != nil || !ch.Needed {
-				return
-			}
 			start := time.Now()
 			if err := pf.Prefetch(pctx); err != nil {
 				log.Debug().Err(err).Msg("prefetch failed; apply will retry")
 				return
 			}
-			log.Debug().Dur("duration", time.Since(start)).Msg("prefetched")
+			log.Debug().Dur("durationMs", time.Since(start)).Msg("prefetched")
 		}()
 	}
 }
 
-func (s *scheduler) run(parent context.Context, ids []string) (*Report, error) {
-	started := time.Now()
+func (s *scheduler) run(parent context.Context) {
 	runCtx, cancel := context.WithCancel(parent)
 	defer cancel()
 
-	s.startPrefetches(runCtx, ids)
-	selected := make(map[string]bool, len(ids))
-	for _, id := range ids {
+	s.startPrefetches(runCtx)
+	selected := make(map[string]bool, len(s.ids))
+	for _, id := range s.ids {
 		selected[id] = true
 	}
-	pending := make(map[string]int, len(ids))
+	pending := make(map[string]int, len(s.ids))
 	ready := &idHeap{index: s.g.index}
-	for _, id := range ids {
+	for _, id := range s.ids {
 		pending[id] = len(s.p.byID[id].Needs)
 		if pending[id] == 0 {
 			heap.Push(ready, id)
@@ -207,7 +287,9 @@ func (s *scheduler) run(parent context.Context, ids []string) (*Report, error) {
 		for !stopping && running < s.opts.Parallelism && ready.Len() > 0 {
 			id := heap.Pop(ready).(string)
 			running++
-			go func() { done <- s.execute(runCtx, s.p.byID[id]) }()
+			st := s.p.byID[id]
+			first := s.firstCheck(st)
+			go func() { done <- s.execute(runCtx, st, first) }()
 		}
 		if running == 0 {
 			break
@@ -237,31 +319,56 @@ func (s *scheduler) run(parent context.Context, ids []string) (*Report, error) {
 	for _, done := range s.prefetched {
 		<-done
 	}
-	rep := &Report{Plan: s.p.Name, File: s.p.File, CheckOnly: s.opts.CheckOnly, Started: started, Status: "ok"}
-	for _, id := range ids {
+}
+
+// firstCheck is the check result the step's first attempt may use: the
+// one taken before the run, unless it said "up to date" and a need has
+// changed the system since (then the step checks again).
+func (s *scheduler) firstCheck(st *PlanStep) *checked {
+	c, ok := s.checks[st.ID]
+	if !ok || c.err != nil {
+		return nil
+	}
+	if !c.ch.Needed {
+		for _, n := range st.Needs {
+			if r := s.results[n]; r != nil && r.Status == StatusChanged {
+				return nil
+			}
+		}
+	}
+	return &c
+}
+
+// report fills rep from the results; steps that never ran get why.
+func (s *scheduler) report(ctx context.Context, rep *Report, why string) *Report {
+	rep.Status = OutcomeOK
+	rep.Steps = nil
+	for _, id := range s.ids {
 		r := s.results[id]
 		if r == nil {
-			r = s.notStarted(id, parent.Err() != nil)
+			r = s.notStarted(id, ctx.Err() != nil, why)
 			s.results[id] = r
 		}
 		if !r.Status.succeeded() {
-			rep.Status = "failed"
+			rep.Status = OutcomeFailed
 		}
 		rep.Steps = append(rep.Steps, *r)
 	}
-	rep.Duration = time.Since(started)
-	if parent.Err() != nil {
-		rep.Status = "interrupted"
-		return rep, ErrInterrupted
+	switch {
+	case ctx.Err() != nil:
+		rep.Status = OutcomeInterrupted
+	case why != "":
+		rep.Status = OutcomePreflightFailed
 	}
-	return rep, nil
+	rep.Duration = Millis(time.Since(rep.Started))
+	return rep
 }
 
-// notStarted explains why a step never ran: a need did not succeed (blocked),
-// or the run stopped first (cancelled).
-func (s *scheduler) notStarted(id string, interrupted bool) *StepResult {
+// notStarted explains why a step never ran: a need did not succeed
+// (blocked), or the run stopped first (cancelled).
+func (s *scheduler) notStarted(id string, interrupted bool, why string) *StepResult {
 	st := s.p.byID[id]
-	r := &StepResult{ID: id, Type: st.Type}
+	r := &StepResult{ID: id, Type: st.Type, Status: StatusCancelled}
 	for _, n := range st.Needs {
 		if nr := s.results[n]; nr != nil && !nr.Status.succeeded() {
 			r.Status = StatusBlocked
@@ -269,10 +376,12 @@ func (s *scheduler) notStarted(id string, interrupted bool) *StepResult {
 			return r
 		}
 	}
-	r.Status = StatusCancelled
-	if interrupted {
+	switch {
+	case interrupted:
 		r.Message = "not started: interrupted"
-	} else {
+	case why != "":
+		r.Message = why
+	default:
 		r.Message = "not started: another step failed (fail-fast)"
 	}
 	return r
@@ -290,9 +399,10 @@ func describe(s Status) string {
 	return string(s)
 }
 
-// execute runs one step with its retries and returns its result.
-func (s *scheduler) execute(runCtx context.Context, st *PlanStep) *StepResult {
-	log := s.opts.Logger.With().Str("step", st.ID).Str("type", st.Type).Logger()
+// execute runs one step with its retries and returns its result. first,
+// when set, is the check result the first attempt uses instead of checking.
+func (s *scheduler) execute(runCtx context.Context, st *PlanStep, first *checked) *StepResult {
+	log := s.stepLogger(st)
 	r := &StepResult{ID: st.ID, Type: st.Type, Started: time.Now()}
 	log.Debug().Msg("step started")
 	if done := s.prefetched[st.ID]; done != nil {
@@ -305,17 +415,18 @@ func (s *scheduler) execute(runCtx context.Context, st *PlanStep) *StepResult {
 	var ch Change
 	for attempt := 1; ; attempt++ {
 		r.Attempts = attempt
-		ch, err = s.attempt(runCtx, st, log)
+		ch, err = s.attempt(runCtx, st, log, first)
+		first = nil
 		if err == nil || runCtx.Err() != nil || IsPermanent(err) || attempt >= st.Retry.Attempts {
 			break
 		}
 		wait := backoff(attempt, st.Retry, rand.Float64)
-		log.Warn().Err(err).Int("attempt", attempt).Dur("retryIn", wait).Msg("step attempt failed, retrying")
+		log.Warn().Err(err).Int("attempt", attempt).Dur("retryInMs", wait).Msg("step attempt failed, retrying")
 		if s.opts.sleep(runCtx, wait) != nil {
 			break
 		}
 	}
-	r.Duration = time.Since(r.Started)
+	r.Duration = Millis(time.Since(r.Started))
 	switch {
 	case err == nil && s.opts.CheckOnly && ch.Needed:
 		r.Status, r.Message = StatusWouldChange, ch.Reason
@@ -333,7 +444,7 @@ func (s *scheduler) execute(runCtx context.Context, st *PlanStep) *StepResult {
 	if r.Status == StatusFailed {
 		ev = log.Error()
 	}
-	ev = ev.Str("status", string(r.Status)).Dur("duration", r.Duration)
+	ev = ev.Str("status", string(r.Status)).Dur("durationMs", time.Duration(r.Duration))
 	if r.Message != "" {
 		ev = ev.Str("reason", r.Message)
 	}
@@ -347,9 +458,9 @@ func (s *scheduler) execute(runCtx context.Context, st *PlanStep) *StepResult {
 	return r
 }
 
-// attempt runs Check and, when needed and allowed, Apply, under the step's
-// timeout. A panic becomes an error.
-func (s *scheduler) attempt(runCtx context.Context, st *PlanStep, log zerolog.Logger) (ch Change, err error) {
+// attempt runs Check (unless given its result) and, when needed and
+// allowed, Apply, under the step's timeout. A panic becomes an error.
+func (s *scheduler) attempt(runCtx context.Context, st *PlanStep, log zerolog.Logger, first *checked) (ch Change, err error) {
 	ctx := runCtx
 	if st.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -369,8 +480,9 @@ func (s *scheduler) attempt(runCtx context.Context, st *PlanStep, log zerolog.Lo
 			err = fmt.Errorf("timed out after %s: %w", st.Timeout, err)
 		}
 	}()
-	ch, err = st.Impl.Check(ctx)
-	if err != nil {
+	if first != nil {
+		ch = first.ch
+	} else if ch, err = st.Impl.Check(ctx); err != nil {
 		return ch, fmt.Errorf("check: %w", err)
 	}
 	if !ch.Needed || s.opts.CheckOnly {
@@ -410,15 +522,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// summary is "3 changed, 1 unchanged" for the statuses present.
-func (r *Report) Summary() string {
-	var parts []string
-	for _, s := range []Status{StatusChanged, StatusWouldChange, StatusUnchanged, StatusFailed, StatusBlocked, StatusCancelled} {
-		if n := r.Count(s); n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, s))
-		}
-	}
-	return fmt.Sprintf("%d steps: %s in %s", len(r.Steps), strings.Join(parts, ", "), r.Duration.Round(time.Millisecond))
 }

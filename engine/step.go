@@ -57,8 +57,11 @@ type StepType struct {
 	Name    string
 	Summary string // one line, shown by `rootfsctl steps`
 	Doc     string // longer documentation
-	params  reflect.Type
-	build   func(id string, params any) (Step, error)
+	// Checks names the preflight checks the type's steps may contribute,
+	// so that a command line can be checked before any plan is loaded.
+	Checks []string
+	params reflect.Type
+	build  func(id string, params any) (Step, error)
 }
 
 // NewParams returns a fresh pointer to the type's parameter struct.
@@ -86,6 +89,31 @@ func Register[P any](r *Registry, name, summary, doc string, build func(id strin
 		params: reflect.TypeFor[P](),
 		build:  func(id string, p any) (Step, error) { return build(id, p.(*P)) },
 	}
+}
+
+// DeclareChecks records the preflight check names a step type contributes.
+func (r *Registry) DeclareChecks(typeName string, checks ...string) {
+	t, ok := r.types[typeName]
+	if !ok {
+		panic(fmt.Sprintf("engine: DeclareChecks for unknown step type %q", typeName))
+	}
+	t.Checks = append(t.Checks, checks...)
+}
+
+// CheckNames is every preflight check name the registered types declare, sorted.
+func (r *Registry) CheckNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range r.types {
+		for _, c := range t.Checks {
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Lookup returns the step type called name.

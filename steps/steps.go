@@ -54,4 +54,8 @@ func Register(reg *engine.Registry, opts Options) {
 		func(id string, p *CRIParams) (engine.Step, error) { return newCRI(id, p, o) })
 	engine.Register(reg, "download-cni", "Install the CNI plugins into the machine.", cniDoc,
 		func(id string, p *CNIParams) (engine.Step, error) { return newCNI(id, p, o) })
+	reg.DeclareChecks("ensure-workspace", "oci-image-reachable", "nspawn-machine-provisioning")
+	reg.DeclareChecks("download-kube", "kubernetes-artifacts")
+	reg.DeclareChecks("download-cri", "cri-artifacts")
+	reg.DeclareChecks("download-cni", "cni-artifacts")
 }

@@ -29,7 +29,8 @@ import (
 	"github.com/rootfsctl/rootfsctl/steps/fetch"
 )
 
-// Exit codes. Documented in the README; keep both in sync.
+// Exit codes. The README's table lists them; TestExitCodeTable holds each
+// row to a scenario.
 const (
 	exitOK          = 0
 	exitFailed      = 1   // invalid plan, failed step, failed preflight, I/O error
@@ -49,7 +50,7 @@ func main() {
 }
 
 // exitError carries an exit code chosen by a command; the message, if any,
-// has already been printed.
+// is printed by run.
 type exitError struct {
 	code int
 	err  error
@@ -69,6 +70,8 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
 // run executes the CLI and maps its outcome to an exit code, in one place.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
@@ -84,27 +87,44 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if _, _, ferr := root.Find(args); ferr != nil {
 		err = usageError{err} // unknown command
 	}
-	var ee *exitError
-	var ue usageError
-	switch {
-	case errors.As(err, &ee):
-		if ee.err != nil {
-			fmt.Fprintln(stderr, "Error:", ee.err)
-		}
-		return ee.code
-	case errors.As(err, &ue):
-		fmt.Fprintln(stderr, "Error:", err)
-		fmt.Fprintln(stderr, "Run with --help for usage.")
-		return exitUsage
-	case errors.Is(err, engine.ErrInterrupted), errors.Is(err, context.Canceled):
-		fmt.Fprintln(stderr, "Error: interrupted")
-		return exitInterrupted
+	code, msg := classify(err)
+	if msg != "" {
+		fmt.Fprintln(stderr, "Error:", msg)
 	}
-	fmt.Fprintln(stderr, "Error:", err)
-	return exitFailed
+	if code == exitUsage {
+		fmt.Fprintln(stderr, "Run with --help for usage.")
+	}
+	return code
 }
 
-// app holds what every command shares: the streams and global flags.
+// classify maps an error to its exit code and the message to print, adding
+// the flag names the engine does not know.
+func classify(err error) (int, string) {
+	var ee *exitError
+	var ue usageError
+	var ut *engine.UnknownTargetError
+	var uv *engine.UnknownVarError
+	switch {
+	case errors.As(err, &ee):
+		msg := ""
+		if ee.err != nil {
+			msg = ee.err.Error()
+		}
+		return ee.code, msg
+	case errors.As(err, &ut):
+		return exitUsage, "--target " + ut.Target + ": " + ut.Error()
+	case errors.As(err, &uv):
+		return exitUsage, uv.Error()
+	case errors.As(err, &ue):
+		return exitUsage, err.Error()
+	case errors.Is(err, engine.ErrInterrupted), errors.Is(err, context.Canceled):
+		return exitInterrupted, "interrupted"
+	}
+	return exitFailed, err.Error()
+}
+
+// app holds what every command shares: the streams, the global flags, and
+// the one cache and step registry built from them.
 type app struct {
 	stdout, stderr io.Writer
 	logFormat      string
@@ -112,10 +132,20 @@ type app struct {
 	cacheDir       string
 	cpuProfile     string
 	registry       *engine.Registry
+	cacheStore     *cache.Cache
 }
 
 func newApp(stdout, stderr io.Writer) *app {
 	return &app{stdout: stdout, stderr: stderr}
+}
+
+// cache is the download cache the flags name; steps, hooks and the cache
+// command share this one value.
+func (a *app) cache() *cache.Cache {
+	if a.cacheStore == nil {
+		a.cacheStore = cache.New(a.cacheDir)
+	}
+	return a.cacheStore
 }
 
 // reg returns the step registry, built on first use from the flags.
@@ -124,7 +154,7 @@ func (a *app) reg() *engine.Registry {
 		a.registry = engine.NewRegistry()
 		steps.Register(a.registry, steps.Options{
 			Fetch:      fetch.New("rootfsctl/" + buildVersion()),
-			Cache:      cache.New(a.cacheDir),
+			Cache:      a.cache(),
 			Privileged: os.Geteuid() == 0,
 		})
 	}
@@ -170,6 +200,9 @@ what would change, and applies them with bounded concurrency.`,
 	root.PersistentFlags().StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for performance work)")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if _, err := a.logger(); err != nil {
+			return err
+		}
 		if a.cpuProfile == "" {
 			return nil
 		}
@@ -187,41 +220,37 @@ what would change, and applies them with bounded concurrency.`,
 		a.validateCommand(), a.graphCommand(), a.planCommand(), a.preflightCommand(), a.applyCommand(),
 		a.stepsCommand(), a.schemaCommand(), a.cacheCommand(), a.versionCommand(),
 	)
+	// The completion command captures its output stream when it is made.
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	describeCompletion(root)
 	return root
-}
-
-func fixedCompletions(values ...string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return values, cobra.ShellCompDirectiveNoFileComp
-	}
-}
-
-// planFileCompletion completes plan files by extension.
-func planFileCompletion(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
 }
 
 // logger builds the zerolog logger the flags ask for.
 func (a *app) logger() (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(a.logLevel)
 	if err != nil || a.logLevel == "" {
-		return zerolog.Nop(), usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", a.logLevel)}
+		return zerolog.Nop(), usagef("--log-level %q: use debug, info, warn or error", a.logLevel)
 	}
 	var w io.Writer = a.stderr
 	switch a.logFormat {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: a.stderr, TimeFormat: "15:04:05.000", NoColor: !isTerminal(a.stderr)}
+		w = zerolog.ConsoleWriter{Out: a.stderr, TimeFormat: "15:04:05.000", NoColor: !colour(a.stderr)}
 	case "auto":
 		if isTerminal(a.stderr) {
-			w = zerolog.ConsoleWriter{Out: a.stderr, TimeFormat: "15:04:05.000"}
+			w = zerolog.ConsoleWriter{Out: a.stderr, TimeFormat: "15:04:05.000", NoColor: !colour(a.stderr)}
 		}
 	default:
-		return zerolog.Nop(), usageError{fmt.Errorf("--log-format %q: use auto, console or json", a.logFormat)}
+		return zerolog.Nop(), usagef("--log-format %q: use auto, console or json", a.logFormat)
 	}
 	// Millisecond timestamps: steps run concurrently and finish within
-	// milliseconds of each other.
+	// milliseconds of each other. Durations are milliseconds too, in
+	// fields whose names end in Ms.
 	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
+	zerolog.DurationFieldUnit = time.Millisecond
+	zerolog.DurationFieldInteger = false
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
 
@@ -233,9 +262,19 @@ func (a *app) progress(log zerolog.Logger) engine.Progress {
 	return logProgress{log: log, interval: 2 * time.Second}
 }
 
+// isTerminal: a terminal that can show a progress bar (not TERM=dumb).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+	if !ok || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
+}
+
+// colour: a terminal that wants colours (no NO_COLOR, not TERM=dumb).
+func colour(w io.Writer) bool {
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return isTerminal(w) && !noColor
 }
 
 func buildVersion() string {

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+)
+
+// runFlags are shared by plan and apply.
+type runFlags struct {
+	vars        varFlags
+	parallelism int
+	keepGoing   bool
+	targets     []string
+	output      string
+	report      string
+	preflight   preflightFlags
+	lockWait    time.Duration
+	cacheMax    string
+}
+
+// preflightFlags are shared by preflight and apply.
+type preflightFlags struct {
+	ignore         []string
+	failOnWarnings bool
+	skip           bool
+}
+
+func (f *preflightFlags) register(cmd *cobra.Command, apply bool) {
+	cmd.Flags().StringSliceVar(&f.ignore, "ignore-preflight-errors", nil, "preflight checks whose errors become warnings (comma separated, case-insensitive; all for every check)")
+	cmd.Flags().BoolVar(&f.failOnWarnings, "fail-on-warnings", false, "treat preflight warnings as errors")
+	if apply {
+		cmd.Flags().BoolVar(&f.skip, "skip-preflight", false, "do not run the preflight checks before applying")
+	}
+}
+
+func (f *runFlags) register(cmd *cobra.Command, apply bool) {
+	f.vars.register(cmd)
+	cmd.Flags().IntVarP(&f.parallelism, "parallelism", "j", 0, "steps run at once, 1 to 1024 (default: the plan's parallelism, else 4)")
+	cmd.Flags().StringArrayVar(&f.targets, "target", nil, "run only this step and what it needs (repeatable)")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "result format on stdout: text (a table) or json (one document, whatever the outcome)")
+	cmd.Flags().StringVar(&f.report, "report", "", "also write the result as JSON to this file, whatever the outcome")
+	if apply {
+		cmd.Flags().BoolVar(&f.keepGoing, "keep-going", false, "after a failure, run the steps that do not depend on it (overrides the plan's failurePolicy)")
+		cmd.Flags().DurationVar(&f.lockWait, "lock-wait", 0, "wait this long for another apply on the same machine to finish (default: refuse at once)")
+		cmd.Flags().StringVar(&f.cacheMax, "cache-max-size", "10GiB", "after a successful apply, prune the least recently used cache entries down to this size (0 keeps nothing)")
+		f.preflight.register(cmd, true)
+	}
+	_ = cmd.RegisterFlagCompletionFunc("output", fixedCompletions("text", "json"))
+}
+
+// check validates the flags before anything is loaded.
+func (f *runFlags) check(a *app, cmd *cobra.Command) error {
+	if cmd.Flags().Changed("parallelism") && (f.parallelism < 1 || f.parallelism > maxParallelism) {
+		return usagef("--parallelism %d: must be between 1 and %d", f.parallelism, maxParallelism)
+	}
+	if f.lockWait < 0 {
+		return usagef("--lock-wait %s: must not be negative", f.lockWait)
+	}
+	if err := exclusive(cmd, [2]string{"skip-preflight", "ignore-preflight-errors"}, [2]string{"skip-preflight", "fail-on-warnings"}); err != nil {
+		return err
+	}
+	return checkNames(a.reg(), f.preflight.ignore)
+}
+
+// execute loads the plan and runs it. Whatever happens after the flags
+// are understood, it emits one result: a table or one JSON document on
+// stdout, and the same document in --report.
+func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bool) (rep *engine.Report, err error) {
+	if f.output != "text" && f.output != "json" {
+		return nil, usagef("--output %q: use text or json", f.output)
+	}
+	rep = &engine.Report{File: file, CheckOnly: checkOnly, Status: engine.OutcomeError}
+	defer func() {
+		if werr := a.emit(f, rep, err); werr != nil && err == nil {
+			err = &exitError{code: exitFailed, err: werr}
+		}
+	}()
+	if err := f.check(a, cmd); err != nil {
+		return rep, err
+	}
+	var cacheMax int64
+	if !checkOnly {
+		if cacheMax, err = parseSize(f.cacheMax); err != nil {
+			return rep, usagef("--cache-max-size %w", err)
+		}
+	}
+	log, err := a.logger()
+	if err != nil {
+		return rep, err
+	}
+	p, g, err := a.loadPlan(file, &f.vars)
+	if err != nil {
+		var ip *errInvalidPlan
+		if errors.As(err, &ip) {
+			rep.Status, rep.Diagnostics = engine.OutcomeInvalid, ip.ds
+		}
+		return rep, a.failed(err)
+	}
+	opts := engine.RunOptions{Parallelism: f.parallelism, Targets: f.targets, CheckOnly: checkOnly, Logger: log,
+		Progress: a.progress(log), LockWait: f.lockWait}
+	if f.keepGoing {
+		opts.FailurePolicy = engine.KeepGoing
+	}
+	if !checkOnly {
+		a.cache().CleanTemp()
+		opts.After = append(opts.After, a.pruneHook(cacheMax))
+		if !f.preflight.skip {
+			opts.Preflight = &engine.PreflightOptions{Ignore: f.preflight.ignore, FailOnWarnings: f.preflight.failOnWarnings}
+		}
+	}
+	rep, err = engine.Run(cmd.Context(), p, g, opts)
+	var le *engine.LockedError
+	switch {
+	case errors.Is(err, engine.ErrInterrupted):
+		return rep, &exitError{code: exitInterrupted, err: errors.New("interrupted; the partial result is above, and the next apply repairs")}
+	case errors.Is(err, engine.ErrPreflightFailed):
+		_ = rep.Preflight.WriteTable(a.stderr)
+		return rep, &exitError{code: exitFailed, err: fmt.Errorf("%s: preflight failed (%s, %s); nothing was changed (--ignore-preflight-errors or --skip-preflight to override)",
+			file, engine.Plural(rep.Preflight.Summary.Errors, "error"), engine.Plural(rep.Preflight.Summary.Warnings, "warning"))}
+	case errors.As(err, &le):
+		return rep, &exitError{code: exitFailed, err: fmt.Errorf("%w; wait for it or use --lock-wait", err)}
+	case err != nil:
+		return rep, err
+	case rep.Failed():
+		return rep, &exitError{code: exitFailed, err: fmt.Errorf("%s: %s", file, rep.Summary())}
+	}
+	return rep, nil
+}
+
+// emit prints the result document: the table (when steps were reached) or
+// JSON on stdout, and JSON in --report.
+func (a *app) emit(f *runFlags, rep *engine.Report, runErr error) error {
+	if rep.Status == engine.OutcomeError && runErr != nil {
+		_, rep.Error = classify(runErr) // with the flag names the engine does not know
+	}
+	var err error
+	switch {
+	case f.output == "json":
+		err = rep.WriteJSON(a.stdout)
+	case len(rep.Steps) > 0:
+		err = rep.WriteTable(a.stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if f.report != "" {
+		var buf bytes.Buffer
+		if err := rep.WriteJSON(&buf); err != nil {
+			return err
+		}
+		return writeFileAtomic(f.report, buf.Bytes())
+	}
+	return nil
+}
+
+// pruneHook keeps the cache under max after an apply that changed something.
+func (a *app) pruneHook(max int64) func(context.Context, *engine.Report) {
+	return func(_ context.Context, rep *engine.Report) {
+		if rep.Failed() || rep.Count(engine.StatusChanged) == 0 {
+			return
+		}
+		log, _ := a.logger()
+		if removed, err := a.cache().Prune(max); err != nil {
+			log.Warn().Err(err).Msg("could not prune the cache")
+		} else if removed.Entries > 0 {
+			log.Info().Int("entries", removed.Entries).Int64("bytes", removed.Bytes).Msg("pruned the cache")
+		}
+	}
+}
+
+// writeFileAtomic writes a file through a temporary file and a rename, so
+// a reader never sees half a report.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".rootfsctl-report-*")
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // best effort: gone after a successful rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+func (a *app) planCommand() *cobra.Command {
+	var f runFlags
+	var detailed bool
+	cmd := &cobra.Command{
+		Use:   "plan [--var k=v] [--detailed-exitcode] PLAN",
+		Short: "Show what apply would change, changing nothing",
+		Long: `Runs only the steps' up-to-date checks and prints, per step, whether
+apply would change something and why. Nothing on the system is modified.
+A step whose needs would change is checked against the system as it is now.`,
+		Example: `  rootfsctl plan plans/kube-node.yaml --var machine=kube1
+  rootfsctl plan --detailed-exitcode plans/kube-node.yaml || echo "changes pending (exit 2)"`,
+		Args:              usageArgs(cobra.ExactArgs(1)),
+		ValidArgsFunction: planFileCompletion,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rep, err := a.execute(cmd, args[0], &f, true)
+			if err != nil {
+				return err
+			}
+			if detailed && rep.Count(engine.StatusWouldChange) > 0 {
+				return &exitError{code: exitChanges}
+			}
+			return nil
+		},
+	}
+	f.register(cmd, false)
+	a.registerPlanCompletions(cmd, &f.vars)
+	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when something would change (0: nothing to do, 1: error)")
+	return cmd
+}
+
+func (a *app) applyCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "apply [--var k=v] [-j N] [--keep-going] [--target ID]... [--report FILE] [--output text|json] PLAN",
+		Short: "Run the plan",
+		Long: `Runs the plan: every step starts as soon as all its needs have succeeded,
+at most --parallelism at once. Each step first checks whether it is up to
+date and changes nothing if so. Ends with a table of steps (status,
+duration, message). Exit code 0 only when no step failed; 130 after SIGINT
+or SIGTERM, which cancel the running steps and print the partial result.`,
+		Example: `  sudo rootfsctl apply plans/kube-node.yaml --var machine=kube1
+  rootfsctl apply -j 2 --keep-going --report result.json plan.yaml
+  rootfsctl apply --target kube plans/kube-node.yaml   # kube and what it needs`,
+		Args:              usageArgs(cobra.ExactArgs(1)),
+		ValidArgsFunction: planFileCompletion,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := a.execute(cmd, args[0], &f, false)
+			return err
+		},
+	}
+	f.register(cmd, true)
+	a.registerPlanCompletions(cmd, &f.vars)
+	a.registerCheckCompletion(cmd)
+	return cmd
+}

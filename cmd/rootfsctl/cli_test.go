@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+)
+
+// scenario is one command line and the exit code the README promises for it.
+type scenario struct {
+	name string
+	args func(dir string) []string
+	// ctx, when set, gives the context the command runs under.
+	ctx func(t *testing.T, dir string) context.Context
+}
+
+const slowStep = `  slow:
+    type: run
+    with: {command: [sh, -c, 'touch ${out}.started; sleep 30']}
+`
+
+// exitScenarios hold every row of the README's exit-code table to at
+// least one command line each (several for the rows that name several causes).
+var exitScenarios = map[int][]scenario{
+	exitOK: {
+		{name: "apply succeeds", args: func(d string) []string { return []string{"apply", writePlan(nil, d, twoFiles)} }},
+		{name: "validate a valid plan", args: func(d string) []string { return []string{"validate", writePlan(nil, d, twoFiles)} }},
+	},
+	exitFailed: {
+		{name: "invalid plan", args: func(d string) []string {
+			return []string{"apply", writePlan(nil, d, "  a: {type: file, with: {path: relative}}\n")}
+		}},
+		{name: "failed preflight", args: func(d string) []string {
+			return []string{"apply", "../../plans/demo.yaml", "--var", "registry=127.0.0.1:1", "--var", "mirror=http://127.0.0.1:1", "--var", "out=" + d}
+		}},
+		{name: "a step failed", args: func(d string) []string {
+			return []string{"apply", writePlan(nil, d, "  boom: {type: run, with: {command: [\"false\"]}}\n")}
+		}},
+		{name: "a step was blocked", args: func(d string) []string {
+			return []string{"apply", "--keep-going", writePlan(nil, d, "  boom: {type: run, with: {command: [\"false\"]}}\n  after: {type: run, needs: [boom], with: {command: [\"true\"]}}\n")}
+		}},
+		{name: "an I/O error (the plan file is missing)", args: func(d string) []string {
+			return []string{"apply", filepath.Join(d, "missing.yaml")}
+		}},
+		{name: "the plan file is a directory", args: func(d string) []string { return []string{"validate", d} }},
+	},
+	exitChanges: {
+		{name: "plan --detailed-exitcode with changes", args: func(d string) []string {
+			return []string{"plan", "--detailed-exitcode", writePlan(nil, d, twoFiles)}
+		}},
+	},
+	exitUsage: {
+		{name: "unknown command", args: func(string) []string { return []string{"frobnicate"} }},
+		{name: "unknown flag", args: func(d string) []string { return []string{"apply", "--nope", writePlan(nil, d, twoFiles)} }},
+		{name: "missing argument", args: func(string) []string { return []string{"apply"} }},
+		{name: "too many arguments", args: func(string) []string { return []string{"graph", "a.yaml", "b.yaml"} }},
+		{name: "-j 0", args: func(d string) []string { return []string{"apply", "-j", "0", writePlan(nil, d, twoFiles)} }},
+		{name: "-j past the maximum", args: func(d string) []string { return []string{"plan", "-j", "5000", writePlan(nil, d, twoFiles)} }},
+		{name: "bad --output", args: func(d string) []string { return []string{"apply", "-o", "xml", writePlan(nil, d, twoFiles)} }},
+		{name: "unknown --target", args: func(d string) []string {
+			return []string{"apply", "--target", "aa", writePlan(nil, d, twoFiles)}
+		}},
+		{name: "undeclared --var", args: func(d string) []string {
+			return []string{"plan", "--var", "outt=x", writePlan(nil, d, twoFiles)}
+		}},
+		{name: "--var without =", args: func(d string) []string { return []string{"validate", "--var", "out", writePlan(nil, d, twoFiles)} }},
+		{name: "unknown preflight check", args: func(d string) []string {
+			return []string{"apply", "--ignore-preflight-errors", "cni-artifact", writePlan(nil, d, twoFiles)}
+		}},
+		{name: "conflicting flags", args: func(d string) []string {
+			return []string{"apply", "--skip-preflight", "--fail-on-warnings", writePlan(nil, d, twoFiles)}
+		}},
+		{name: "negative size", args: func(d string) []string {
+			return []string{"apply", "--cache-max-size", "-1", writePlan(nil, d, twoFiles)}
+		}},
+		{name: "overflowing size", args: func(string) []string { return []string{"cache", "prune", "--max-size", "9999999TiB"} }},
+		{name: "--all with --max-size", args: func(string) []string { return []string{"cache", "prune", "--all", "--max-size", "1GiB"} }},
+		{name: "unknown step type", args: func(string) []string { return []string{"steps", "fiel"} }},
+	},
+	exitInterrupted: {
+		{name: "interrupted while a step runs", args: func(d string) []string { return []string{"apply", writePlan(nil, d, slowStep)} },
+			ctx: func(t *testing.T, d string) context.Context {
+				ctx, cancel := context.WithCancel(context.Background())
+				go func() {
+					defer cancel()
+					for range 3000 {
+						if _, err := os.Stat(filepath.Join(d, "out.started")); err == nil {
+							return
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+					t.Error("the slow step never started")
+				}()
+				return ctx
+			}},
+	},
+}
+
+// readmeExitCodes reads the codes of the README's exit-code table.
+func readmeExitCodes(t *testing.T) []int {
+	t.Helper()
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "### Exit codes")
+	if !ok {
+		t.Fatal("README has no '### Exit codes' section")
+	}
+	section, _, _ = strings.Cut(section, "\n#")
+	var codes []int
+	for _, m := range regexp.MustCompile(`(?m)^\| (\d+) \|`).FindAllStringSubmatch(section, -1) {
+		n, _ := strconv.Atoi(m[1])
+		codes = append(codes, n)
+	}
+	return codes
+}
+
+// TestExitCodeTable runs, for every row of the README's exit-code table,
+// the command lines that must end with that code, and fails when the table
+// and the scenarios list different codes.
+func TestExitCodeTable(t *testing.T) {
+	codes := readmeExitCodes(t)
+	var covered []int
+	for c := range exitScenarios {
+		covered = append(covered, c)
+	}
+	sort.Ints(codes)
+	sort.Ints(covered)
+	if !slicesEqual(codes, covered) {
+		t.Fatalf("README lists exit codes %v, the scenarios cover %v", codes, covered)
+	}
+	for code, list := range exitScenarios {
+		for _, sc := range list {
+			t.Run(strconv.Itoa(code)+"/"+sc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				ctx := context.Background()
+				if sc.ctx != nil {
+					ctx = sc.ctx(t, dir)
+				}
+				got, out, errOut := cli(t, ctx, sc.args(dir)...)
+				if got != code {
+					t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", got, code, out, errOut)
+				}
+			})
+		}
+	}
+}
+
+func slicesEqual(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestJSONOutputIsAlwaysOneDocument: with -o json, plan, apply and
+// preflight print exactly one JSON document whatever happens after the
+// flags are read, and --report holds the same document.
+func TestJSONOutputIsAlwaysOneDocument(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   func(dir string) []string
+		status engine.Outcome
+		check  func(t *testing.T, doc map[string]any)
+	}{
+		{"ok", func(d string) []string { return []string{"apply", writePlan(nil, d, twoFiles)} }, engine.OutcomeOK, nil},
+		{"invalid plan", func(d string) []string {
+			return []string{"apply", writePlan(nil, d, "  a: {type: file, with: {path: relative}}\n")}
+		}, engine.OutcomeInvalid, func(t *testing.T, doc map[string]any) {
+			if ds, _ := doc["diagnostics"].([]any); len(ds) != 1 {
+				t.Errorf("diagnostics: %v", doc["diagnostics"])
+			}
+		}},
+		{"preflight failed", func(d string) []string {
+			return []string{"apply", "../../plans/demo.yaml", "--var", "registry=127.0.0.1:1", "--var", "mirror=http://127.0.0.1:1", "--var", "out=" + d}
+		}, engine.OutcomePreflightFailed, func(t *testing.T, doc map[string]any) {
+			pre, _ := doc["preflight"].(map[string]any)
+			if pre == nil || pre["status"] != "failed" {
+				t.Errorf("preflight: %v", doc["preflight"])
+			}
+		}},
+		{"step failed", func(d string) []string {
+			return []string{"apply", writePlan(nil, d, "  boom: {type: run, with: {command: [\"false\"]}}\n")}
+		}, engine.OutcomeFailed, func(t *testing.T, doc map[string]any) {
+			if steps, _ := doc["steps"].([]any); len(steps) != 1 {
+				t.Errorf("steps: %v", doc["steps"])
+			}
+		}},
+		{"bad flag value", func(d string) []string { return []string{"apply", "-j", "0", writePlan(nil, d, twoFiles)} }, engine.OutcomeError,
+			func(t *testing.T, doc map[string]any) {
+				if !strings.Contains(doc["error"].(string), "--parallelism 0") {
+					t.Errorf("error: %v", doc["error"])
+				}
+			}},
+		{"unknown target", func(d string) []string { return []string{"plan", "--target", "nope", writePlan(nil, d, twoFiles)} }, engine.OutcomeError,
+			func(t *testing.T, doc map[string]any) {
+				if !strings.Contains(doc["error"].(string), `--target nope: no step "nope"`) {
+					t.Errorf("error: %v", doc["error"])
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			report := filepath.Join(dir, "report.json")
+			args := append(tc.args(dir), "-o", "json", "--report", report)
+			_, out, errOut := cli(t, context.Background(), args...)
+			dec := json.NewDecoder(strings.NewReader(out))
+			var doc map[string]any
+			if err := dec.Decode(&doc); err != nil {
+				t.Fatalf("stdout is not a JSON document: %v\n%s\nstderr:\n%s", err, out, errOut)
+			}
+			if dec.More() {
+				t.Errorf("stdout holds more than one document:\n%s", out)
+			}
+			if doc["status"] != string(tc.status) {
+				t.Errorf("status %v, want %s\n%s", doc["status"], tc.status, out)
+			}
+			if tc.check != nil {
+				tc.check(t, doc)
+			}
+			data, err := os.ReadFile(report)
+			if err != nil {
+				t.Fatalf("--report was not written: %v", err)
+			}
+			if !bytes.Equal(bytes.TrimSpace(data), bytes.TrimSpace([]byte(out))) {
+				t.Errorf("--report differs from stdout:\n%s\n---\n%s", data, out)
+			}
+		})
+	}
+}
+
+// TestCompletion: --target, --var and --ignore-preflight-errors complete
+// from the plan on the command line and the declared checks.
+func TestCompletion(t *testing.T) {
+	plan := writePlan(t, t.TempDir(), twoFiles)
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"apply", plan, "--target", ""}, []string{"a\tfile", "b\tfile"}},
+		{[]string{"plan", plan, "--var", ""}, []string{"out=\t"}},
+		{[]string{"graph", plan, "--var", "o"}, []string{"out=\t"}},
+		{[]string{"apply", plan, "--ignore-preflight-errors", "cni-artifacts,"}, []string{"cni-artifacts,kubernetes-artifacts", "cni-artifacts,all"}},
+		{[]string{"preflight", plan, "--ignore-preflight-errors", ""}, []string{"oci-image-reachable", "nspawn-machine-provisioning"}},
+		{[]string{"steps", ""}, []string{"download-kube\t"}},
+	} {
+		_, out, _ := cli(t, context.Background(), append([]string{cobra.ShellCompRequestCmd}, tc.args...)...)
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("completing %q: output lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+	}
+}
+
+// TestEveryCommandHasExamples keeps the README's promise that every
+// command's --help has a description and examples, completion included.
+func TestEveryCommandHasExamples(t *testing.T) {
+	root := newApp(&bytes.Buffer{}, &bytes.Buffer{}).rootCommand()
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Name() == "help" || sub.Hidden {
+				continue
+			}
+			if sub.Example == "" {
+				t.Errorf("rootfsctl %s has no examples in its help", sub.CommandPath())
+			}
+			if sub.Long == "" {
+				t.Errorf("rootfsctl %s has no description in its help", sub.CommandPath())
+			}
+			walk(sub)
+		}
+	}
+	walk(root)
+}
+
+// TestSizes: sizes parse in the usual spellings, and overflow and negative
+// values are refused.
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]int64{"10G": 10e9, "10GiB": 10 << 30, "500MB": 500e6, "1024": 1024, "0": 0, "1.5 GiB": 3 << 29, "8EiB": -1, "9999999TiB": -1, "-1": -1, "lots": -1, "": -1} {
+		got, err := parseSize(in)
+		switch {
+		case want < 0 && err == nil:
+			t.Errorf("parseSize(%q) = %d, want an error", in, got)
+		case want >= 0 && (err != nil || got != want):
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+// TestLogDurationsCarryTheirUnit: every duration in the JSON logs is in a
+// field whose name ends in Ms.
+func TestLogDurationsCarryTheirUnit(t *testing.T) {
+	dir := t.TempDir()
+	plan := writePlan(t, dir, "  flaky:\n    type: run\n    retry: {attempts: 2, delay: 10ms}\n    with: {command: [sh, -c, 'test -e "+dir+"/once || { touch "+dir+"/once; exit 3; }']}\n")
+	_, _, errOut := cli(t, context.Background(), "apply", "--log-level", "debug", plan)
+	var seen int
+	for _, line := range strings.Split(strings.TrimSpace(errOut), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			continue
+		}
+		for k, v := range ev {
+			if _, isNum := v.(float64); isNum && regexp.MustCompile(`(?i)(duration|took|retryin|elapsed|wait)$`).MatchString(k) {
+				t.Errorf("log field %q=%v has no unit in its name: %s", k, v, line)
+			}
+			if strings.HasSuffix(k, "Ms") {
+				seen++
+			}
+		}
+	}
+	if seen < 2 {
+		t.Errorf("found %d duration fields ending in Ms, want the step durations and the retry wait:\n%s", seen, errOut)
+	}
+}

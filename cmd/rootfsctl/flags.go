@@ -1,0 +1,212 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+)
+
+// maxParallelism bounds -j, as the plan format bounds parallelism.
+const maxParallelism = 1024
+
+// usageArgs turns cobra's argument-count errors into usage errors.
+func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := v(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+// exclusive refuses a command line that sets two flags that contradict
+// each other.
+func exclusive(cmd *cobra.Command, pairs ...[2]string) error {
+	for _, p := range pairs {
+		if cmd.Flags().Changed(p[0]) && cmd.Flags().Changed(p[1]) {
+			return usagef("--%s and --%s contradict each other; use one", p[0], p[1])
+		}
+	}
+	return nil
+}
+
+// varFlags are the --var flags of a command.
+type varFlags struct{ values []string }
+
+func (v *varFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&v.values, "var", nil, "set a plan variable, name=value (repeatable; later wins)")
+}
+
+// overrides turns the flags into engine overrides, each labelled with the
+// flag that set it, so the engine's messages can say where a value came from.
+func (v *varFlags) overrides() ([]engine.VarOverride, error) {
+	out := make([]engine.VarOverride, 0, len(v.values))
+	for _, f := range v.values {
+		name, val, ok := strings.Cut(f, "=")
+		if !ok || name == "" {
+			return nil, usagef("--var %q: want name=value", f)
+		}
+		out = append(out, engine.VarOverride{Name: name, Value: val, Origin: "--var " + name})
+	}
+	return out, nil
+}
+
+// parseSize reads a size: "10GiB", "500MB", "10G" (G and GB are 10^9,
+// GiB is 2^30), "1024" (bytes). Negative sizes and sizes past 8 EiB are
+// errors.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if strings.HasPrefix(t, "-") {
+		return 0, fmt.Errorf("%q: a size cannot be negative", s)
+	}
+	n, err := humanize.ParseBytes(t)
+	if err != nil || t == "" {
+		if strings.Contains(fmt.Sprint(err), "too large") {
+			return 0, fmt.Errorf("%q is too large (at most 8EiB)", s)
+		}
+		return 0, fmt.Errorf("%q is not a size (use a number with a unit: 500MB, 10G, 10GiB)", s)
+	}
+	if n > math.MaxInt64 {
+		return 0, fmt.Errorf("%q is too large (at most 8EiB)", s)
+	}
+	return int64(n), nil
+}
+
+// formatSize prints sizes in binary units, as cache info shows them.
+func formatSize(n int64) string { return humanize.IBytes(uint64(n)) }
+
+// checkNames validates --ignore-preflight-errors against the check names
+// the step types declare.
+func checkNames(reg *engine.Registry, names []string) error {
+	known := reg.CheckNames()
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if strings.EqualFold(n, "all") {
+			continue
+		}
+		found := false
+		for _, k := range known {
+			found = found || strings.EqualFold(k, n)
+		}
+		if !found {
+			return usagef("--ignore-preflight-errors %s: no such check%s (checks: all, %s)", n,
+				engine.Suggest(strings.ToLower(n), known), strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
+func fixedCompletions(values ...string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return values, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// planFileCompletion completes plan files by extension.
+func planFileCompletion(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
+// completionPlan loads the plan named on the command line being completed,
+// quietly: completion offers nothing when there is no valid plan yet.
+func (a *app) completionPlan(args []string, vars *varFlags) (*engine.Plan, bool) {
+	if len(args) == 0 {
+		return nil, false
+	}
+	opts, err := a.loadOptions(vars)
+	if err != nil {
+		return nil, false
+	}
+	p, err := engine.Load(args[0], opts)
+	return p, err == nil
+}
+
+// registerPlanCompletions completes --target with the plan's step ids and
+// --var with its variable names.
+func (a *app) registerPlanCompletions(cmd *cobra.Command, vars *varFlags) {
+	if cmd.Flags().Lookup("target") == nil {
+		a.registerVarCompletion(cmd)
+		return
+	}
+	a.registerVarCompletion(cmd)
+	_ = cmd.RegisterFlagCompletionFunc("target", func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		p, ok := a.completionPlan(args, vars)
+		if !ok {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []string
+		for _, s := range p.Steps {
+			out = append(out, s.ID+"\t"+s.Type)
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
+// registerVarCompletion completes --var with the plan's variables.
+func (a *app) registerVarCompletion(cmd *cobra.Command) {
+	_ = cmd.RegisterFlagCompletionFunc("var", func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		p, ok := a.completionPlan(args, &varFlags{})
+		if !ok {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []string
+		for _, name := range sortedKeys(p.Vars) {
+			out = append(out, name+"=\t"+p.Vars[name])
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+	})
+}
+
+// registerCheckCompletion completes --ignore-preflight-errors, a comma
+// separated list, one name at a time.
+func (a *app) registerCheckCompletion(cmd *cobra.Command) {
+	_ = cmd.RegisterFlagCompletionFunc("ignore-preflight-errors", func(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		prefix := ""
+		if i := strings.LastIndexByte(toComplete, ','); i >= 0 {
+			prefix = toComplete[:i+1]
+		}
+		out := []string{prefix + "all"}
+		for _, c := range a.reg().CheckNames() {
+			out = append(out, prefix+c)
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// describeCompletion gives cobra's completion command and its
+// subcommands the descriptions and examples every command has.
+func describeCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		c.Long = `Prints a shell completion script. Completion knows the commands and
+flags, the step types, and from the plan on the command line its step ids
+(--target), variables (--var) and check names (--ignore-preflight-errors).`
+		c.Example = `  source <(rootfsctl completion bash)
+  rootfsctl completion zsh > "${fpath[1]}/_rootfsctl"
+  rootfsctl completion fish > ~/.config/fish/completions/rootfsctl.fish`
+		for _, sub := range c.Commands() {
+			sub.Example = "  rootfsctl completion " + sub.Name() + " > rootfsctl." + sub.Name()
+		}
+	}
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+)
+
+// loadOptions gathers the host facts (once per command) and the overrides.
+func (a *app) loadOptions(vars *varFlags) (engine.LoadOptions, error) {
+	overrides, err := vars.overrides()
+	if err != nil {
+		return engine.LoadOptions{}, err
+	}
+	host, err := engine.GatherHost()
+	if err != nil {
+		return engine.LoadOptions{}, fmt.Errorf("gather host facts: %w", err)
+	}
+	return engine.LoadOptions{Registry: a.reg(), Host: host, Overrides: overrides}, nil
+}
+
+// errInvalidPlan is a plan that did not load; its diagnostics are in hand.
+type errInvalidPlan struct {
+	file string
+	ds   engine.Diagnostics
+}
+
+func (e *errInvalidPlan) Error() string {
+	return fmt.Sprintf("%s: %s; nothing was done", e.file, engine.Plural(len(e.ds), "problem"))
+}
+
+// loadPlan loads one plan and its graph. An invalid plan is an
+// *errInvalidPlan; callers print its diagnostics as their output requires.
+func (a *app) loadPlan(file string, vars *varFlags) (*engine.Plan, *engine.Graph, error) {
+	opts, err := a.loadOptions(vars)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := engine.Load(file, opts)
+	var ds engine.Diagnostics
+	if errors.As(err, &ds) {
+		return nil, nil, &errInvalidPlan{file: file, ds: ds}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := engine.NewGraph(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, g, nil
+}
+
+// failed turns a load error into the command's error: diagnostics go to
+// stderr and the exit code is 1; anything else passes through.
+func (a *app) failed(err error) error {
+	var ip *errInvalidPlan
+	if errors.As(err, &ip) {
+		_ = ip.ds.WriteText(a.stderr)
+		return &exitError{code: exitFailed, err: err}
+	}
+	return err
+}
+
+func (a *app) validateCommand() *cobra.Command {
+	var format string
+	var vars varFlags
+	cmd := &cobra.Command{
+		Use:   "validate [--format text|json|github] PLAN...",
+		Short: "Check plans without touching the system",
+		Long: `Checks everything about the plans that can be known without touching the
+system: YAML syntax, keys and value types, step types and their typed
+parameters, needs, dependency cycles, variables. Reports every problem,
+sorted, as file:line:col: message. Exit code 1 when any plan is invalid.`,
+		Example: `  rootfsctl validate plans/*.yaml
+  rootfsctl validate --format github plans/kube-node.yaml   # annotations in GitHub Actions
+  rootfsctl validate --format json plan.yaml | jq '.[].message'`,
+		Args:              usageArgs(cobra.MinimumNArgs(1)),
+		ValidArgsFunction: planFileCompletion,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "text" && format != "json" && format != "github" {
+				return usagef("--format %q: use text, json or github", format)
+			}
+			opts, err := a.loadOptions(&vars)
+			if err != nil {
+				return err
+			}
+			var all engine.Diagnostics
+			var summaries []string
+			for _, file := range args {
+				p, err := engine.Load(file, opts)
+				var ds engine.Diagnostics
+				switch {
+				case errors.As(err, &ds):
+					all = append(all, ds...)
+					continue
+				case err != nil:
+					var uv *engine.UnknownVarError
+					if errors.As(err, &uv) {
+						return err
+					}
+					all = append(all, engine.Diagnostic{Pos: engine.Pos{File: file}, Message: err.Error()})
+					continue
+				}
+				g, err := engine.NewGraph(p)
+				if err != nil {
+					all = append(all, engine.Diagnostic{Pos: engine.Pos{File: file}, Message: err.Error()})
+					continue
+				}
+				stages := 0
+				for _, id := range g.Order() {
+					stages = max(stages, g.Stage(id))
+				}
+				summaries = append(summaries, fmt.Sprintf("%s: valid: plan %s, %s in %s", file, p.Name,
+					engine.Plural(len(p.Steps), "step"), engine.Plural(stages, "stage")))
+			}
+			all = all.Sort()
+			switch format {
+			case "json":
+				err = all.WriteJSON(a.stdout)
+			case "github":
+				err = all.WriteGitHub(a.stdout)
+			default:
+				err = all.WriteText(a.stdout)
+				for _, s := range summaries {
+					fmt.Fprintln(a.stdout, s)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if len(all) > 0 {
+				return &exitError{code: exitFailed, err: fmt.Errorf("%s in %d of %s", engine.Plural(len(all), "problem"),
+					len(args)-len(summaries), engine.Plural(len(args), "plan"))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "text", "output: text (file:line:col: message), json or github (Actions annotations)")
+	vars.register(cmd)
+	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletions("text", "json", "github"))
+	return cmd
+}
+
+func (a *app) graphCommand() *cobra.Command {
+	var format string
+	var vars varFlags
+	cmd := &cobra.Command{
+		Use:   "graph [--format text|dot|mermaid|json] PLAN",
+		Short: "Show the plan's steps and dependencies",
+		Long: `Prints the plan's dependency graph: a readable text view grouped by stage
+(steps in one stage may run at the same time), Graphviz DOT, Mermaid (renders
+on GitHub) or JSON.`,
+		Example: `  rootfsctl graph plans/kube-node.yaml
+  rootfsctl graph --format dot plans/kube-node.yaml | dot -Tsvg > graph.svg
+  rootfsctl graph --format mermaid plans/kube-node.yaml >> README.md`,
+		Args:              usageArgs(cobra.ExactArgs(1)),
+		ValidArgsFunction: planFileCompletion,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch engine.Format(format) {
+			case engine.FormatText, engine.FormatDOT, engine.FormatMermaid, engine.FormatJSON:
+			default:
+				return usagef("--format %q: use text, dot, mermaid or json", format)
+			}
+			_, g, err := a.loadPlan(args[0], &vars)
+			if err != nil {
+				return a.failed(err)
+			}
+			return g.Render(a.stdout, engine.Format(format))
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "text", "output: text, dot, mermaid or json")
+	vars.register(cmd)
+	a.registerPlanCompletions(cmd, &vars)
+	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletions("text", "dot", "mermaid", "json"))
+	return cmd
+}
