@@ -69,7 +69,9 @@ func Run(ctx context.Context, p *Plan, g *Graph, opts RunOptions) (*Report, erro
 		return rep, err
 	}
 	s := &scheduler{p: p, g: g, opts: opts, results: map[string]*StepResult{}, ids: ids}
+	log := opts.Logger
 	if !opts.CheckOnly {
+		log.Debug().Str("phase", "lock").Msg("locking the machines the plan changes")
 		release, err := acquireLocks(p, ids, opts.LockDir, opts.LockWait)
 		if err != nil {
 			rep.Status, rep.Error = OutcomeError, err.Error()
@@ -77,8 +79,10 @@ func Run(ctx context.Context, p *Plan, g *Graph, opts RunOptions) (*Report, erro
 		}
 		defer release()
 	}
+	log.Debug().Str("phase", "check").Msg("checking every step")
 	s.checkAll(ctx)
 	if opts.Preflight != nil && !opts.CheckOnly && ctx.Err() == nil {
+		log.Debug().Str("phase", "preflight").Msg("running the preflight checks of the steps that need a change")
 		pre, err := preflight(ctx, s.changing(), *opts.Preflight)
 		rep.Preflight = pre
 		switch {
@@ -92,9 +96,11 @@ func Run(ctx context.Context, p *Plan, g *Graph, opts RunOptions) (*Report, erro
 	if ctx.Err() != nil {
 		return s.report(ctx, rep, ""), ErrInterrupted
 	}
+	log.Debug().Str("phase", "run").Msg("running the steps")
 	s.run(ctx)
 	s.report(ctx, rep, "")
 	if !opts.CheckOnly {
+		log.Debug().Str("phase", "after").Msg("running the after-run hooks")
 		for _, h := range opts.After {
 			h(ctx, rep)
 		}

@@ -97,6 +97,7 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 	if err != nil {
 		return rep, err
 	}
+	log.Debug().Str("phase", "load").Str("plan", file).Msg("loading the plan")
 	p, g, err := a.loadPlan(file, &f.vars)
 	if err != nil {
 		var ip *errInvalidPlan
