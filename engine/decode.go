@@ -224,8 +224,8 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 			dec.report(k, "%sduplicate key %q", pre(name), k.Value)
 			continue
 		}
-		if isNull(resolveAlias(val)) {
-			continue // null means not given: the default applies, or it is missing
+		if unset(resolveAlias(val), v.Field(f.index).Type()) {
+			continue // not given: the default applies, or it is missing
 		}
 		set[k.Value] = true
 		fv := v.Field(f.index)
@@ -592,6 +592,19 @@ func (dec *decoder) failedAt(path string) bool {
 		}
 		p = p[:i]
 	}
+}
+
+// unset reports whether n gives no value for a field of type t: null, or
+// an empty string for a typed value (a version, a path), which is what an
+// empty variable expands to.
+func unset(n *yaml.Node, t reflect.Type) bool {
+	if isNull(n) {
+		return true
+	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return n.Kind == yaml.ScalarNode && n.Value == "" && reflect.PointerTo(t).Implements(textUnmarshalerType)
 }
 
 // yamlType is the JSON Schema type an editor gives a YAML scalar: the tag

@@ -22,7 +22,9 @@ var schemaProviderType = reflect.TypeFor[SchemaProvider]()
 
 // interpolated matches a value that still holds a ${variable}: editors see
 // plans before expansion, so typed fields accept such strings too.
-var interpolated = map[string]any{"type": "string", "pattern": `\$\{[^}]+\}`}
+func interpolated() map[string]any {
+	return map[string]any{"type": "string", "pattern": `\$\{[^}]+\}`}
+}
 
 // Schema generates the JSON Schema (draft-07, the dialect yaml-language-server
 // understands best) for plans using the registry's step types. It is derived
@@ -134,12 +136,20 @@ func schemaFor(t reflect.Type, interp bool) map[string]any {
 				s["minItems"] = f.minItems
 			}
 			s = wrapInterp(s, interp)
-			// null means "not given": optional fields accept it, required
-			// ones do not (the decoder reports them missing).
+			// null means "not given", and so does "" for a typed value:
+			// optional fields accept them, required ones do not (the
+			// decoder reports them missing).
+			typed := reflect.PointerTo(derefType(sf.Type)).Implements(textUnmarshalerType)
 			if f.required {
 				s = withoutNull(s)
+				if typed {
+					s = withMinLength(s)
+				}
 			} else {
 				s = withNull(s)
+				if typed {
+					s = withEmpty(s)
+				}
 			}
 			if d := sf.Tag.Get("jsonschema_description"); d != "" {
 				s["description"] = d
@@ -195,6 +205,46 @@ func withNull(s map[string]any) map[string]any {
 	return map[string]any{"anyOf": []any{s, map[string]any{"type": "null"}}}
 }
 
+func derefType(t reflect.Type) reflect.Type {
+	if t.Kind() == reflect.Pointer {
+		return t.Elem()
+	}
+	return t
+}
+
+// withEmpty lets s's string form also be "" (a typed value not given).
+func withEmpty(s map[string]any) map[string]any {
+	visit(s, func(m map[string]any) {
+		if p, ok := m["pattern"].(string); ok {
+			m["pattern"] = "^$|" + p
+		}
+		delete(m, "minLength")
+	})
+	return s
+}
+
+// withMinLength makes s's string form non-empty.
+func withMinLength(s map[string]any) map[string]any {
+	visit(s, func(m map[string]any) {
+		if m["type"] == "string" {
+			m["minLength"] = 1
+		}
+	})
+	return s
+}
+
+// visit calls f for s and every anyOf branch in it.
+func visit(s map[string]any, f func(map[string]any)) {
+	f(s)
+	if branches, ok := s["anyOf"].([]any); ok {
+		for _, b := range branches {
+			if m, ok := b.(map[string]any); ok {
+				visit(m, f)
+			}
+		}
+	}
+}
+
 // withoutNull removes null from s's types.
 func withoutNull(s map[string]any) map[string]any {
 	if t, ok := s["type"].([]string); ok {
@@ -219,7 +269,7 @@ func wrapInterp(s map[string]any, interp bool) map[string]any {
 	_, hasPattern := s["pattern"]
 	_, hasAnyOf := s["anyOf"]
 	if typ == "boolean" || typ == "integer" || hasAnyOf || (typ == "string" && (hasEnum || hasPattern)) {
-		return map[string]any{"anyOf": []any{s, interpolated}}
+		return map[string]any{"anyOf": []any{s, interpolated()}}
 	}
 	return s
 }

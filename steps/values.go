@@ -1,0 +1,180 @@
+package steps
+
+import (
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+)
+
+// Typed parameter values. Each checks itself when decoded and describes
+// itself to the JSON Schema with the same pattern, so `rootfsctl validate`
+// and an editor judge a literal value alike. Checks that relate two fields
+// stay in the step builders.
+
+// pattern is a value's syntax, shared by its decoder and its schema.
+type pattern struct {
+	re   *regexp.Regexp
+	max  int // maximum length, 0 for none
+	what string
+}
+
+func newPattern(re, what string, max int) pattern {
+	return pattern{re: regexp.MustCompile(re), what: what, max: max}
+}
+
+func (p pattern) check(s string) error {
+	if !p.re.MatchString(s) || (p.max > 0 && len(s) > p.max) {
+		return fmt.Errorf("%q is not %s", s, p.what)
+	}
+	return nil
+}
+
+func (p pattern) schema() map[string]any {
+	s := map[string]any{"type": "string", "pattern": p.re.String()}
+	if p.max > 0 {
+		s["maxLength"] = p.max
+	}
+	return s
+}
+
+var (
+	versionSyntax  = newPattern(`^[0-9]+\.[0-9]+\.[0-9]+([-+~][0-9A-Za-z.+~-]+)?$`, "a version like 1.33.1", 0)
+	archSyntax     = newPattern(`^[a-z0-9]+$`, "a Go architecture name (amd64, arm64)", 0)
+	digestSyntax   = newPattern(`^[0-9a-f]{64}$`, "a SHA-256 digest (64 lowercase hex digits)", 0)
+	nameSyntax     = newPattern(`^[a-z0-9][a-z0-9._-]*$`, "a file name (lowercase letters, digits, . _ -)", 0)
+	wordSyntax     = newPattern(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`, "a word (letters, digits, . _ -)", 0)
+	platformSyntax = newPattern(`^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$`, "os/arch[/variant]", 0)
+	hostnameSyntax = newPattern(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`, "a valid hostname", 253)
+	urlSyntax      = newPattern(`^(https?://[^/?#\s]+([/?#].*)?|file:///.*)$`, "an https://, http:// or file:/// URL", 0)
+	// machineDirSyntax: an absolute path whose base name, the machine's
+	// name, is letters, digits, _ . - (at most 64).
+	machineDirSyntax = newPattern(`^/(.*/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/*$`, "an absolute path whose base name is a machine name (letters, digits, _ . -)", 0)
+)
+
+// Version is a release version written without the leading v (1.33.1).
+type Version string
+
+func (v *Version) UnmarshalText(b []byte) error {
+	s := string(b)
+	if rest, ok := strings.CutPrefix(s, "v"); ok && versionSyntax.check(rest) == nil {
+		return fmt.Errorf("write %q without the leading v", rest)
+	}
+	if err := versionSyntax.check(s); err != nil {
+		return err
+	}
+	*v = Version(s)
+	return nil
+}
+
+func (Version) JSONSchema() map[string]any { return versionSyntax.schema() }
+
+// Arch is a Go architecture name (amd64, arm64).
+type Arch string
+
+func (a *Arch) UnmarshalText(b []byte) error { return set(a, archSyntax, b) }
+func (Arch) JSONSchema() map[string]any      { return archSyntax.schema() }
+
+// Digest is a pinned SHA-256, 64 lowercase hex digits.
+type Digest string
+
+func (d *Digest) UnmarshalText(b []byte) error { return set(d, digestSyntax, b) }
+func (Digest) JSONSchema() map[string]any      { return digestSyntax.schema() }
+
+// Name is a file name inside an install directory (a binary, a plugin).
+type Name string
+
+func (n *Name) UnmarshalText(b []byte) error { return set(n, nameSyntax, b) }
+func (Name) JSONSchema() map[string]any      { return nameSyntax.schema() }
+
+// Word is a suite, component or module name.
+type Word string
+
+func (w *Word) UnmarshalText(b []byte) error { return set(w, wordSyntax, b) }
+func (Word) JSONSchema() map[string]any      { return wordSyntax.schema() }
+
+// Hostname is a DNS host name.
+type Hostname string
+
+func (h *Hostname) UnmarshalText(b []byte) error { return set(h, hostnameSyntax, b) }
+func (Hostname) JSONSchema() map[string]any      { return hostnameSyntax.schema() }
+
+// Platform is os/arch[/variant].
+type Platform string
+
+func (p *Platform) UnmarshalText(b []byte) error {
+	if err := platformSyntax.check(string(b)); err != nil {
+		return err
+	}
+	if _, err := v1.ParsePlatform(string(b)); err != nil {
+		return fmt.Errorf("%q is not os/arch[/variant]: %v", b, err)
+	}
+	*p = Platform(b)
+	return nil
+}
+
+func (Platform) JSONSchema() map[string]any { return platformSyntax.schema() }
+
+// URL is a source URL: https://, http:// (with a host) or file:/// (with
+// an absolute path).
+type URL string
+
+func (u *URL) UnmarshalText(b []byte) error {
+	s := string(b)
+	if err := urlSyntax.check(s); err != nil {
+		return fmt.Errorf("%q is not an https://, http:// or file:/// URL", redactURL(s))
+	}
+	if _, err := url.Parse(s); err != nil {
+		return fmt.Errorf("invalid URL %s: %v", redactURL(s), err)
+	}
+	*u = URL(s)
+	return nil
+}
+
+func (URL) JSONSchema() map[string]any { return urlSyntax.schema() }
+
+// MachineDir is a machine's root directory: an absolute path other than /,
+// cleaned, whose base name is the machine's name.
+type MachineDir string
+
+func (m *MachineDir) UnmarshalText(b []byte) error {
+	var p engine.AbsPath
+	if err := p.UnmarshalText(b); err != nil {
+		return err
+	}
+	if err := machineDirSyntax.check(string(b)); err != nil || !machineNameOK(path.Base(string(p))) {
+		return fmt.Errorf("machine name %q (the base name) must be letters, digits, _ . - (at most 64)", path.Base(string(p)))
+	}
+	*m = MachineDir(p)
+	return nil
+}
+
+func (MachineDir) JSONSchema() map[string]any { return machineDirSyntax.schema() }
+
+var machineName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+func machineNameOK(s string) bool { return machineName.MatchString(s) }
+
+// set checks b against p and stores it in v.
+func set[T ~string](v *T, p pattern, b []byte) error {
+	if err := p.check(string(b)); err != nil {
+		return err
+	}
+	*v = T(b)
+	return nil
+}
+
+// redactURL drops credentials and queries from a URL for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
