@@ -31,6 +31,7 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps"
+	"github.com/rootfsctl/rootfsctl/steps/cache"
 	"github.com/rootfsctl/rootfsctl/steps/fetch"
 	"github.com/rootfsctl/rootfsctl/steps/fixture"
 )
@@ -44,6 +45,7 @@ type stand struct {
 	mirrorDir string
 	out       string // the demo plan's output dir
 	resolv    string // the host resolv.conf the plan copies
+	lockDir   string // machine locks of this stand's runs
 
 	mu       sync.Mutex
 	regPaths []string                                          // registry requests
@@ -52,7 +54,7 @@ type stand struct {
 
 func newStand(t *testing.T) *stand {
 	t.Helper()
-	s := &stand{t: t, mirrorDir: t.TempDir(), out: t.TempDir()}
+	s := &stand{t: t, mirrorDir: t.TempDir(), out: t.TempDir(), lockDir: t.TempDir()}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	rs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -140,11 +142,32 @@ func (s *stand) plan(extra map[string]string) (*engine.Plan, *engine.Graph) {
 func (s *stand) run(extra map[string]string, checkOnly bool) *engine.Report {
 	s.t.Helper()
 	p, g := s.plan(extra)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), CheckOnly: checkOnly})
+	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), CheckOnly: checkOnly, LockDir: s.lockDir})
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	return rep
+}
+
+// apply runs the demo plan with extra vars and the given cache, for tests
+// that share a cache between runs or run from several goroutines (it
+// reports errors instead of failing the test).
+func (s *stand) apply(c *cache.Cache, log zerolog.Logger, extra map[string]string) (*engine.Report, error) {
+	reg := engine.NewRegistry()
+	steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(2, time.Millisecond)), Cache: c})
+	vars := map[string]string{"registry": s.registry, "mirror": s.mirror, "out": s.out, "resolvConf": s.resolv, "arch": "amd64"}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	p, err := engine.Load("../plans/demo.yaml", engine.LoadOptions{Registry: reg, Host: host, Vars: vars})
+	if err != nil {
+		return nil, err
+	}
+	g, err := engine.NewGraph(p)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Run(context.Background(), p, g, engine.RunOptions{Logger: log, LockDir: s.lockDir})
 }
 
 func statusOf(rep *engine.Report) map[string]string {
@@ -511,7 +534,7 @@ func TestChecksumMismatchKeepsPreviousFile(t *testing.T) {
 			st.Impl = mustRebuildCRI(t, s, "1.2.0")
 		}
 	}
-	rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()})
+	rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: s.lockDir})
 	st := statusOf(rep)["cri"]
 	if !strings.Contains(st, "download runc 1.2.0 linux/amd64: verify sha256: got ") || !strings.Contains(st, "nothing was installed") {
 		t.Errorf("cri: %s, want a checksum mismatch", st)

@@ -19,13 +19,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/rootfsctl/rootfsctl/steps/temp"
 )
 
 // Cache is a cache directory. It is created (mode 0700) on the first write,
@@ -120,28 +121,35 @@ func (r *verifyingReader) Close() error { return r.f.Close() }
 
 // Entry is an entry being written.
 type Entry struct {
-	c *Cache
-	f *os.File
-	h hash.Hash
-	n int64
+	c    *Cache
+	root *os.Root // the cache directory
+	f    *os.File
+	tmp  string // name inside root; "" once stored or removed
+	h    hash.Hash
+	n    int64
 }
 
-// Create starts writing a new entry.
-func (c *Cache) Create() (*Entry, error) {
+// openRoot opens the cache directory for writing through it.
+func (c *Cache) openRoot() (*os.Root, error) {
 	if err := c.init(); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "entry-*")
+	return os.OpenRoot(c.dir)
+}
+
+// Create starts writing a new entry. Its temporary file is locked until it
+// is stored or discarded, so CleanTemp in another run leaves it alone.
+func (c *Cache) Create() (*Entry, error) {
+	root, err := c.openRoot()
 	if err != nil {
+		return nil, err
+	}
+	f, tmp, err := temp.Create(root, "tmp", "entry-")
+	if err != nil {
+		root.Close()
 		return nil, fmt.Errorf("create cache entry: %w", err)
 	}
-	// Held while writing: CleanTemp removes only files nobody holds.
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("lock cache entry: %w", err)
-	}
-	return &Entry{c: c, f: f, h: sha256.New()}, nil
+	return &Entry{c: c, root: root, f: f, tmp: tmp, h: sha256.New()}, nil
 }
 
 func (e *Entry) Write(p []byte) (int, error) {
@@ -172,28 +180,59 @@ type MismatchError struct{ Got, Want string }
 func (e *MismatchError) Error() string { return fmt.Sprintf("got %s, want %s", e.Got, e.Want) }
 
 // Commit stores the entry under want if its content has that digest, and
-// discards it otherwise (returning a *MismatchError).
+// discards it otherwise (returning a *MismatchError). The file is renamed
+// while still locked, and closed only then.
 func (e *Entry) Commit(want string) error {
 	got := e.Digest()
 	if got != want {
 		e.Abort()
 		return &MismatchError{Got: got, Want: want}
 	}
-	if err := e.f.Close(); err != nil {
-		e.Abort()
-		return fmt.Errorf("close cache entry: %w", err)
-	}
-	if err := os.Rename(e.f.Name(), e.c.path(want)); err != nil {
+	if err := e.root.Rename(e.tmp, path.Join("sha256", want)); err != nil {
 		e.Abort()
 		return fmt.Errorf("store cache entry: %w", err)
+	}
+	e.tmp = ""
+	err := e.f.Close()
+	e.root.Close()
+	if err != nil {
+		return fmt.Errorf("close cache entry: %w", err)
 	}
 	return nil
 }
 
 // Abort discards the entry.
 func (e *Entry) Abort() {
+	if e.tmp != "" {
+		_ = e.root.Remove(e.tmp) // best effort: CleanTemp removes what is left
+		e.tmp = ""
+	}
 	_ = e.f.Close()
-	_ = os.Remove(e.f.Name()) // best effort: Prune removes old temporary files too
+	_ = e.root.Close()
+}
+
+// putSmall stores a small document at name (inside the cache directory)
+// through a locked temporary file.
+func (c *Cache) putSmall(name string, doc []byte) error {
+	root, err := c.openRoot()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	f, tmp, err := temp.Create(root, "tmp", "doc-")
+	if err != nil {
+		return err
+	}
+	defer f.Close() // after the rename: the lock covers the whole write
+	if _, err := f.Write(doc); err != nil {
+		_ = root.Remove(tmp) // best effort: CleanTemp removes what is left
+		return err
+	}
+	if err := root.Rename(tmp, name); err != nil {
+		_ = root.Remove(tmp) // best effort, as above
+		return err
+	}
+	return nil
 }
 
 // Sum returns a remembered published checksum for key (a checksum URL and
@@ -213,20 +252,7 @@ func (c *Cache) Sum(key string) (string, bool) {
 
 // PutSum remembers a published checksum.
 func (c *Cache) PutSum(key, sum string) error {
-	if err := c.init(); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "sum-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.WriteString(sum + "\n"); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	tmp.Close()
-	return os.Rename(tmp.Name(), filepath.Join(c.dir, "sums", keyName(key)))
+	return c.putSmall(path.Join("sums", keyName(key)), []byte(sum+"\n"))
 }
 
 func keyName(key string) string {
@@ -235,23 +261,19 @@ func keyName(key string) string {
 }
 
 // CleanTemp removes temporary files that no running process is writing:
-// what a killed run left behind.
+// what a killed run left behind. Best effort.
 func (c *Cache) CleanTemp() {
-	dir := filepath.Join(c.dir, "tmp")
-	des, err := os.ReadDir(dir)
+	root, err := os.OpenRoot(c.dir)
+	if err != nil {
+		return // no cache yet: nothing to clean
+	}
+	defer root.Close()
+	des, err := os.ReadDir(filepath.Join(c.dir, "tmp"))
 	if err != nil {
 		return
 	}
 	for _, d := range des {
-		p := filepath.Join(dir, d.Name())
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			_ = os.Remove(p) // best effort: nobody holds it, so nobody is writing it
-		}
-		f.Close()
+		temp.RemoveUnheld(root, path.Join("tmp", d.Name()))
 	}
 }
 
@@ -265,20 +287,7 @@ func (c *Cache) Index(key string) ([]byte, bool) {
 
 // PutIndex remembers a small document under key.
 func (c *Cache) PutIndex(key string, doc []byte) error {
-	if err := c.init(); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "index-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(doc); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	tmp.Close()
-	return os.Rename(tmp.Name(), filepath.Join(c.dir, "sums", "index-"+keyName(key)))
+	return c.putSmall(path.Join("sums", "index-"+keyName(key)), doc)
 }
 
 // Usage is the cache's size.
@@ -324,15 +333,11 @@ func (c *Cache) entries() ([]entryInfo, error) {
 }
 
 // Prune removes the least recently used entries until the cache holds at
-// most maxBytes, and temporary files older than an hour (left by runs that
-// were killed). maxBytes 0 empties the cache.
+// most maxBytes, and the temporary files of runs that were killed (never
+// those of a live run, however long it has been writing). maxBytes 0
+// empties the cache.
 func (c *Cache) Prune(maxBytes int64) (removed Usage, err error) {
-	tmps, _ := os.ReadDir(filepath.Join(c.dir, "tmp"))
-	for _, t := range tmps {
-		if fi, err := t.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
-			_ = os.Remove(filepath.Join(c.dir, "tmp", t.Name())) // best effort
-		}
-	}
+	c.CleanTemp()
 	entries, err := c.entries()
 	if err != nil {
 		return removed, err
