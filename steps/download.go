@@ -25,7 +25,10 @@ import (
 // job is one artifact of a download step: a binary installed as it is
 // (dest), or an archive whose chosen members are installed (pick).
 type job struct {
-	art     artifact
+	art artifact
+	// check is the preflight check the artifact belongs to: its step's, so
+	// that ignoring it covers every download of the step.
+	check   string
 	dest    string                                     // direct binary: path inside the rootfs
 	pick    func(member string) (dest string, ok bool) // archive: which members go where
 	require []string                                   // archive: members that must be present (by dest base name)

@@ -145,7 +145,7 @@ const (
 	rootfsOther                      // another image, or one rootfsctl did not unpack
 )
 
-func (w *workspace) inspect() (rootfsState, string, error) {
+func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
 	d, err := os.Open(w.p.MachineDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rootfsMissing, "machine directory does not exist", nil
@@ -237,8 +237,8 @@ func (w *workspace) staleConfigs() ([]string, error) {
 	return stale, nil
 }
 
-func (w *workspace) Check(_ context.Context) (engine.Change, error) {
-	st, why, err := w.inspect()
+func (w *workspace) Check(ctx context.Context) (engine.Change, error) {
+	st, why, err := w.inspect(ctx)
 	if err != nil {
 		return engine.Change{}, err
 	}
@@ -269,7 +269,7 @@ func (w *workspace) Check(_ context.Context) (engine.Change, error) {
 }
 
 func (w *workspace) Apply(ctx context.Context) error {
-	st, why, err := w.inspect()
+	st, why, err := w.inspect(ctx)
 	if err != nil {
 		return err
 	}

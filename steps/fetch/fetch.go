@@ -102,6 +102,10 @@ func Redact(u string) string {
 	return p.String()
 }
 
+// ErrNotRegular is returned for a file:// URL that names something other
+// than a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
 // errIdle cancels a request whose body stalled.
 var errIdle = errors.New("idle timeout")
 
@@ -333,7 +337,7 @@ func (c *Client) Reachable(ctx context.Context, rawURL string) error {
 			return err
 		}
 		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a regular file", u.Path)
+			return fmt.Errorf("%s: %w", u.Path, ErrNotRegular)
 		}
 		return nil
 	}
