@@ -37,9 +37,14 @@ half-unpacked rootfs that a later run accepts. When the machine holds another
 image, onImageChange decides: fail (default), recreate, or keep.
 
 The .nspawn file and the service drop-in are written atomically, only when
-their content differs. The machine name is machineDir's base name. A tag is
-resolved once; to move a machine to a new image, change the reference (a
-digest reference pins it exactly).`
+their content differs. The machine name is machineDir's base name.
+
+An image is identified by its platform manifest digest, wherever it is
+served from. The reference the machine was unpacked from is resolved once
+(a warm apply asks no registry anything); another reference (a mirror
+registry, a digest of the index) is resolved, manifest only, and is the same
+image when its platform manifest digest is the recorded one. To move a
+machine to a new image, change the reference (a digest pins it exactly).`
 
 // WorkspaceParams are the parameters of ensure-workspace.
 type WorkspaceParams struct {
@@ -181,12 +186,22 @@ func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
 	switch {
 	case rec.Platform != wantPlatform:
 		return rootfsOther, fmt.Sprintf("machine holds a %s rootfs, plan wants %s", rec.Platform, wantPlatform), nil
-	case w.ref.isDigest() && rec.Digest != w.ref.ref.Identifier():
-		return rootfsOther, fmt.Sprintf("machine holds image %s, plan pins %s", short(rec.Digest), short(w.ref.ref.Identifier())), nil
-	case !w.ref.isDigest() && rec.Image != w.p.Image:
-		return rootfsOther, "machine holds another image than the plan's", nil
+	case rec.Image == w.p.Image, w.ref.isDigest() && rec.Digest == w.ref.ref.Identifier():
+		// The reference it was unpacked from (a tag is resolved once, so a
+		// warm apply asks no registry anything), or a pin of its manifest.
+		return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + ")", nil
 	}
-	return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + ")", nil
+	// Another reference (another registry, a mirror, a digest of an
+	// index): an image is the same image when its platform manifest is, so
+	// resolve the plan's reference, manifest only, and compare.
+	img, err := w.resolve(ctx)
+	if err != nil {
+		return 0, "", fmt.Errorf("compare the machine's image with the plan's: %w", err)
+	}
+	if img.digest != rec.Digest {
+		return rootfsOther, fmt.Sprintf("machine holds another image (%s) than the plan's (%s)", short(rec.Digest), short(img.digest)), nil
+	}
+	return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + "), the same image from another reference", nil
 }
 
 func short(digest string) string {
