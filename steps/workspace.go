@@ -447,7 +447,7 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 		d.Close()
 	}
 	ev := log.Info().Str("digest", img.digest).Str("platform", img.platform).Int("entries", stats.Entries).
-		Int64("bytes", stats.Bytes).Dur("took", time.Since(start))
+		Int64("bytes", stats.Bytes).Dur("tookMs", time.Since(start))
 	ev.Msg("unpacked image")
 	if stats.SkippedOwners+stats.SkippedDevices+stats.SkippedXattrs > 0 {
 		log.Warn().Int("owners", stats.SkippedOwners).Int("deviceNodes", stats.SkippedDevices).Int("xattrs", stats.SkippedXattrs).

@@ -164,7 +164,7 @@ func (c *Client) Fetch(ctx context.Context, rawURL string, w io.Writer, onProgre
 			return written, err
 		}
 		wait := c.backoff(attempt)
-		log.Warn().Str("url", Redact(rawURL)).Err(err).Int("attempt", attempt).Dur("retryIn", wait).Int64("have", written).Msg("download interrupted, retrying")
+		log.Warn().Str("url", Redact(rawURL)).Err(err).Int("attempt", attempt).Dur("retryInMs", wait).Int64("have", written).Msg("download interrupted, retrying")
 		if err := c.sleep(ctx, wait); err != nil {
 			return written, err
 		}
