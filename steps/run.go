@@ -201,11 +201,19 @@ func (k *groupKiller) finish() {
 	if timer == nil {
 		return // the command ended before it was cancelled
 	}
-	if groupRunning(pgid) {
-		<-killed
+	if !groupRunning(pgid) {
+		timer.Stop()
 		return
 	}
-	timer.Stop()
+	<-killed
+	// SIGKILL is delivered asynchronously; a killed process needs a moment
+	// to exit. Bounded: a process stuck in the kernel is not waited for.
+	for range 100 {
+		if !groupRunning(pgid) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // groupRunning reports whether a process of group pgid is still running
