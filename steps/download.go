@@ -183,27 +183,42 @@ func (d *downloads) Prefetch(ctx context.Context) error {
 // ensureCached makes sure the artifact is in the cache and returns its
 // digest: the pin, or the published checksum. A download that does not
 // match is discarded before anything could use it.
+//
+// A published checksum is remembered only once an artifact verified
+// against it: a wrong document (a mirror caught mid-sync) fails this
+// attempt and is fetched again by the next, never kept.
 func (d *downloads) ensureCached(ctx context.Context, a artifact) (string, error) {
-	want, err := d.expectedSum(ctx, a)
+	want, remembered, err := d.expectedSum(ctx, a)
 	if err != nil {
 		return "", err
 	}
-	if d.opts.Cache.Has(want) {
-		return want, nil
+	if !d.opts.Cache.Has(want) {
+		e, err := d.opts.Cache.Create()
+		if err != nil {
+			return "", err
+		}
+		if err := d.fetch(ctx, a, e); err != nil {
+			e.Abort()
+			return "", err
+		}
+		var mm *cache.MismatchError
+		if err := e.Commit(want); errors.As(err, &mm) {
+			if remembered {
+				// Not what was verified before (the entry was pruned and the
+				// release changed since): ask the publisher again next time.
+				d.opts.Cache.ForgetSum(sumKey(a))
+			}
+			return "", mismatch(a, mm.Got, want)
+		} else if err != nil {
+			return "", err
+		}
 	}
-	e, err := d.opts.Cache.Create()
-	if err != nil {
-		return "", err
-	}
-	if err := d.fetch(ctx, a, e); err != nil {
-		e.Abort()
-		return "", err
-	}
-	var mm *cache.MismatchError
-	if err := e.Commit(want); errors.As(err, &mm) {
-		return "", mismatch(a, mm.Got, want)
-	} else if err != nil {
-		return "", err
+	if !remembered && a.Pinned == "" {
+		// Content with this digest is in the cache (it verified against the
+		// document): remember the checksum, releases do not change.
+		if err := d.opts.Cache.PutSum(sumKey(a), want); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not remember a checksum in the cache")
+		}
 	}
 	return want, nil
 }
@@ -212,28 +227,28 @@ func mismatch(a artifact, got, want string) error {
 	return engine.Permanent(fmt.Errorf("download %s: verify sha256: got %s, want %s; nothing was installed", a.Name, got, want))
 }
 
-// expectedSum is the pinned digest or the one from the published checksum
-// file, which is remembered in the cache (releases do not change).
-func (d *downloads) expectedSum(ctx context.Context, a artifact) (string, error) {
+// sumKey names an artifact's published checksum in the cache.
+func sumKey(a artifact) string { return a.SumURL + "#" + a.SumFile }
+
+// expectedSum is the pinned digest, or the one from the published checksum
+// document: remembered in the cache when an artifact verified against it
+// before, fetched otherwise.
+func (d *downloads) expectedSum(ctx context.Context, a artifact) (sum string, remembered bool, err error) {
 	if a.Pinned != "" {
-		return a.Pinned, nil
+		return a.Pinned, false, nil
 	}
-	if sum, ok := d.cachedSum(a); ok {
-		return sum, nil
+	if sum, ok := d.opts.Cache.Sum(sumKey(a)); ok {
+		return sum, true, nil
 	}
-	key := a.SumURL + "#" + a.SumFile
 	doc, err := d.opts.Fetch.GetSmall(ctx, a.SumURL)
 	if err != nil {
-		return "", fmt.Errorf("download %s: fetch published checksum: %w", a.Name, err)
+		return "", false, fmt.Errorf("download %s: fetch published checksum: %w", a.Name, err)
 	}
-	sum, err := fetch.ParseChecksum(doc, a.SumFile)
+	sum, err = fetch.ParseChecksum(doc, a.SumFile)
 	if err != nil {
-		return "", engine.Permanent(fmt.Errorf("download %s: %w", a.Name, err))
+		return "", false, engine.Permanent(fmt.Errorf("download %s: %w", a.Name, err))
 	}
-	if err := d.opts.Cache.PutSum(key, sum); err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not remember a checksum in the cache")
-	}
-	return sum, nil
+	return sum, false, nil
 }
 
 func (d *downloads) fetch(ctx context.Context, a artifact, w io.Writer) error {
@@ -438,7 +453,7 @@ func (d *downloads) cachedSum(a artifact) (string, bool) {
 	if a.Pinned != "" {
 		return a.Pinned, true
 	}
-	return d.opts.Cache.Sum(a.SumURL + "#" + a.SumFile)
+	return d.opts.Cache.Sum(sumKey(a))
 }
 
 // Tidy removes this step's temporary files left by an interrupted run.

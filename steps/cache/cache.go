@@ -250,6 +250,12 @@ func (c *Cache) Sum(key string) (string, bool) {
 	return s, true
 }
 
+// ForgetSum drops a remembered checksum. Best effort: a missing one is
+// fine.
+func (c *Cache) ForgetSum(key string) {
+	_ = os.Remove(filepath.Join(c.dir, "sums", keyName(key)))
+}
+
 // PutSum remembers a published checksum.
 func (c *Cache) PutSum(key, sum string) error {
 	return c.putSmall(path.Join("sums", keyName(key)), []byte(sum+"\n"))
