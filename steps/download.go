@@ -364,7 +364,6 @@ func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]mem
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: open cache entry: %w", j.art.Name, err)
 	}
-	defer rc.Close()
 	err = scanArchive(ctx, rc, j, func(m member, content io.Reader) error {
 		e, err := d.opts.Cache.Create()
 		if err != nil {
@@ -378,6 +377,11 @@ func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]mem
 		members = append(members, m)
 		return e.Commit(m.SHA256)
 	})
+	// Close verifies what the scan did not read: a damaged entry, not the
+	// archive, is then the cause of a failure, and a retry downloads it.
+	if cerr := rc.Close(); errors.Is(cerr, cache.ErrCorrupt) && !errors.Is(err, cache.ErrCorrupt) {
+		return nil, fmt.Errorf("extract %s: %w; removed it, a retry downloads it again", j.art.Name, cerr)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func TestConcurrentAppliesShareHostDirectories(t *testing.T) {
 				defer wg.Done()
 				machine := fmt.Sprintf("node%d", i)
 				var log bytes.Buffer
-				rep, err := s.apply(shared, zerolog.New(&log).Level(zerolog.WarnLevel), map[string]string{"machine": machine})
+				rep, err := s.apply(shared, zerolog.New(zerolog.SyncWriter(&log)).Level(zerolog.WarnLevel), map[string]string{"machine": machine})
 				if err != nil {
 					errs[i] = fmt.Sprintf("%s: %v", machine, err)
 					return

@@ -85,7 +85,7 @@ func TestLogDurationsInProvisioning(t *testing.T) {
 		return false
 	})
 	var log bytes.Buffer
-	rep, err := s.apply(mustCache(t), zerolog.New(&log), nil)
+	rep, err := s.apply(mustCache(t), zerolog.New(zerolog.SyncWriter(&log)), nil)
 	if err != nil || rep.Failed() {
 		t.Fatalf("apply: %v %v", err, statusOf(rep))
 	}

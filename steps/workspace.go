@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps/cache"
 	"github.com/rootfsctl/rootfsctl/steps/unpack"
 )
 
@@ -543,8 +544,13 @@ func (w *workspace) unpackLayer(ctx context.Context, u *unpack.Unpacker, l v1.La
 		if err != nil {
 			return err
 		}
-		defer rc.Close()
-		return u.Layer(ctx, &progressReader{r: rc, t: tr})
+		err = u.Layer(ctx, &progressReader{r: rc, t: tr})
+		// Close verifies what the unpack did not read: a damaged entry is
+		// the cause of the failure (and is gone now, so a retry pulls it).
+		if cerr := rc.Close(); errors.Is(cerr, cache.ErrCorrupt) && !errors.Is(err, cache.ErrCorrupt) {
+			return fmt.Errorf("cached layer: %w; removed it, a retry pulls it again", cerr)
+		}
+		return err
 	}
 	rc, err := l.Compressed()
 	if err != nil {

@@ -5,7 +5,9 @@
 // Entries are written to a temporary file and renamed into place only after
 // their digest matched, so concurrent runs can share a cache safely (two
 // writers of one entry write the same bytes). Readers verify the digest
-// again as they read: a damaged entry is reported and removed, never used.
+// again: at the end of the entry, or on Close when they stopped early (as
+// a reader does when the damage makes its consumer fail); a damaged entry
+// is reported and removed, never used again.
 // The cache never decides what is trusted: callers give the digest they
 // expect, from a pin, a published checksum or an image manifest.
 package cache
@@ -25,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/steps/temp"
 )
@@ -60,39 +64,71 @@ func (c *Cache) path(digest string) string { return filepath.Join(c.dir, "sha256
 // ErrCorrupt is returned when an entry's content no longer matches its digest.
 var ErrCorrupt = errors.New("cache entry does not match its digest")
 
-// Has reports whether an entry for digest (hex SHA-256) exists.
+// Has reports whether an entry for digest (hex SHA-256) exists. Only a
+// regular file is an entry: anything else under its name (a symlink the
+// cache never writes) is removed.
 func (c *Cache) Has(digest string) bool {
-	_, err := os.Stat(c.path(digest))
-	return err == nil
+	fi, err := os.Lstat(c.path(digest))
+	if err != nil {
+		return false
+	}
+	if !fi.Mode().IsRegular() {
+		c.Remove(digest)
+		return false
+	}
+	return true
 }
 
-// Open returns a reader of the entry that verifies the digest as it is
-// read: the read that reaches the end returns ErrCorrupt (and removes the
-// entry) if the content does not match. Using an entry refreshes its time,
-// which Prune uses to keep recently used entries.
-func (c *Cache) Open(digest string) (io.ReadCloser, int64, error) {
+// openEntry opens an entry's file without following a symlink, checks that
+// it is a regular file, and refreshes its time through the descriptor
+// (never a symlink's target), which Prune uses to keep recently used
+// entries.
+func (c *Cache) openEntry(digest string) (*os.File, os.FileInfo, error) {
 	p := c.path(digest)
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ELOOP) {
+		c.Remove(digest) // a symlink is not an entry
+		return nil, nil, fmt.Errorf("open cache entry %s: %w", digest, fs.ErrNotExist)
+	}
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		c.Remove(digest)
+		return nil, nil, fmt.Errorf("open cache entry %s: not a regular file: %w", digest, fs.ErrNotExist)
+	}
+	now := unix.NsecToTimeval(time.Now().UnixNano())
+	_ = unix.Futimes(int(f.Fd()), []unix.Timeval{now, now}) // best effort: only affects which entries prune keeps
+	return f, fi, nil
+}
+
+// Open returns a reader of the entry that verifies the digest. The read
+// that reaches the end returns ErrCorrupt if the content does not match.
+// A reader closed before a verified end (its consumer failed, perhaps on
+// the very damage, or was cancelled), or after a read error, hashes the
+// rest of the entry on Close, and Close returns ErrCorrupt if it does not
+// match. Either way a damaged entry is removed, so every reader of every
+// entry gets it downloaded again next time, not used again.
+func (c *Cache) Open(digest string) (io.ReadCloser, int64, error) {
+	f, fi, err := c.openEntry(digest)
+	if err != nil {
 		return nil, 0, err
 	}
-	now := time.Now()
-	_ = os.Chtimes(p, now, now) // best effort: only affects which entries prune keeps
-	return &verifyingReader{f: f, h: sha256.New(), want: digest, path: p}, fi.Size(), nil
+	return &verifyingReader{f: f, fi: fi, h: sha256.New(), want: digest, path: c.path(digest)}, fi.Size(), nil
 }
 
 // OpenUnverified returns the entry's file for a caller that checks the
 // digest of what it read itself (and calls Remove on a mismatch): one hash
 // instead of two.
 func (c *Cache) OpenUnverified(digest string) (*os.File, error) {
-	now := time.Now()
-	_ = os.Chtimes(c.path(digest), now, now) // best effort: only affects which entries prune keeps
-	return os.Open(c.path(digest))
+	f, _, err := c.openEntry(digest)
+	return f, err
 }
 
 // Remove drops an entry found damaged.
@@ -101,23 +137,69 @@ func (c *Cache) Remove(digest string) {
 }
 
 type verifyingReader struct {
-	f    *os.File
-	h    hash.Hash
-	want string
-	path string
+	mu      sync.Mutex // Read may run on a read-ahead goroutine while Close is called
+	f       *os.File
+	fi      os.FileInfo
+	h       hash.Hash
+	want    string
+	path    string
+	checked bool // the whole entry was hashed
+	corrupt bool
+	closed  bool
 }
 
 func (r *verifyingReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, os.ErrClosed
+	}
 	n, err := r.f.Read(p)
 	r.h.Write(p[:n])
-	if err == io.EOF && hex.EncodeToString(r.h.Sum(nil)) != r.want {
-		_ = os.Remove(r.path) // best effort: a damaged entry must not be used again
-		return n, fmt.Errorf("%w: %s", ErrCorrupt, r.want)
+	if err == io.EOF {
+		r.checked = true
+		if hex.EncodeToString(r.h.Sum(nil)) != r.want {
+			r.drop()
+			return n, fmt.Errorf("%w: %s", ErrCorrupt, r.want)
+		}
 	}
 	return n, err
 }
 
-func (r *verifyingReader) Close() error { return r.f.Close() }
+// Close verifies what was not read, unless the end was reached.
+func (r *verifyingReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	defer r.f.Close()
+	if !r.checked {
+		r.checked = true
+		if _, err := io.Copy(r.h, r.f); err != nil {
+			// Unreadable is damaged as well.
+			r.drop()
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, r.want, err)
+		}
+		if hex.EncodeToString(r.h.Sum(nil)) != r.want {
+			r.drop()
+		}
+	}
+	if r.corrupt {
+		return fmt.Errorf("%w: %s", ErrCorrupt, r.want)
+	}
+	return nil
+}
+
+// drop removes the damaged entry, unless another run has replaced it
+// meanwhile with a new copy (then that one is not ours to judge).
+func (r *verifyingReader) drop() {
+	r.corrupt = true
+	if fi, err := os.Lstat(r.path); err == nil && os.SameFile(fi, r.fi) {
+		_ = os.Remove(r.path) // best effort: a damaged entry must not be used again
+	}
+}
 
 // Entry is an entry being written.
 type Entry struct {
@@ -239,7 +321,7 @@ func (c *Cache) putSmall(name string, doc []byte) error {
 // file name): released artifacts do not change, so the checksum document
 // need not be fetched again.
 func (c *Cache) Sum(key string) (string, bool) {
-	b, err := os.ReadFile(filepath.Join(c.dir, "sums", keyName(key)))
+	b, err := readSmall(filepath.Join(c.dir, "sums", keyName(key)), 1<<10)
 	if err != nil {
 		return "", false
 	}
@@ -287,8 +369,35 @@ func (c *Cache) CleanTemp() {
 // list of an archive's members); the entries it names are checked by the
 // caller.
 func (c *Cache) Index(key string) ([]byte, bool) {
-	b, err := os.ReadFile(filepath.Join(c.dir, "sums", "index-"+keyName(key)))
+	b, err := readSmall(filepath.Join(c.dir, "sums", "index-"+keyName(key)), maxIndex)
 	return b, err == nil
+}
+
+// maxIndex bounds a remembered index document (an archive's member list).
+const maxIndex = 1 << 20
+
+// errTooLarge says a small document is larger than any rootfsctl writes.
+var errTooLarge = errors.New("larger than any document the cache writes")
+
+// readSmall reads a regular file of at most limit bytes, without following
+// a symlink.
+func readSmall(p string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: %w", p, errTooLarge)
+	}
+	return b, nil
 }
 
 // PutIndex remembers a small document under key.
