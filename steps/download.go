@@ -26,6 +26,9 @@ import (
 // (dest), or an archive whose chosen members are installed (pick).
 type job struct {
 	art artifact
+	// label names the artifact in the machine's claims on paths: stable
+	// across versions (kubelet, containerd, cni-plugins).
+	label string
 	// check is the preflight check the artifact belongs to: its step's, so
 	// that ignoring it covers every download of the step.
 	check   string
@@ -85,8 +88,7 @@ func (d *downloads) Apply(ctx context.Context) error {
 		return fmt.Errorf("open machine directory: %w", err)
 	}
 	defer root.Close()
-	removeTemps(root, d.installDir, d.id)
-	removeTemps(root, StateDir, d.id)
+	d.tidy(root)
 	old, err := readState(root, d.id)
 	if err != nil {
 		return err
@@ -102,24 +104,72 @@ func (d *downloads) Apply(ctx context.Context) error {
 	if err := root.Remove(statePath(d.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove install record: %w", err)
 	}
-	var mu sync.Mutex
-	var files []fileState
+
+	// First what every job installs where: files kept as they are, or the
+	// artifact's destinations (downloading it and taking an archive apart
+	// into the cache). Nothing in the machine changes yet.
+	plans := make([]jobPlan, len(d.jobs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for _, j := range d.jobs {
+	for i, j := range d.jobs {
 		// An artifact installed before from the same URL and pin, whose
 		// files are intact, is kept without touching the network.
 		if prev := kept[j.art.key()]; len(prev) > 0 && d.placed(j, prev) {
 			if problem, err := verifyFiles(root, prev); err == nil && problem == "" {
 				zerolog.Ctx(ctx).Debug().Str("artifact", j.art.Name).Msg("already installed; kept")
-				mu.Lock()
-				files = append(files, prev...)
-				mu.Unlock()
+				plans[i].keep = prev
 				continue
 			}
 		}
+		g.Go(func() (err error) {
+			plans[i], err = d.prepare(gctx, j)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+
+	// Then the owners: one artifact per path within the step, and the
+	// machine's claims across steps (taken before anything is written, so a
+	// conflicting artifact never overwrites its rival).
+	owner := map[string]int{}
+	var paths []string
+	for i, pl := range plans {
+		for _, p := range pl.dests() {
+			if k, dup := owner[p]; dup {
+				return engine.Permanent(&ConflictError{Path: p, Owner: d.jobs[k].art.Name, Want: d.jobs[i].art.Name})
+			}
+			owner[p] = i
+			paths = append(paths, p)
+		}
+	}
+	keep := map[string]bool{}
+	for _, p := range paths {
+		keep[p] = true
+	}
+	releaseClaims(root, d.id, keep)
+	sort.Strings(paths)
+	for _, p := range paths {
+		j := d.jobs[owner[p]]
+		if err := claimPath(root, p, d.id, j.label, fmt.Sprintf("%s (step %s)", j.art.Name, d.id)); err != nil {
+			return fmt.Errorf("install %s: %w", j.art.Name, err)
+		}
+	}
+
+	var files []fileState
+	for _, pl := range plans {
+		files = append(files, pl.keep...)
+	}
+	var mu sync.Mutex
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, j := range d.jobs {
+		if plans[i].keep != nil {
+			continue
+		}
 		g.Go(func() error {
-			fs, err := d.run(gctx, root, j)
+			fs, err := d.install(gctx, root, j, plans[i])
 			if err != nil {
 				return err
 			}
@@ -136,28 +186,65 @@ func (d *downloads) Apply(ctx context.Context) error {
 	return writeState(root, &installState{Step: d.id, Key: d.key, Summary: d.summary, Files: files})
 }
 
-// run installs one job from the cache, filling the cache first if needed.
-func (d *downloads) run(ctx context.Context, root *os.Root, j job) ([]fileState, error) {
+// jobPlan is what one job installs: files kept as they are, or a cached
+// artifact (digest) and, for an archive, its chosen members.
+type jobPlan struct {
+	keep    []fileState
+	digest  string
+	dest    string   // a binary installed as it is
+	members []member // an archive's chosen members
+}
+
+// dests are the paths the job installs.
+func (p jobPlan) dests() []string {
+	var out []string
+	for _, f := range p.keep {
+		out = append(out, f.Path)
+	}
+	if p.dest != "" {
+		out = append(out, p.dest)
+	}
+	for _, m := range p.members {
+		out = append(out, m.Dest)
+	}
+	return out
+}
+
+// prepare puts the job's artifact in the cache (and an archive's members)
+// and says where it goes.
+func (d *downloads) prepare(ctx context.Context, j job) (jobPlan, error) {
 	want, err := d.ensureCached(ctx, j.art)
 	if err != nil {
-		return nil, err
+		return jobPlan{}, err
 	}
-	if j.pick != nil {
-		return d.installMembers(ctx, root, j, want)
+	if j.pick == nil {
+		return jobPlan{digest: want, dest: j.dest}, nil
 	}
-	s, err := d.copyFromCache(root, j.dest, want, j.art.Name)
+	members, err := d.extracted(ctx, j, want)
+	if err != nil {
+		return jobPlan{}, err
+	}
+	return jobPlan{digest: want, members: members}, nil
+}
+
+// install copies one prepared job from the cache into the machine.
+func (d *downloads) install(ctx context.Context, root *os.Root, j job, pl jobPlan) ([]fileState, error) {
+	if pl.members != nil {
+		return d.installMembers(ctx, root, j, pl.digest, pl.members)
+	}
+	s, err := d.copyFromCache(root, pl.dest, pl.digest, j.art.Name)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.Commit(0o755); err != nil {
 		return nil, err
 	}
-	fs, err := recordFile(root, j.dest, want, fetch.Redact(j.art.URL))
+	fs, err := recordFile(root, pl.dest, pl.digest, fetch.Redact(j.art.URL))
 	if err != nil {
 		return nil, err
 	}
 	fs.Artifact = j.art.key()
-	zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", want).Str("path", j.dest).Msg("installed")
+	zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", pl.digest).Str("path", pl.dest).Msg("installed")
 	return []fileState{fs}, nil
 }
 
@@ -290,6 +377,7 @@ func scanArchive(ctx context.Context, r io.Reader, j job, sink func(m member, co
 	defer zr.Close()
 	tr := tar.NewReader(zr)
 	found := map[string]bool{}
+	byDest := map[string]string{} // destination -> member name as written
 	n := 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -319,6 +407,10 @@ func scanArchive(ctx context.Context, r io.Reader, j job, sink func(m member, co
 		if j.executablesOnly && hdr.Mode&0o111 == 0 {
 			continue // a document (LICENSE, README), not a program
 		}
+		if first, dup := byDest[dest]; dup {
+			return engine.Permanent(fmt.Errorf("extract %s: members %s and %s both install %s; refusing an ambiguous archive", j.art.Name, first, hdr.Name, dest))
+		}
+		byDest[dest] = hdr.Name
 		if err := sink(member{Name: name, Dest: dest}, tr); err != nil {
 			return err
 		}
@@ -395,11 +487,7 @@ func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]mem
 // installMembers copies the archive's chosen members from the cache into
 // the machine. Every member is staged first and committed only when all
 // are staged, so a failure installs none of them.
-func (d *downloads) installMembers(ctx context.Context, root *os.Root, j job, archive string) ([]fileState, error) {
-	members, err := d.extracted(ctx, j, archive)
-	if err != nil {
-		return nil, err
-	}
+func (d *downloads) installMembers(ctx context.Context, root *os.Root, j job, archive string, members []member) ([]fileState, error) {
 	var pending []*staged
 	abort := func() {
 		for _, s := range pending {
@@ -467,9 +555,14 @@ func (d *downloads) Tidy(context.Context) error {
 		return nil // no machine yet: nothing to tidy
 	}
 	defer root.Close()
+	d.tidy(root)
+	return nil
+}
+
+func (d *downloads) tidy(root *os.Root) {
 	removeTemps(root, d.installDir, d.id)
 	removeTemps(root, StateDir, d.id)
-	return nil
+	removeTemps(root, claimsDir, d.id)
 }
 
 // copyFromCache stages a copy of a cache entry at dest inside the machine
