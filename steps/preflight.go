@@ -245,6 +245,7 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		}
 		out = append(out, r)
 	}
+	out = append(out, exposureResult(c.Name(), filepath.Dir(md)))
 	for _, t := range []struct{ what, dir string }{
 		{"machine directory parent", filepath.Dir(md)},
 		{".nspawn directory", filepath.Dir(c.w.nspawn)},
@@ -253,6 +254,35 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		out = append(out, res(t.what, writableAncestor(t.dir), "writable"))
 	}
 	return out
+}
+
+// exposureResult says whether other host users can reach the machine
+// directory: they can when every directory from / down to its parent lets
+// them through (search permission for others). Missing directories are
+// created 0700, which stops them.
+func exposureResult(check, parent string) engine.CheckResult {
+	r := engine.CheckResult{Name: check, Target: "machine directory access", Severity: engine.SeverityOK}
+	var dirs []string
+	for d := parent; ; d = filepath.Dir(d) {
+		dirs = append(dirs, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		fi, err := os.Stat(dirs[i])
+		if err != nil {
+			r.Message = fmt.Sprintf("%s will be created mode 0700: other users cannot reach the machine", dirs[i])
+			return r
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			r.Message = fmt.Sprintf("%s stops other users: they cannot reach the machine", dirs[i])
+			return r
+		}
+	}
+	r.Severity = engine.SeverityWarning
+	r.Message = fmt.Sprintf("every directory from / to %s lets other users through: they can run the machine's setuid programs and open its device nodes; make %s mode 0700 (as /var/lib/machines is)", parent, parent)
+	return r
 }
 
 // writableAncestor probes the nearest existing ancestor of dir with a

@@ -103,7 +103,7 @@ func TestPreflight(t *testing.T) {
 			t.Errorf("result leaks an address, path or reference: %+v", c)
 		}
 	}
-	for n, want := range map[string]int{"oci-image-reachable": 1, "kubernetes-artifacts": 4, "cri-artifacts": 2, "cni-artifacts": 1, "nspawn-machine-provisioning": 4} {
+	for n, want := range map[string]int{"oci-image-reachable": 1, "kubernetes-artifacts": 4, "cri-artifacts": 2, "cni-artifacts": 1, "nspawn-machine-provisioning": 5} {
 		if names[n] != want {
 			t.Errorf("preflight: %d results for %s, want %d\n%s", names[n], n, want, table(rep))
 		}

@@ -365,7 +365,10 @@ func (w *workspace) cleanLeftovers(ctx context.Context) {
 func (w *workspace) unpack(ctx context.Context, replace bool) error {
 	log := zerolog.Ctx(ctx)
 	parent := filepath.Dir(w.p.MachineDir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	// Missing parents are made 0700, as /var/lib/machines is: the rootfs
+	// holds setuid-root programs and device nodes, which host users must
+	// not reach.
+	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", parent, err)
 	}
 	w.cleanLeftovers(ctx)
@@ -384,8 +387,15 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 			_ = os.RemoveAll(staging)
 		}
 	}()
+	// The machine's root is 0755 and root's (when privileged), whatever
+	// the image's "./" entry says (the unpack leaves the target alone).
 	if err := os.Chmod(staging, 0o755); err != nil {
 		return fmt.Errorf("chmod staging directory: %w", err)
+	}
+	if w.opts.Privileged {
+		if err := os.Lchown(staging, 0, 0); err != nil {
+			return fmt.Errorf("chown staging directory: %w", err)
+		}
 	}
 	root, err := os.OpenRoot(staging)
 	if err != nil {
