@@ -172,7 +172,7 @@ func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
 		return 0, "", err
 	}
 	defer root.Close()
-	b, err := root.ReadFile(workspaceRecordPath)
+	b, err := readBounded(root, workspaceRecordPath, maxRecord)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rootfsOther, "machine directory holds a root filesystem rootfsctl did not unpack", nil
 	}
@@ -239,15 +239,16 @@ func (w *workspace) staleConfigs() ([]string, error) {
 	}
 	var stale []string
 	for _, file := range []string{w.nspawn, w.override} {
-		got, err := os.ReadFile(file)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		same, err := hasContent(nil, file, cfg[file])
+		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", file, err)
 		}
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			stale = append(stale, file+" is missing")
-		case !bytes.Equal(got, cfg[file]):
-			stale = append(stale, file+" differs")
+		if !same {
+			if _, err := os.Lstat(file); errors.Is(err, fs.ErrNotExist) {
+				stale = append(stale, file+" is missing")
+			} else {
+				stale = append(stale, file+" differs")
+			}
 		}
 	}
 	return stale, nil
@@ -310,7 +311,11 @@ func (w *workspace) Apply(ctx context.Context) error {
 		return err
 	}
 	for _, file := range []string{w.nspawn, w.override} {
-		if got, err := os.ReadFile(file); err == nil && bytes.Equal(got, cfg[file]) {
+		same, err := hasContent(nil, file, cfg[file])
+		if err != nil {
+			return fmt.Errorf("read %s: %w", file, err)
+		}
+		if same {
 			continue
 		}
 		if err := writeHostFile(file, cfg[file], 0o644); err != nil {
@@ -463,6 +468,10 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 	if stats.SkippedOwners+stats.SkippedDevices+stats.SkippedXattrs > 0 {
 		log.Warn().Int("owners", stats.SkippedOwners).Int("deviceNodes", stats.SkippedDevices).Int("xattrs", stats.SkippedXattrs).
 			Msg("not running as root: file owners, device nodes and security xattrs from the image were not kept")
+	}
+	if stats.UnsupportedXattrs > 0 {
+		log.Warn().Int("xattrs", stats.UnsupportedXattrs).Str("path", parent).
+			Msg("the file system of the machine directory does not support some extended attributes of the image (or their namespace): they were not kept; file capabilities among them are lost")
 	}
 	return nil
 }

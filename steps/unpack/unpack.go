@@ -43,7 +43,10 @@ type Stats struct {
 	SkippedOwners  int // unprivileged: entries whose owner was not kept
 	SkippedDevices int // unprivileged: device nodes and fifos not created
 	SkippedXattrs  int // unprivileged: security.* or trusted.* xattrs not set
-	IgnoredEntries int // entry types with no meaning on disk (global headers)
+	// UnsupportedXattrs were refused by the file system (or are in a
+	// namespace no file system has), privileged or not.
+	UnsupportedXattrs int
+	IgnoredEntries    int // entry types with no meaning on disk (global headers)
 }
 
 // Unpacker applies layers to one root directory.
@@ -588,7 +591,7 @@ func (u *Unpacker) xattrs(fd int, name string, pax map[string]string) error {
 		}
 		if err := unix.Fsetxattr(fd, attr, []byte(v), 0); err != nil {
 			if errors.Is(err, unix.ENOTSUP) {
-				u.stats.SkippedXattrs++
+				u.stats.UnsupportedXattrs++
 				continue
 			}
 			return fmt.Errorf("set xattr %s on %s: %w", attr, name, err)

@@ -269,3 +269,21 @@ func TestPathsChangedByLaterEntries(t *testing.T) {
 		})
 	}
 }
+
+// TestUnsupportedXattrsAreCountedApart: an xattr the file system refuses
+// is counted as unsupported, not as skipped for lack of privilege.
+func TestUnsupportedXattrsAreCountedApart(t *testing.T) {
+	t.Parallel()
+	for _, privileged := range []bool{false, true} {
+		if privileged && os.Geteuid() != 0 {
+			continue
+		}
+		_, u, err := apply(t, privileged, []fixture.Entry{{Name: "f", Body: "x", UID: os.Getuid(), GID: os.Getgid(), Xattrs: map[string]string{"vendor.note": "x"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := u.Stats(); st.UnsupportedXattrs != 1 || st.SkippedXattrs != 0 {
+			t.Errorf("privileged=%v: unsupported %d, skipped %d; want 1 and 0", privileged, st.UnsupportedXattrs, st.SkippedXattrs)
+		}
+	}
+}
