@@ -10,7 +10,6 @@ import (
 	"os"
 	"path"
 
-	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps/temp"
 )
 
@@ -65,13 +64,15 @@ func readClaim(root *os.Root, name string) (*claim, error) {
 }
 
 // claimPath makes step's artifact the owner of p, or returns a
-// *ConflictError naming the owner when another step or artifact has it.
-// Re-claiming one's own path is fine. what describes the claimant for the
+// *ConflictError naming the owner when another step has it. Re-claiming
+// one's own path is fine, and so is taking one over from another artifact
+// of the same step (the caller has checked its artifacts want each path
+// once). what describes the claimant for the
 // message ("containerd 2.0.4 linux/amd64 (step cri)").
 func claimPath(root *os.Root, p, step, artifact, what string) error {
 	want := claim{Path: p, Step: step, Artifact: artifact}
 	name := claimName(p)
-	for range 2 {
+	for range 3 {
 		c, err := readClaim(root, name)
 		if err != nil {
 			return fmt.Errorf("read the claim on %s: %w", p, err)
@@ -79,11 +80,23 @@ func claimPath(root *os.Root, p, step, artifact, what string) error {
 		switch {
 		case c != nil && c.Step == step && c.Artifact == artifact:
 			return nil
+		case c != nil && c.Step == step:
+			// Another artifact of this step had it; the step's artifacts
+			// were just checked to want it once, so the path moved to this
+			// one. Only this step writes its own claims: take it over.
+			if err := root.Remove(name); err != nil {
+				return fmt.Errorf("move the claim on %s: %w", p, err)
+			}
+			continue
 		case c != nil:
-			return engine.Permanent(&ConflictError{Path: p, Owner: fmt.Sprintf("%s (step %s)", c.Artifact, c.Step), Want: what})
+			// Not permanent: the owner may be applying right now in this
+			// run, about to release a path its plan no longer installs; a
+			// retry then finds the path free. A real conflict fails again.
+			return &ConflictError{Path: p, Owner: fmt.Sprintf("%s (step %s)", c.Artifact, c.Step), Want: what}
 		}
 		if _, err := root.Lstat(name); err == nil {
-			// Unreadable, so not rootfsctl's: take the name over.
+			// Present but unreadable, so not written by rootfsctl (claims
+			// appear whole): take the name over.
 			if err := root.Remove(name); err != nil {
 				return fmt.Errorf("replace the claim on %s: %w", p, err)
 			}
