@@ -40,8 +40,28 @@ func (e *LockedError) Error() string {
 		e.Resource, e.Holder.PID, e.Holder.Plan, e.Holder.Started.Format(time.RFC3339))
 }
 
+// lockKey is what a resource is, whatever path spells it: the path with
+// its nearest existing ancestor's symlinks resolved (a machine directory
+// that does not exist yet is locked by where it will be), so that a
+// symlinked alias of a machine takes the same lock.
+func lockKey(resource string) string {
+	p := filepath.Clean(resource)
+	var rest []string
+	for {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(append([]string{real}, rest...)...)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return filepath.Clean(resource) // nothing resolves: the path as written
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+		p = parent
+	}
+}
+
 // lockFile is the lock for a resource: a file in the lock directory named
-// after the resource. The file outlives the run; only its flock is released
+// after the resource's key. The file outlives the run; only its flock is released
 // (by the kernel too, when a run dies).
 func lockFile(dir, resource string) string {
 	sum := sha256.Sum256([]byte(resource))
@@ -62,19 +82,23 @@ func DefaultLockDir() string {
 // runs cannot deadlock, waiting up to wait for each. The locks are released
 // by the returned function (and by the kernel if the process dies).
 func acquireLocks(p *Plan, ids []string, dir string, wait time.Duration) (func(), error) {
-	set := map[string]bool{}
+	// One lock per key, however many spellings name it: two locks on one
+	// file from one process would wait for each other.
+	spelled := map[string]string{} // key -> the first spelling, for messages
 	for _, id := range ids {
 		if r, ok := p.byID[id].Impl.(Resource); ok {
 			for _, res := range r.Resources() {
-				set[filepath.Clean(res)] = true
+				if k := lockKey(res); spelled[k] == "" {
+					spelled[k] = filepath.Clean(res)
+				}
 			}
 		}
 	}
-	resources := make([]string, 0, len(set))
-	for r := range set {
-		resources = append(resources, r)
+	keys := make([]string, 0, len(spelled))
+	for k := range spelled {
+		keys = append(keys, k)
 	}
-	sort.Strings(resources)
+	sort.Strings(keys)
 	var held []*os.File
 	release := func() {
 		for _, f := range held {
@@ -83,12 +107,13 @@ func acquireLocks(p *Plan, ids []string, dir string, wait time.Duration) (func()
 		}
 	}
 	me, _ := json.Marshal(LockHolder{PID: os.Getpid(), Plan: p.File, Started: time.Now().UTC()})
-	for _, res := range resources {
+	for _, key := range keys {
+		res := spelled[key]
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			release()
 			return nil, fmt.Errorf("lock %s: %w", res, err)
 		}
-		f, err := os.OpenFile(lockFile(dir, res), os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(lockFile(dir, key), os.O_RDWR|os.O_CREATE, 0o644)
 		if err != nil {
 			release()
 			return nil, fmt.Errorf("lock %s: %w", res, err)
@@ -103,7 +128,9 @@ func acquireLocks(p *Plan, ids []string, dir string, wait time.Duration) (func()
 		}
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			var h LockHolder
-			b, _ := os.ReadFile(lockFile(dir, res))
+			b := make([]byte, 4096) // a holder's line is small; a longer file is not one
+			n, _ := f.ReadAt(b, 0)
+			b = b[:n]
 			_ = json.Unmarshal([]byte(strings.TrimSpace(string(b))), &h) // an unreadable holder still gets reported
 			f.Close()
 			release()

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/rootfsctl/rootfsctl/steps/temp"
 )
 
 // TempPrefix starts the name of every temporary file rootfsctl creates next
@@ -34,13 +36,16 @@ type staged struct {
 // owner (a step id) is part of the temporary name, so that a step cleaning
 // up after a crash removes only its own leftovers, never the files another
 // step is writing into the same directory at that moment.
+//
+// The temporary file is locked (package temp) until it is renamed into
+// place or removed, so another run's cleanup in a shared directory (the
+// host's nspawn settings) never removes it while it is being written.
 func stage(root *os.Root, name, owner string) (*staged, error) {
 	dir := path.Dir(name)
 	if err := root.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create directory %s: %w", dir, err)
 	}
-	tmp := path.Join(dir, tempPrefix(owner)+path.Base(name)+"-"+randomSuffix())
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, tmp, err := temp.Create(root, dir, tempPrefix(owner)+path.Base(name)+"-")
 	if err != nil {
 		return nil, fmt.Errorf("create temporary file for %s: %w", name, err)
 	}
@@ -69,7 +74,8 @@ func (s *staged) Seek(off int64, whence int) (int64, error) { return s.f.Seek(of
 // Digest is the hex SHA-256 of what was written.
 func (s *staged) Digest() string { return hex.EncodeToString(s.h.Sum(nil)) }
 
-// Commit sets the mode, syncs, and renames the file into place.
+// Commit sets the mode, syncs, and renames the file into place. The file
+// stays open, and so locked, until it has its final name.
 func (s *staged) Commit(mode fs.FileMode) (err error) {
 	defer func() {
 		if err != nil {
@@ -83,23 +89,28 @@ func (s *staged) Commit(mode fs.FileMode) (err error) {
 	if err = s.f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", s.name, err)
 	}
-	if err = s.f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", s.name, err)
-	}
 	if fi, lerr := s.root.Lstat(s.name); lerr == nil && fi.IsDir() {
 		return fmt.Errorf("install %s: a directory is in the way", s.name)
 	}
 	if err = s.root.Rename(s.tmp, s.name); err != nil {
 		return fmt.Errorf("rename into place %s: %w", s.name, err)
 	}
+	// Renamed: there is no temporary file left to remove on an error below.
+	s.tmp = ""
+	if err = s.f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", s.name, err)
+	}
 	return syncDir(s.root, path.Dir(s.name))
 }
 
-// Abort removes the temporary file. Best effort: a leftover is removed by
-// the next run's cleanup.
+// Abort removes the temporary file, while still holding its lock. Best
+// effort: a leftover is removed by the next run's cleanup.
 func (s *staged) Abort() {
+	if s.tmp != "" {
+		_ = s.root.Remove(s.tmp)
+		s.tmp = ""
+	}
 	_ = s.f.Close()
-	_ = s.root.Remove(s.tmp)
 }
 
 // tempPrefix starts the temporary names of one owner.
@@ -132,7 +143,9 @@ func syncDir(root *os.Root, dir string) error {
 }
 
 // removeTemps deletes owner's leftover temporary files in dir (inside
-// root), for example after a crash. Best effort: a missing dir has none.
+// root), for example after a crash: only those no live process holds
+// (package temp), since another run may be writing into the same
+// directory. Best effort: a missing dir has none.
 func removeTemps(root *os.Root, dir, owner string) {
 	d, err := root.Open(dir)
 	if err != nil {
@@ -141,9 +154,18 @@ func removeTemps(root *os.Root, dir, owner string) {
 	names, _ := d.Readdirnames(-1)
 	d.Close()
 	for _, n := range names {
-		if strings.HasPrefix(n, tempPrefix(owner)) {
-			_ = root.Remove(path.Join(dir, n))
+		if !strings.HasPrefix(n, tempPrefix(owner)) {
+			continue
 		}
+		p := path.Join(dir, n)
+		if fi, err := root.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			// A staged symlink cannot carry a lock. Symlinks are staged only
+			// inside a machine, whose lock keeps other runs out, and only
+			// by their owner step, which is the one cleaning up here.
+			_ = root.Remove(p)
+			continue
+		}
+		temp.RemoveUnheld(root, p)
 	}
 }
 

@@ -45,11 +45,11 @@ func newCNI(id string, p *CNIParams, o *Options) (engine.Step, error) {
 	a.URL = locate(p.URL, linuxVals(p.Version, p.Arch), p.BaseURL, "v"+p.Version+"/"+tgz)
 	a.SumURL = a.URL + ".sha256"
 	installDir := d.installDir
-	d.jobs = append(d.jobs, job{art: a, require: append([]string{}, p.Require...), executablesOnly: true, selection: "top-level executables",
+	d.jobs = append(d.jobs, job{art: a, label: "cni-plugins", check: "cni-artifacts", require: append([]string{}, p.Require...), executablesOnly: true, selection: "top-level executables",
 		pick: func(m string) (string, bool) {
 			return path.Join(installDir, m), !strings.Contains(m, "/") && m != "."
 		}})
 	d.summary = fmt.Sprintf("cni-plugins %s linux/%s", p.Version, p.Arch)
 	d.key = stateKey(*p)
-	return cniStep{d}, nil
+	return d, nil
 }

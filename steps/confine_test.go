@@ -34,7 +34,7 @@ func TestImageSymlinksCannotRedirectWrites(t *testing.T) {
 	}))
 	s.push("rootfsctl/hostile:v1", fixture.Index(map[string]v1.Image{"amd64": hostile}))
 	p, g := s.plan(map[string]string{"image": s.registry + "/rootfsctl/hostile:v1"})
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{FailurePolicy: engine.KeepGoing, Logger: zerolog.Nop()})
+	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{FailurePolicy: engine.KeepGoing, Logger: zerolog.Nop(), LockDir: s.lockDir})
 	if err != nil {
 		t.Fatal(err)
 	}

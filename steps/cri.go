@@ -17,6 +17,9 @@ verified against <tarball>.sha256sum; every file under bin/ in it is installed
 (which lists every architecture). Versions are compared exactly (2.0.4 is not
 2.0.41). Files are verified before they become visible.`
 
+// criCheck is the preflight check of every download of download-cri.
+const criCheck = "cri-artifacts"
+
 // CRIParams are the parameters of download-cri.
 type CRIParams struct {
 	MachineDir string           `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
@@ -59,7 +62,7 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	ca.URL = locate(p.Containerd.URL, linuxVals(cv, p.Arch), p.Containerd.BaseURL, "v"+cv+"/"+tarball)
 	ca.SumURL = ca.URL + ".sha256sum"
 	installDir := d.installDir
-	d.jobs = append(d.jobs, job{art: ca, require: []string{"containerd"}, selection: "bin/*", pick: func(m string) (string, bool) {
+	d.jobs = append(d.jobs, job{art: ca, label: "containerd", check: criCheck, require: []string{"containerd"}, selection: "bin/*", pick: func(m string) (string, bool) {
 		dir, base := path.Split(m)
 		return path.Join(installDir, base), dir == "bin/" && base != ""
 	}})
@@ -69,9 +72,9 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	// runc publishes one checksum file for all architectures, beside the binaries.
 	ra.URL = locate(p.Runc.URL, linuxVals(rv, p.Arch), p.Runc.BaseURL, "v"+rv+"/"+runcFile)
 	ra.SumURL = ra.URL[:strings.LastIndex(ra.URL, "/")+1] + "runc.sha256sum"
-	d.jobs = append(d.jobs, job{art: ra, dest: path.Join(installDir, "runc")})
+	d.jobs = append(d.jobs, job{art: ra, label: "runc", check: criCheck, dest: path.Join(installDir, "runc")})
 
 	d.summary = fmt.Sprintf("containerd %s, runc %s linux/%s", cv, rv, p.Arch)
 	d.key = stateKey(*p)
-	return criStep{d}, nil
+	return d, nil
 }

@@ -25,7 +25,13 @@ import (
 // job is one artifact of a download step: a binary installed as it is
 // (dest), or an archive whose chosen members are installed (pick).
 type job struct {
-	art     artifact
+	art artifact
+	// label names the artifact in the machine's claims on paths: stable
+	// across versions (kubelet, containerd, cni-plugins).
+	label string
+	// check is the preflight check the artifact belongs to: its step's, so
+	// that ignoring it covers every download of the step.
+	check   string
 	dest    string                                     // direct binary: path inside the rootfs
 	pick    func(member string) (dest string, ok bool) // archive: which members go where
 	require []string                                   // archive: members that must be present (by dest base name)
@@ -82,8 +88,7 @@ func (d *downloads) Apply(ctx context.Context) error {
 		return fmt.Errorf("open machine directory: %w", err)
 	}
 	defer root.Close()
-	removeTemps(root, d.installDir, d.id)
-	removeTemps(root, StateDir, d.id)
+	d.tidy(root)
 	old, err := readState(root, d.id)
 	if err != nil {
 		return err
@@ -99,24 +104,72 @@ func (d *downloads) Apply(ctx context.Context) error {
 	if err := root.Remove(statePath(d.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove install record: %w", err)
 	}
-	var mu sync.Mutex
-	var files []fileState
+
+	// First what every job installs where: files kept as they are, or the
+	// artifact's destinations (downloading it and taking an archive apart
+	// into the cache). Nothing in the machine changes yet.
+	plans := make([]jobPlan, len(d.jobs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for _, j := range d.jobs {
+	for i, j := range d.jobs {
 		// An artifact installed before from the same URL and pin, whose
 		// files are intact, is kept without touching the network.
 		if prev := kept[j.art.key()]; len(prev) > 0 && d.placed(j, prev) {
 			if problem, err := verifyFiles(root, prev); err == nil && problem == "" {
 				zerolog.Ctx(ctx).Debug().Str("artifact", j.art.Name).Msg("already installed; kept")
-				mu.Lock()
-				files = append(files, prev...)
-				mu.Unlock()
+				plans[i].keep = prev
 				continue
 			}
 		}
+		g.Go(func() (err error) {
+			plans[i], err = d.prepare(gctx, j)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+
+	// Then the owners: one artifact per path within the step, and the
+	// machine's claims across steps (taken before anything is written, so a
+	// conflicting artifact never overwrites its rival).
+	owner := map[string]int{}
+	var paths []string
+	for i, pl := range plans {
+		for _, p := range pl.dests() {
+			if k, dup := owner[p]; dup {
+				return engine.Permanent(&ConflictError{Path: p, Owner: d.jobs[k].art.Name, Want: d.jobs[i].art.Name})
+			}
+			owner[p] = i
+			paths = append(paths, p)
+		}
+	}
+	keep := map[string]bool{}
+	for _, p := range paths {
+		keep[p] = true
+	}
+	releaseClaims(root, d.id, keep)
+	sort.Strings(paths)
+	for _, p := range paths {
+		j := d.jobs[owner[p]]
+		if err := claimPath(root, p, d.id, j.label, fmt.Sprintf("%s (step %s)", j.art.Name, d.id)); err != nil {
+			return fmt.Errorf("install %s: %w", j.art.Name, err)
+		}
+	}
+
+	var files []fileState
+	for _, pl := range plans {
+		files = append(files, pl.keep...)
+	}
+	var mu sync.Mutex
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, j := range d.jobs {
+		if plans[i].keep != nil {
+			continue
+		}
 		g.Go(func() error {
-			fs, err := d.run(gctx, root, j)
+			fs, err := d.install(gctx, root, j, plans[i])
 			if err != nil {
 				return err
 			}
@@ -133,28 +186,65 @@ func (d *downloads) Apply(ctx context.Context) error {
 	return writeState(root, &installState{Step: d.id, Key: d.key, Summary: d.summary, Files: files})
 }
 
-// run installs one job from the cache, filling the cache first if needed.
-func (d *downloads) run(ctx context.Context, root *os.Root, j job) ([]fileState, error) {
+// jobPlan is what one job installs: files kept as they are, or a cached
+// artifact (digest) and, for an archive, its chosen members.
+type jobPlan struct {
+	keep    []fileState
+	digest  string
+	dest    string   // a binary installed as it is
+	members []member // an archive's chosen members
+}
+
+// dests are the paths the job installs.
+func (p jobPlan) dests() []string {
+	var out []string
+	for _, f := range p.keep {
+		out = append(out, f.Path)
+	}
+	if p.dest != "" {
+		out = append(out, p.dest)
+	}
+	for _, m := range p.members {
+		out = append(out, m.Dest)
+	}
+	return out
+}
+
+// prepare puts the job's artifact in the cache (and an archive's members)
+// and says where it goes.
+func (d *downloads) prepare(ctx context.Context, j job) (jobPlan, error) {
 	want, err := d.ensureCached(ctx, j.art)
 	if err != nil {
-		return nil, err
+		return jobPlan{}, err
 	}
-	if j.pick != nil {
-		return d.installMembers(ctx, root, j, want)
+	if j.pick == nil {
+		return jobPlan{digest: want, dest: j.dest}, nil
 	}
-	s, err := d.copyFromCache(root, j.dest, want, j.art.Name)
+	members, err := d.extracted(ctx, j, want)
+	if err != nil {
+		return jobPlan{}, err
+	}
+	return jobPlan{digest: want, members: members}, nil
+}
+
+// install copies one prepared job from the cache into the machine.
+func (d *downloads) install(ctx context.Context, root *os.Root, j job, pl jobPlan) ([]fileState, error) {
+	if pl.members != nil {
+		return d.installMembers(ctx, root, j, pl.digest, pl.members)
+	}
+	s, err := d.copyFromCache(root, pl.dest, pl.digest, j.art.Name)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.Commit(0o755); err != nil {
 		return nil, err
 	}
-	fs, err := recordFile(root, j.dest, want, fetch.Redact(j.art.URL))
+	fs, err := recordFile(root, pl.dest, pl.digest, fetch.Redact(j.art.URL))
 	if err != nil {
 		return nil, err
 	}
 	fs.Artifact = j.art.key()
-	zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", want).Str("path", j.dest).Msg("installed")
+	zerolog.Ctx(ctx).Info().Str("artifact", j.art.Name).Str("sha256", pl.digest).Str("path", pl.dest).Msg("installed")
 	return []fileState{fs}, nil
 }
 
@@ -180,27 +270,42 @@ func (d *downloads) Prefetch(ctx context.Context) error {
 // ensureCached makes sure the artifact is in the cache and returns its
 // digest: the pin, or the published checksum. A download that does not
 // match is discarded before anything could use it.
+//
+// A published checksum is remembered only once an artifact verified
+// against it: a wrong document (a mirror caught mid-sync) fails this
+// attempt and is fetched again by the next, never kept.
 func (d *downloads) ensureCached(ctx context.Context, a artifact) (string, error) {
-	want, err := d.expectedSum(ctx, a)
+	want, remembered, err := d.expectedSum(ctx, a)
 	if err != nil {
 		return "", err
 	}
-	if d.opts.Cache.Has(want) {
-		return want, nil
+	if !d.opts.Cache.Has(want) {
+		e, err := d.opts.Cache.Create()
+		if err != nil {
+			return "", err
+		}
+		if err := d.fetch(ctx, a, e); err != nil {
+			e.Abort()
+			return "", err
+		}
+		var mm *cache.MismatchError
+		if err := e.Commit(want); errors.As(err, &mm) {
+			if remembered {
+				// Not what was verified before (the entry was pruned and the
+				// release changed since): ask the publisher again next time.
+				d.opts.Cache.ForgetSum(sumKey(a))
+			}
+			return "", mismatch(a, mm.Got, want)
+		} else if err != nil {
+			return "", err
+		}
 	}
-	e, err := d.opts.Cache.Create()
-	if err != nil {
-		return "", err
-	}
-	if err := d.fetch(ctx, a, e); err != nil {
-		e.Abort()
-		return "", err
-	}
-	var mm *cache.MismatchError
-	if err := e.Commit(want); errors.As(err, &mm) {
-		return "", mismatch(a, mm.Got, want)
-	} else if err != nil {
-		return "", err
+	if !remembered && a.Pinned == "" {
+		// Content with this digest is in the cache (it verified against the
+		// document): remember the checksum, releases do not change.
+		if err := d.opts.Cache.PutSum(sumKey(a), want); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not remember a checksum in the cache")
+		}
 	}
 	return want, nil
 }
@@ -209,28 +314,28 @@ func mismatch(a artifact, got, want string) error {
 	return engine.Permanent(fmt.Errorf("download %s: verify sha256: got %s, want %s; nothing was installed", a.Name, got, want))
 }
 
-// expectedSum is the pinned digest or the one from the published checksum
-// file, which is remembered in the cache (releases do not change).
-func (d *downloads) expectedSum(ctx context.Context, a artifact) (string, error) {
+// sumKey names an artifact's published checksum in the cache.
+func sumKey(a artifact) string { return a.SumURL + "#" + a.SumFile }
+
+// expectedSum is the pinned digest, or the one from the published checksum
+// document: remembered in the cache when an artifact verified against it
+// before, fetched otherwise.
+func (d *downloads) expectedSum(ctx context.Context, a artifact) (sum string, remembered bool, err error) {
 	if a.Pinned != "" {
-		return a.Pinned, nil
+		return a.Pinned, false, nil
 	}
-	if sum, ok := d.cachedSum(a); ok {
-		return sum, nil
+	if sum, ok := d.opts.Cache.Sum(sumKey(a)); ok {
+		return sum, true, nil
 	}
-	key := a.SumURL + "#" + a.SumFile
 	doc, err := d.opts.Fetch.GetSmall(ctx, a.SumURL)
 	if err != nil {
-		return "", fmt.Errorf("download %s: fetch published checksum: %w", a.Name, err)
+		return "", false, fmt.Errorf("download %s: fetch published checksum: %w", a.Name, err)
 	}
-	sum, err := fetch.ParseChecksum(doc, a.SumFile)
+	sum, err = fetch.ParseChecksum(doc, a.SumFile)
 	if err != nil {
-		return "", engine.Permanent(fmt.Errorf("download %s: %w", a.Name, err))
+		return "", false, engine.Permanent(fmt.Errorf("download %s: %w", a.Name, err))
 	}
-	if err := d.opts.Cache.PutSum(key, sum); err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not remember a checksum in the cache")
-	}
-	return sum, nil
+	return sum, false, nil
 }
 
 func (d *downloads) fetch(ctx context.Context, a artifact, w io.Writer) error {
@@ -272,6 +377,7 @@ func scanArchive(ctx context.Context, r io.Reader, j job, sink func(m member, co
 	defer zr.Close()
 	tr := tar.NewReader(zr)
 	found := map[string]bool{}
+	byDest := map[string]string{} // destination -> member name as written
 	n := 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -301,6 +407,10 @@ func scanArchive(ctx context.Context, r io.Reader, j job, sink func(m member, co
 		if j.executablesOnly && hdr.Mode&0o111 == 0 {
 			continue // a document (LICENSE, README), not a program
 		}
+		if first, dup := byDest[dest]; dup {
+			return engine.Permanent(fmt.Errorf("extract %s: members %s and %s both install %s; refusing an ambiguous archive", j.art.Name, first, hdr.Name, dest))
+		}
+		byDest[dest] = hdr.Name
 		if err := sink(member{Name: name, Dest: dest}, tr); err != nil {
 			return err
 		}
@@ -346,7 +456,6 @@ func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]mem
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: open cache entry: %w", j.art.Name, err)
 	}
-	defer rc.Close()
 	err = scanArchive(ctx, rc, j, func(m member, content io.Reader) error {
 		e, err := d.opts.Cache.Create()
 		if err != nil {
@@ -360,6 +469,11 @@ func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]mem
 		members = append(members, m)
 		return e.Commit(m.SHA256)
 	})
+	// Close verifies what the scan did not read: a damaged entry, not the
+	// archive, is then the cause of a failure, and a retry downloads it.
+	if cerr := rc.Close(); errors.Is(cerr, cache.ErrCorrupt) && !errors.Is(err, cache.ErrCorrupt) {
+		return nil, fmt.Errorf("extract %s: %w; removed it, a retry downloads it again", j.art.Name, cerr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -373,11 +487,7 @@ func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]mem
 // installMembers copies the archive's chosen members from the cache into
 // the machine. Every member is staged first and committed only when all
 // are staged, so a failure installs none of them.
-func (d *downloads) installMembers(ctx context.Context, root *os.Root, j job, archive string) ([]fileState, error) {
-	members, err := d.extracted(ctx, j, archive)
-	if err != nil {
-		return nil, err
-	}
+func (d *downloads) installMembers(ctx context.Context, root *os.Root, j job, archive string, members []member) ([]fileState, error) {
 	var pending []*staged
 	abort := func() {
 		for _, s := range pending {
@@ -435,7 +545,7 @@ func (d *downloads) cachedSum(a artifact) (string, bool) {
 	if a.Pinned != "" {
 		return a.Pinned, true
 	}
-	return d.opts.Cache.Sum(a.SumURL + "#" + a.SumFile)
+	return d.opts.Cache.Sum(sumKey(a))
 }
 
 // Tidy removes this step's temporary files left by an interrupted run.
@@ -445,9 +555,14 @@ func (d *downloads) Tidy(context.Context) error {
 		return nil // no machine yet: nothing to tidy
 	}
 	defer root.Close()
+	d.tidy(root)
+	return nil
+}
+
+func (d *downloads) tidy(root *os.Root) {
 	removeTemps(root, d.installDir, d.id)
 	removeTemps(root, StateDir, d.id)
-	return nil
+	removeTemps(root, claimsDir, d.id)
 }
 
 // copyFromCache stages a copy of a cache entry at dest inside the machine

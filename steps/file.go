@@ -50,11 +50,11 @@ func (s *fileStep) Check(_ context.Context) (engine.Change, error) {
 	case !fi.Mode().IsRegular():
 		return engine.NeedsChange(fmt.Sprintf("%s is a %s, not a regular file", s.p.Path, fileKind(fi.Mode()))), nil
 	}
-	got, err := os.ReadFile(s.p.Path)
+	same, err := hasContent(nil, s.p.Path, []byte(s.p.Content))
 	if err != nil {
 		return engine.Change{}, fmt.Errorf("read %s: %w", s.p.Path, err)
 	}
-	if !bytes.Equal(got, []byte(s.p.Content)) {
+	if !same {
 		return engine.NeedsChange("content differs"), nil
 	}
 	if got := fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky); got != want {

@@ -43,6 +43,9 @@ type CrictlSource struct {
 	Skip    bool   `yaml:"skip" jsonschema:"default=false" jsonschema_description:"Do not install crictl."`
 }
 
+// kubeCheck is the preflight check of every download of download-kube.
+const kubeCheck = "kubernetes-artifacts"
+
 var (
 	archPattern   = regexp.MustCompile(`^[a-z0-9]+$`)
 	binaryPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
@@ -115,7 +118,7 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		a := artifact{Name: fmt.Sprintf("%s %s linux/%s", b, p.Version, p.Arch), SumFile: b, Pinned: p.SHA256[b]}
 		a.URL = locate(p.URL, vals, p.BaseURL, fmt.Sprintf("v%s/bin/linux/%s/%s", p.Version, p.Arch, b))
 		a.SumURL = a.URL + ".sha256"
-		d.jobs = append(d.jobs, job{art: a, dest: path.Join(d.installDir, b)})
+		d.jobs = append(d.jobs, job{art: a, label: b, check: kubeCheck, dest: path.Join(d.installDir, b)})
 	}
 	summary := fmt.Sprintf("%s %s linux/%s", strings.Join(p.Binaries, ", "), p.Version, p.Arch)
 	if !p.Crictl.Skip {
@@ -128,7 +131,7 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		a.URL = locate(p.Crictl.URL, linuxVals(cv, p.Arch), p.Crictl.BaseURL, "v"+cv+"/"+tarball)
 		a.SumURL = a.URL + ".sha256"
 		dest := path.Join(d.installDir, "crictl")
-		d.jobs = append(d.jobs, job{art: a, require: []string{"crictl"}, selection: "crictl", pick: func(m string) (string, bool) {
+		d.jobs = append(d.jobs, job{art: a, label: "crictl", check: kubeCheck, require: []string{"crictl"}, selection: "crictl", pick: func(m string) (string, bool) {
 			return dest, m == "crictl"
 		}})
 		summary += fmt.Sprintf("; crictl %s", cv)
@@ -138,5 +141,5 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		P      KubeParams
 		Crictl string
 	}{*p, summary})
-	return kubeStep{d}, nil
+	return d, nil
 }

@@ -154,7 +154,7 @@ func pickFromIndex(idx v1.ImageIndex, want v1.Platform) (*resolved, error) {
 		}
 		return checkSingle(img, want)
 	}
-	return nil, fmt.Errorf("image has no manifest for %s (it has: %s)", platformString(want), strings.Join(have, ", "))
+	return nil, &platformError{want: platformString(want), have: have}
 }
 
 // checkSingle accepts a single manifest whose config names no platform or
@@ -170,9 +170,20 @@ func checkSingle(img v1.Image, want v1.Platform) (*resolved, error) {
 	}
 	got := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 	if got.Architecture != "" && !got.Satisfies(want) {
-		return nil, fmt.Errorf("image is for %s, not %s", platformString(got), platformString(want))
+		return nil, &platformError{want: platformString(want), have: []string{platformString(got)}}
 	}
 	return &resolved{image: img, digest: d.String(), platform: platformString(want)}, nil
+}
+
+// platformError says the image has no manifest for the wanted platform. It
+// names platforms only, so a preflight message may quote it.
+type platformError struct {
+	want string
+	have []string // the platforms the image has
+}
+
+func (e *platformError) Error() string {
+	return fmt.Sprintf("image has no manifest for %s (it has: %s)", e.want, strings.Join(e.have, ", "))
 }
 
 func platformString(p v1.Platform) string {

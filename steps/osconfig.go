@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -144,18 +143,22 @@ func checkFiles(machineDir string, files map[string][]byte) (engine.Change, erro
 	var stale []string
 	for _, name := range sortedKeys(files) {
 		fi, err := root.Lstat(name)
-		if err == nil && !fi.Mode().IsRegular() {
-			stale = append(stale, name+" is not a regular file")
-			continue
-		}
-		got, err := root.ReadFile(name)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			stale = append(stale, name+" is missing")
+			continue
+		case err == nil && !fi.Mode().IsRegular():
+			stale = append(stale, name+" is not a regular file")
+			continue
+		}
+		// Read no more than the wanted content and one byte: the image's
+		// file may be of any size.
+		same, err := hasContent(root, name, files[name])
+		switch {
 		case err != nil:
 			// An escaping symlink in the image lands here: report, do not follow.
 			stale = append(stale, fmt.Sprintf("%s cannot be read inside the machine (%v)", name, err))
-		case !bytes.Equal(got, files[name]):
+		case !same:
 			stale = append(stale, name+" differs")
 		}
 	}
@@ -172,8 +175,8 @@ func applyFiles(machineDir string, files map[string][]byte, owner string) error 
 	}
 	defer root.Close()
 	for _, name := range sortedKeys(files) {
-		if got, err := root.ReadFile(name); err == nil && bytes.Equal(got, files[name]) {
-			if fi, err := root.Lstat(name); err == nil && fi.Mode().IsRegular() {
+		if fi, err := root.Lstat(name); err == nil && fi.Mode().IsRegular() {
+			if same, err := hasContent(root, name, files[name]); err == nil && same {
 				continue
 			}
 		}
@@ -233,8 +236,10 @@ func newResolved(id string, p *ResolvedParams, _ *Options) (engine.Step, error) 
 	return &resolvedStep{id: id, p: *p}, nil
 }
 
+// hostResolv reads the host's resolv.conf (symlinks followed on the host):
+// a regular file of bounded size, never a device or a fifo.
 func (s *resolvedStep) hostResolv() ([]byte, error) {
-	b, err := os.ReadFile(s.p.ResolvConf)
+	b, err := readBounded(nil, s.p.ResolvConf, maxHostFile)
 	if err != nil {
 		return nil, fmt.Errorf("read host %s: %w", s.p.ResolvConf, err)
 	}

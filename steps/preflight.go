@@ -2,24 +2,30 @@ package steps
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps/fetch"
 )
 
-// reachTimeout bounds each reachability probe.
-const reachTimeout = 10 * time.Second
-
 // artifactCheck probes that artifacts can be downloaded, without
-// downloading them: HEAD, falling back to a one-byte ranged GET.
+// downloading them: HEAD, falling back to a one-byte ranged GET. Its time
+// is the context's: the engine gives every check CheckTimeout.
 type artifactCheck struct {
 	name string
 	arts []artifact
@@ -29,23 +35,25 @@ type artifactCheck struct {
 func (c artifactCheck) Name() string { return c.name }
 
 func (c artifactCheck) Run(ctx context.Context) []engine.CheckResult {
+	budget := budgetOf(ctx)
 	out := make([]engine.CheckResult, len(c.arts))
 	done := make(chan struct{}, len(c.arts))
 	for i, a := range c.arts {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			cctx, cancel := context.WithTimeout(ctx, reachTimeout)
-			defer cancel()
-			r := engine.CheckResult{Name: c.name, Target: a.Name, Severity: engine.SeverityOK, Message: "reachable"}
+			// The message names the artifact and the host it comes from, so
+			// that one can act on it; never the path, query or credentials.
+			prefix := a.Name + " from " + hostOf(a.URL) + ": "
+			r := engine.CheckResult{Name: c.name, Target: a.Name, Severity: engine.SeverityOK, Message: prefix + "reachable"}
 			// Already cached (its checksum is remembered and the content is
 			// there): nothing will be downloaded, so nothing is asked.
 			if sum, ok := c.d.cachedSum(a); ok && c.d.opts.Cache.Has(sum) {
-				r.Message = "in the cache; no download needed"
+				r.Message = a.Name + ": in the cache; no download needed"
 				out[i] = r
 				return
 			}
-			if err := c.d.opts.Fetch.Reachable(cctx, a.URL); err != nil {
-				r.Severity, r.Message = engine.SeverityError, "not reachable: "+describe(err)
+			if err := c.d.opts.Fetch.Reachable(ctx, a.URL); err != nil {
+				r.Severity, r.Message = engine.SeverityError, prefix+describe(err, budget)
 			}
 			out[i] = r
 		}()
@@ -56,107 +64,146 @@ func (c artifactCheck) Run(ctx context.Context) []engine.CheckResult {
 	return out
 }
 
-// describe explains an error without the URL, credentials or file
-// contents it may carry.
-func describe(err error) string {
-	var se *fetch.StatusError
-	var dns *net.DNSError
-	var op *net.OpError
+// hostOf is the host[:port] of a URL, for messages: never its path, query
+// or credentials.
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
 	switch {
+	case err != nil:
+		return "an unparsable URL"
+	case u.Scheme == "file":
+		return "a local file"
+	}
+	return u.Host
+}
+
+// budgetOf is the time a check has, from its context's deadline (the
+// engine's CheckTimeout when run by engine.Preflight), for messages.
+func budgetOf(ctx context.Context) time.Duration {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return engine.CheckTimeout
+	}
+	return time.Until(dl).Round(100 * time.Millisecond)
+}
+
+// describe explains an error without the URL, credentials or file
+// contents it may carry. It decides by the error's type, never its text.
+// budget is the check's time, for a deadline that passed.
+func describe(err error, budget time.Duration) string {
+	var (
+		se      *fetch.StatusError
+		dns     *net.DNSError
+		op      *net.OpError
+		errno   syscall.Errno
+		unknown x509.UnknownAuthorityError
+		badHost x509.HostnameError
+		invalid x509.CertificateInvalidError
+		record  tls.RecordHeaderError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("no answer within %s", budget)
 	case errors.As(err, &se):
 		return fmt.Sprintf("server answered %d %s", se.Code, http.StatusText(se.Code))
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Sprintf("no answer within %s", reachTimeout)
 	case errors.As(err, &dns):
 		return "host name does not resolve"
-	case errors.As(err, &op):
-		return op.Op + ": " + op.Err.Error()
+	case errors.As(err, &unknown):
+		return "TLS certificate signed by an unknown authority"
+	case errors.As(err, &badHost):
+		return "TLS certificate is not valid for this host"
+	case errors.As(err, &invalid):
+		return "TLS certificate is not valid (expired or not yet valid)"
+	case errors.As(err, &record):
+		return "the server does not speak TLS"
 	case errors.Is(err, fs.ErrNotExist):
 		return "file does not exist"
 	case errors.Is(err, fs.ErrPermission):
 		return "permission denied"
+	case errors.Is(err, fetch.ErrNotRegular):
+		return "not a regular file"
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.As(err, &op):
+		return "network error (" + op.Op + ")"
 	}
 	return "network or protocol error"
 }
 
-func (d *downloads) checks(name string, pick func(artifact) bool) []engine.Check {
-	var arts []artifact
+// checks groups the step's artifacts by the preflight check each belongs
+// to, in the order of the jobs.
+func (d *downloads) Preflight() []engine.Check {
+	var out []engine.Check
+	byName := map[string]int{}
 	for _, j := range d.jobs {
-		if pick(j.art) {
-			arts = append(arts, j.art)
+		i, ok := byName[j.check]
+		if !ok {
+			i = len(out)
+			byName[j.check] = i
+			out = append(out, artifactCheck{name: j.check, d: d})
 		}
+		c := out[i].(artifactCheck)
+		c.arts = append(c.arts, j.art)
+		out[i] = c
 	}
-	if len(arts) == 0 {
-		return nil
-	}
-	return []engine.Check{artifactCheck{name: name, arts: arts, d: d}}
-}
-
-// kubeSteps, criSteps and cniSteps give the download steps their checks.
-type kubeStep struct{ *downloads }
-type criStep struct{ *downloads }
-type cniStep struct{ *downloads }
-
-func isCrictl(a artifact) bool { return len(a.Name) >= 6 && a.Name[:6] == "crictl" }
-
-func (s kubeStep) Preflight() []engine.Check {
-	return append(s.checks("kubernetes-artifacts", func(a artifact) bool { return !isCrictl(a) }),
-		s.checks("cri-artifacts", isCrictl)...)
-}
-
-func (s criStep) Preflight() []engine.Check {
-	return s.checks("cri-artifacts", func(artifact) bool { return true })
-}
-
-func (s cniStep) Preflight() []engine.Check {
-	return s.checks("cni-artifacts", func(artifact) bool { return true })
+	return out
 }
 
 // imageCheck resolves the image's manifest for the platform without
-// pulling layers.
+// pulling layers. Its time is the context's (engine.CheckTimeout).
 type imageCheck struct{ w *workspace }
 
 func (imageCheck) Name() string { return "oci-image-reachable" }
 
 func (c imageCheck) Run(ctx context.Context) []engine.CheckResult {
+	budget := budgetOf(ctx)
+	// The registry host, never the repository or tag.
+	where := "OCI layout: "
+	if c.w.ref.layoutPath == "" {
+		where = "registry " + c.w.ref.ref.Context().RegistryStr() + ": "
+	}
 	r := engine.CheckResult{Name: c.Name(), Target: "image for machine " + c.w.machine, Severity: engine.SeverityOK}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if st, _, err := c.w.inspect(); err == nil && st == rootfsCurrent {
+	if st, _, err := c.w.inspect(ctx); err == nil && st == rootfsCurrent {
 		r.Message = "machine already holds the plan's image; no pull needed"
 		return []engine.CheckResult{r}
 	}
 	img, err := c.w.resolve(ctx)
 	if err != nil {
-		r.Severity, r.Message = engine.SeverityError, "manifest does not resolve: "+describeImageErr(err)
+		r.Severity, r.Message = engine.SeverityError, where+describeImageErr(err, budget)
 		return []engine.CheckResult{r}
 	}
-	r.Message = "manifest for " + img.platform + " resolves"
+	r.Message = where + "manifest for " + img.platform + " resolves"
 	return []engine.CheckResult{r}
 }
 
-func describeImageErr(err error) string {
-	var op *net.OpError
-	var dns *net.DNSError
+// describeImageErr explains why an image did not resolve, by the error's
+// type: the registry's answer (status and error codes, never its free
+// text, which may name the repository), a platform the image lacks, or a
+// network failure.
+func describeImageErr(err error, budget time.Duration) string {
+	var te *transport.Error
+	var pe *platformError
 	switch {
-	case errors.As(err, &dns):
-		return "registry host name does not resolve"
-	case errors.As(err, &op):
-		return "registry " + op.Op + ": " + op.Err.Error()
-	case errors.Is(err, context.DeadlineExceeded):
-		return "no answer within 30s"
-	case errors.Is(err, fs.ErrNotExist):
-		return "OCI layout does not exist"
-	}
-	// Registry errors (unauthorized, manifest unknown, no such platform) name
-	// no URL; keep the last part of the message, which says what went wrong.
-	msg := err.Error()
-	for i := len(msg) - 1; i > 0; i-- {
-		if msg[i] == ':' && i+2 < len(msg) {
-			return msg[i+2:]
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return describe(err, budget)
+	case errors.As(err, &pe):
+		return pe.Error()
+	case errors.As(err, &te):
+		msg := fmt.Sprintf("registry answered %d %s", te.StatusCode, http.StatusText(te.StatusCode))
+		var codes []string
+		for _, d := range te.Errors {
+			codes = append(codes, string(d.Code))
 		}
+		if len(codes) > 0 {
+			msg += " (" + strings.Join(codes, ", ") + ")"
+		}
+		return msg
+	case errors.Is(err, fs.ErrNotExist):
+		return "does not exist"
 	}
-	return msg
+	return describe(err, budget)
 }
 
 // provisioningCheck: the machine dir, if it exists, is a readable
@@ -180,10 +227,10 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		if !fi.IsDir() {
 			problem = errors.New("machine directory exists and is not a directory")
 		} else if d, err := os.Open(md); err != nil {
-			problem = fmt.Errorf("machine directory is not readable: %s", describe(err))
+			problem = fmt.Errorf("machine directory is not readable: %s", describe(err, 0))
 		} else {
-			if _, err := d.Readdirnames(1); err != nil && err.Error() != "EOF" {
-				problem = fmt.Errorf("machine directory is not readable: %s", describe(err))
+			if _, err := d.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
+				problem = fmt.Errorf("machine directory is not readable: %s", describe(err, 0))
 			}
 			d.Close()
 		}
@@ -198,6 +245,7 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		}
 		out = append(out, r)
 	}
+	out = append(out, exposureResult(c.Name(), filepath.Dir(md)))
 	for _, t := range []struct{ what, dir string }{
 		{"machine directory parent", filepath.Dir(md)},
 		{".nspawn directory", filepath.Dir(c.w.nspawn)},
@@ -206,6 +254,35 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		out = append(out, res(t.what, writableAncestor(t.dir), "writable"))
 	}
 	return out
+}
+
+// exposureResult says whether other host users can reach the machine
+// directory: they can when every directory from / down to its parent lets
+// them through (search permission for others). Missing directories are
+// created 0700, which stops them.
+func exposureResult(check, parent string) engine.CheckResult {
+	r := engine.CheckResult{Name: check, Target: "machine directory access", Severity: engine.SeverityOK}
+	var dirs []string
+	for d := parent; ; d = filepath.Dir(d) {
+		dirs = append(dirs, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		fi, err := os.Stat(dirs[i])
+		if err != nil {
+			r.Message = fmt.Sprintf("%s will be created mode 0700: other users cannot reach the machine", dirs[i])
+			return r
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			r.Message = fmt.Sprintf("%s stops other users: they cannot reach the machine", dirs[i])
+			return r
+		}
+	}
+	r.Severity = engine.SeverityWarning
+	r.Message = fmt.Sprintf("every directory from / to %s lets other users through: they can run the machine's setuid programs and open its device nodes; make %s mode 0700 (as /var/lib/machines is)", parent, parent)
+	return r
 }
 
 // writableAncestor probes the nearest existing ancestor of dir with a
@@ -219,7 +296,7 @@ func writableAncestor(dir string) error {
 			}
 			f, err := os.CreateTemp(dir, TempPrefix+"probe-")
 			if err != nil {
-				return fmt.Errorf("%s is not writable: %s", dir, describe(err))
+				return fmt.Errorf("%s is not writable: %s", dir, describe(err, 0))
 			}
 			f.Close()
 			return os.Remove(f.Name())

@@ -31,6 +31,7 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps"
+	"github.com/rootfsctl/rootfsctl/steps/cache"
 	"github.com/rootfsctl/rootfsctl/steps/fetch"
 	"github.com/rootfsctl/rootfsctl/steps/fixture"
 )
@@ -44,20 +45,26 @@ type stand struct {
 	mirrorDir string
 	out       string // the demo plan's output dir
 	resolv    string // the host resolv.conf the plan copies
+	lockDir   string // machine locks of this stand's runs
 
 	mu       sync.Mutex
 	regPaths []string                                          // registry requests
 	fault    func(w http.ResponseWriter, r *http.Request) bool // returns true when it answered
+	regFault func(w http.ResponseWriter, r *http.Request) bool // the same for the registry
 }
 
 func newStand(t *testing.T) *stand {
 	t.Helper()
-	s := &stand{t: t, mirrorDir: t.TempDir(), out: t.TempDir()}
+	s := &stand{t: t, mirrorDir: t.TempDir(), out: t.TempDir(), lockDir: t.TempDir()}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	rs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.regPaths = append(s.regPaths, r.Method+" "+r.URL.Path)
+		f := s.regFault
 		s.mu.Unlock()
+		if f != nil && f(w, r) {
+			return
+		}
 		reg.ServeHTTP(w, r)
 	}))
 	t.Cleanup(rs.Close)
@@ -112,16 +119,28 @@ func (s *stand) setFault(f func(w http.ResponseWriter, r *http.Request) bool) {
 	s.mu.Unlock()
 }
 
+func (s *stand) setRegistryFault(f func(w http.ResponseWriter, r *http.Request) bool) {
+	s.mu.Lock()
+	s.regFault = f
+	s.mu.Unlock()
+}
+
 func (s *stand) machine() string { return filepath.Join(s.out, "machines", "demo1") }
 
 // plan loads the shipped demo plan pointed at this stand.
 func (s *stand) plan(extra map[string]string) (*engine.Plan, *engine.Graph) {
 	s.t.Helper()
-	reg := engine.NewRegistry()
-	steps.Register(reg, steps.Options{
+	return s.planWith(steps.Options{
 		Fetch: fetch.New("rootfsctl/test", fetch.WithRetries(3, 10*time.Millisecond), fetch.WithIdleTimeout(300*time.Millisecond)),
 		Cache: mustCache(s.t),
-	})
+	}, extra)
+}
+
+// planWith loads the demo plan with the given step options.
+func (s *stand) planWith(opts steps.Options, extra map[string]string) (*engine.Plan, *engine.Graph) {
+	s.t.Helper()
+	reg := engine.NewRegistry()
+	steps.Register(reg, opts)
 	vars := map[string]string{"registry": s.registry, "mirror": s.mirror, "out": s.out, "resolvConf": s.resolv, "arch": "amd64"}
 	for k, v := range extra {
 		vars[k] = v
@@ -140,11 +159,32 @@ func (s *stand) plan(extra map[string]string) (*engine.Plan, *engine.Graph) {
 func (s *stand) run(extra map[string]string, checkOnly bool) *engine.Report {
 	s.t.Helper()
 	p, g := s.plan(extra)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), CheckOnly: checkOnly})
+	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), CheckOnly: checkOnly, LockDir: s.lockDir})
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	return rep
+}
+
+// apply runs the demo plan with extra vars and the given cache, for tests
+// that share a cache between runs or run from several goroutines (it
+// reports errors instead of failing the test).
+func (s *stand) apply(c *cache.Cache, log zerolog.Logger, extra map[string]string) (*engine.Report, error) {
+	reg := engine.NewRegistry()
+	steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(2, time.Millisecond)), Cache: c})
+	vars := map[string]string{"registry": s.registry, "mirror": s.mirror, "out": s.out, "resolvConf": s.resolv, "arch": "amd64"}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	p, err := engine.Load("../plans/demo.yaml", engine.LoadOptions{Registry: reg, Host: host, Vars: vars})
+	if err != nil {
+		return nil, err
+	}
+	g, err := engine.NewGraph(p)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Run(context.Background(), p, g, engine.RunOptions{Logger: log, LockDir: s.lockDir})
 }
 
 func statusOf(rep *engine.Report) map[string]string {
@@ -511,7 +551,7 @@ func TestChecksumMismatchKeepsPreviousFile(t *testing.T) {
 			st.Impl = mustRebuildCRI(t, s, "1.2.0")
 		}
 	}
-	rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()})
+	rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: s.lockDir})
 	st := statusOf(rep)["cri"]
 	if !strings.Contains(st, "download runc 1.2.0 linux/amd64: verify sha256: got ") || !strings.Contains(st, "nothing was installed") {
 		t.Errorf("cri: %s, want a checksum mismatch", st)
@@ -612,62 +652,6 @@ func TestMirrorFaults(t *testing.T) {
 				t.Error("a kubelet appeared despite the 404")
 			}
 		})
-	}
-}
-
-// TestPreflight: every check passes against a working stand; with the
-// mirror down each artifact check fails, without naming URLs.
-func TestPreflight(t *testing.T) {
-	s := newStand(t)
-	p, g := s.plan(nil)
-	rep, err := engine.Preflight(context.Background(), p, g, engine.PreflightOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Status != "ok" || rep.Summary.Errors != 0 {
-		var b bytes.Buffer
-		rep.WriteTable(&b)
-		t.Fatalf("preflight on a working stand:\n%s", b.String())
-	}
-	names := map[string]int{}
-	for _, c := range rep.Checks {
-		names[c.Name]++
-	}
-	for n, want := range map[string]int{"oci-image-reachable": 1, "kubernetes-artifacts": 3, "cri-artifacts": 3, "cni-artifacts": 1, "nspawn-machine-provisioning": 4} {
-		if names[n] != want {
-			t.Errorf("preflight: %d results for %s, want %d", names[n], n, want)
-		}
-	}
-	if _, err := os.Stat(s.machine()); !errors.Is(err, fs.ErrNotExist) {
-		t.Error("preflight created the machine directory")
-	}
-
-	s.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-		if strings.Contains(r.URL.Path, "/cni/") {
-			http.NotFound(w, r)
-			return true
-		}
-		return false
-	})
-	rep, _ = engine.Preflight(context.Background(), p, g, engine.PreflightOptions{})
-	if rep.Status != "failed" || rep.Summary.Errors != 1 {
-		t.Fatalf("preflight with CNI missing: %s, %+v", rep.Status, rep.Summary)
-	}
-	for _, c := range rep.Checks {
-		if strings.Contains(c.Message, "http") || strings.Contains(c.Message, "127.0.0.1") || strings.Contains(c.Target, s.registry) {
-			t.Errorf("result leaks an address: %+v", c)
-		}
-		if c.Name == "cni-artifacts" && c.Message != "not reachable: server answered 404 Not Found" {
-			t.Errorf("cni-artifacts: %q", c.Message)
-		}
-	}
-	rep, _ = engine.Preflight(context.Background(), p, g, engine.PreflightOptions{Ignore: []string{"CNI-Artifacts"}})
-	if rep.Status != "ok" || rep.Summary.Warnings != 1 {
-		t.Errorf("ignored check: %s %+v", rep.Status, rep.Summary)
-	}
-	rep, _ = engine.Preflight(context.Background(), p, g, engine.PreflightOptions{Ignore: []string{"all"}, FailOnWarnings: true})
-	if rep.Status != "failed" {
-		t.Errorf("fail-on-warnings with an ignored error: %s", rep.Status)
 	}
 }
 

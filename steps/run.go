@@ -1,34 +1,51 @@
 package steps
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/engine"
 )
 
 const runDoc = `Runs a command (an argv list, no shell). Its stdout and stderr go to
-the step's log line by line. A non-zero exit fails the step with the exit
-code and the last lines of stderr. With creates, the step is up to date
-when that path exists; without it, the command runs on every apply.
-On cancellation the command's process group gets SIGTERM, then SIGKILL
-after 5 seconds.`
+the step's log line by line (a line longer than 64 KiB is cut). A non-zero
+exit fails the step: the message's first line is the exit status and the
+last non-empty line of stderr, the lines after it the last 10 non-empty
+lines of stderr. With creates, the step is up to date when that path
+exists; without it, the command runs on every apply.
+On cancellation or timeout the command's process group gets SIGTERM, then
+SIGKILL after 5 seconds; by then the step has ended, also when a process
+that left the group (setsid) still holds the command's stdout or stderr.
+A command that exits leaving a background process holding them succeeds
+once those 5 seconds have passed.`
 
-// stderrTail is how many stderr lines a failure message quotes.
-const stderrTail = 10
+const (
+	// stderrTail is how many stderr lines a failure message quotes.
+	stderrTail = 10
+	// maxLogLine bounds one logged line of a command's output; the rest of
+	// a longer line is dropped.
+	maxLogLine = 64 << 10
+	// maxTailLine bounds a stderr line quoted in a failure message.
+	maxTailLine = 512
+	// DefaultKillGrace is how long a cancelled command has between SIGTERM
+	// and SIGKILL, and a finished one's leftover children to let go of its
+	// output.
+	DefaultKillGrace = 5 * time.Second
+)
 
 // RunParams are the parameters of the run step.
 type RunParams struct {
@@ -54,9 +71,14 @@ func (p *RunParams) Validate() []engine.FieldError {
 	return errs
 }
 
-type runStep struct{ p RunParams }
+type runStep struct {
+	p     RunParams
+	grace time.Duration
+}
 
-func newRun(_ string, p *RunParams) (engine.Step, error) { return &runStep{p: *p}, nil }
+func newRun(_ string, p *RunParams, o *Options) (engine.Step, error) {
+	return &runStep{p: *p, grace: o.KillGrace}, nil
+}
 
 func (s *runStep) creates() string {
 	if s.p.Creates == "" || filepath.IsAbs(s.p.Creates) {
@@ -82,7 +104,8 @@ func (s *runStep) Check(_ context.Context) (engine.Change, error) {
 
 func (s *runStep) Apply(ctx context.Context) error {
 	log := zerolog.Ctx(ctx)
-	cmd := exec.CommandContext(ctx, s.p.Command[0], s.p.Command[1:]...)
+	prog := s.p.Command[0]
+	cmd := exec.CommandContext(ctx, prog, s.p.Command[1:]...)
 	cmd.Dir = s.p.Dir
 	cmd.Env = os.Environ()
 	keys := make([]string, 0, len(s.p.Env))
@@ -94,76 +117,215 @@ func (s *runStep) Apply(ctx context.Context) error {
 		cmd.Env = append(cmd.Env, k+"="+s.p.Env[k])
 	}
 	cmd.Stdin = nil
-	// A process group of its own, so cancellation reaches the command's children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
-
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("run %s: %w", s.p.Command[0], err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return fmt.Errorf("run %s: %w", s.p.Command[0], err)
-	}
-	if err := cmd.Start(); err != nil {
-		return engine.Permanent(fmt.Errorf("start %s: %w", s.p.Command[0], err))
-	}
 	tail := &lineTail{max: stderrTail}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); logLines(stdout, log, "stdout", nil) }()
-	go func() { defer wg.Done(); logLines(stderr, log, "stderr", tail) }()
-	wg.Wait()
-	err = cmd.Wait()
+	stdout := &lineLog{log: log, stream: "stdout"}
+	stderr := &lineLog{log: log, stream: "stderr", tail: tail}
+	// Writers, not pipes we read ourselves: exec copies into them, and
+	// WaitDelay bounds how long Wait waits for that copying, so a process
+	// holding the pipes open cannot keep the step running.
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+
+	// A process group of its own, so cancellation reaches the command's
+	// children too: SIGTERM at once, SIGKILL after the grace period.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	k := &groupKiller{grace: s.grace}
+	cmd.Cancel = func() error { k.start(cmd.Process.Pid); return nil }
+	// After the grace period (counted from the command's exit or its
+	// cancellation) the pipes are closed, even if something outside the
+	// group, such as a setsid child, still holds them.
+	cmd.WaitDelay = s.grace
+
+	if err := cmd.Start(); err != nil {
+		return engine.Permanent(fmt.Errorf("start %s: %w", prog, err))
+	}
+	err := cmd.Wait()
+	stdout.flush()
+	stderr.flush()
+	if ctx.Err() != nil {
+		// Whatever of the group outlived the leader ends by the SIGKILL.
+		k.finish()
+		return fmt.Errorf("run %s: %w", prog, ctx.Err())
+	}
 	if err == nil {
 		return nil
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("run %s: %w", s.p.Command[0], ctx.Err())
+	if errors.Is(err, exec.ErrWaitDelay) {
+		log.Warn().Dur("graceMs", s.grace).Msg("the command exited but a background process still held its output; stopped reading it")
+		return nil
 	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
-		msg := fmt.Sprintf("%s exited with status %d", s.p.Command[0], exit.ExitCode())
-		if exit.ExitCode() < 0 {
-			msg = fmt.Sprintf("%s was killed: %v", s.p.Command[0], exit.ProcessState)
+		msg := fmt.Sprintf("%s exited with status %d", prog, exit.ExitCode())
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			msg = fmt.Sprintf("%s was killed by %s", prog, unix.SignalName(ws.Signal()))
 		}
-		if t := tail.String(); t != "" {
-			msg += ": " + t
+		// The first line is what a table shows: end it with the last thing
+		// the command said, then quote the tail below.
+		if last := tail.last(); last != "" {
+			msg += ": " + last + "\n" + tail.String()
 		}
 		return errors.New(msg)
 	}
-	return fmt.Errorf("run %s: %w", s.p.Command[0], err)
+	return fmt.Errorf("run %s: %w", prog, err)
 }
 
-// logLines sends each line of r to the step's log and, if tail is set, keeps
-// the last lines for the failure message.
-func logLines(r io.Reader, log *zerolog.Logger, stream string, tail *lineTail) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		log.Info().Str("stream", stream).Msg(line)
-		if tail != nil {
-			tail.add(line)
+// groupKiller sends SIGTERM to a process group and SIGKILL after the
+// grace period.
+type groupKiller struct {
+	grace  time.Duration
+	mu     sync.Mutex
+	pgid   int
+	killed chan struct{} // closed once SIGKILL was sent
+	timer  *time.Timer
+}
+
+func (k *groupKiller) start(pgid int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.pgid, k.killed = pgid, make(chan struct{})
+	// Errors mean the group is gone already: nothing left to stop.
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	k.timer = time.AfterFunc(k.grace, func() {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		close(k.killed)
+	})
+}
+
+// finish waits for the SIGKILL if anything of the group still runs, so
+// that the step ends only when its processes have (a process group's id
+// is not reused while it has members); otherwise it stops the timer.
+func (k *groupKiller) finish() {
+	k.mu.Lock()
+	pgid, killed, timer := k.pgid, k.killed, k.timer
+	k.mu.Unlock()
+	if timer == nil {
+		return // the command ended before it was cancelled
+	}
+	if !groupRunning(pgid) {
+		timer.Stop()
+		return
+	}
+	<-killed
+	// SIGKILL is delivered asynchronously; a killed process needs a moment
+	// to exit. Bounded: a process stuck in the kernel is not waited for.
+	for range 100 {
+		if !groupRunning(pgid) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// groupRunning reports whether a process of group pgid is still running
+// (zombies do not count: nothing is left to stop).
+func groupRunning(pgid int) bool {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return true // cannot tell: wait for the SIGKILL
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
+		rest := string(b)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) >= 3 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) && pid > 0 {
+			return true
 		}
 	}
-	// A line longer than the buffer ends the scan; drain the rest so the
-	// command does not block on a full pipe.
-	_, _ = io.Copy(io.Discard, r)
+	return false
 }
 
+// lineLog sends each line written to it to the step's log and, if tail is
+// set, keeps the last lines for the failure message. It holds at most one
+// line of maxLogLine bytes: the rest of a longer line is dropped.
+type lineLog struct {
+	log     *zerolog.Logger
+	stream  string
+	tail    *lineTail
+	buf     []byte
+	cut     bool // dropping the rest of a line longer than maxLogLine
+	dropped int
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if room := maxLogLine - len(l.buf); len(chunk) > room {
+			l.dropped += len(chunk) - room
+			chunk = chunk[:room]
+			l.cut = true
+		}
+		l.buf = append(l.buf, chunk...)
+		if i < 0 {
+			break
+		}
+		l.emit()
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+func (l *lineLog) emit() {
+	line := string(l.buf)
+	ev := l.log.Info().Str("stream", l.stream)
+	if l.cut {
+		ev = ev.Int("droppedBytes", l.dropped)
+	}
+	ev.Msg(line)
+	if l.tail != nil {
+		l.tail.add(line)
+	}
+	l.buf, l.cut, l.dropped = l.buf[:0], false, 0
+}
+
+// flush emits a last line that had no newline.
+func (l *lineLog) flush() {
+	if len(l.buf) > 0 || l.cut {
+		l.emit()
+	}
+}
+
+// lineTail keeps the last non-empty lines, each cut to maxTailLine bytes.
 type lineTail struct {
 	max   int
 	lines []string
 }
 
 func (t *lineTail) add(l string) {
+	l = strings.TrimRight(l, "\r")
+	if strings.TrimSpace(l) == "" {
+		return
+	}
+	if len(l) > maxTailLine {
+		l = l[:maxTailLine] + "…"
+	}
 	t.lines = append(t.lines, l)
 	if len(t.lines) > t.max {
 		t.lines = t.lines[1:]
 	}
+}
+
+// last is the last non-empty line.
+func (t *lineTail) last() string {
+	if len(t.lines) == 0 {
+		return ""
+	}
+	return t.lines[len(t.lines)-1]
 }
 
 func (t *lineTail) String() string { return strings.Join(t.lines, "\n") }

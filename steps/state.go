@@ -43,7 +43,7 @@ func statePath(step string) string { return path.Join(StateDir, "step-"+step+".j
 
 // readState returns the step's record, or nil when there is none.
 func readState(root *os.Root, step string) (*installState, error) {
-	b, err := root.ReadFile(statePath(step))
+	b, err := readBounded(root, statePath(step), maxRecord)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -11,6 +11,7 @@ package steps
 import (
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
@@ -26,6 +27,9 @@ type Options struct {
 	Keychain   authn.Keychain // registry credentials; default: the Docker config keychain
 	Cache      *cache.Cache   // downloads and image blobs, by digest; default: a directory under os.TempDir()
 	Privileged bool           // running as root: keep file owners, device nodes, security xattrs
+	// KillGrace is how long a cancelled run command has between SIGTERM
+	// and SIGKILL; default DefaultKillGrace.
+	KillGrace time.Duration
 }
 
 // Register adds every built-in step type to reg.
@@ -39,8 +43,12 @@ func Register(reg *engine.Registry, opts Options) {
 	if opts.Cache == nil {
 		opts.Cache = cache.New(filepath.Join(os.TempDir(), "rootfsctl-cache"))
 	}
+	if opts.KillGrace <= 0 {
+		opts.KillGrace = DefaultKillGrace
+	}
 	o := &opts
-	engine.Register(reg, "run", "Run a command.", runDoc, newRun)
+	engine.Register(reg, "run", "Run a command.", runDoc,
+		func(id string, p *RunParams) (engine.Step, error) { return newRun(id, p, o) })
 	engine.Register(reg, "file", "Write a file with the given content and mode.", fileDoc, newFile)
 	engine.Register(reg, "ensure-workspace", "Unpack an OCI image as the machine's rootfs and write its nspawn settings.", workspaceDoc,
 		func(id string, p *WorkspaceParams) (engine.Step, error) { return newWorkspace(id, p, o) })

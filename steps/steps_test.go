@@ -3,6 +3,7 @@ package steps_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -134,14 +135,30 @@ func TestRunStep(t *testing.T) {
 		}
 		mustCheck(t, s, false, "exists")
 	})
-	t.Run("failure quotes exit code and stderr tail", func(t *testing.T) {
-		s := build(t, "    type: run\n    with: {command: [sh, -c, 'for i in $(seq 1 15); do echo line$i >&2; done; exit 7']}\n")
+	t.Run("failure summary first, then the stderr tail", func(t *testing.T) {
+		s := build(t, "    type: run\n    with: {command: [sh, -c, 'for i in $(seq 1 15); do echo line$i >&2; done; echo >&2; exit 7']}\n")
 		err := s.Apply(ctx())
 		if err == nil {
 			t.Fatal("Apply(): got nil error")
 		}
-		if !strings.HasPrefix(err.Error(), "sh exited with status 7: line6\n") || !strings.HasSuffix(err.Error(), "line15") {
-			t.Errorf("Apply(): got %q, want status 7 and the last 10 stderr lines", err)
+		// The table shows the first line: it must hold the last useful one.
+		want := "sh exited with status 7: line15\nline6\nline7\nline8\nline9\nline10\nline11\nline12\nline13\nline14\nline15"
+		if err.Error() != want {
+			t.Errorf("Apply():\n got %q\nwant %q", err, want)
+		}
+	})
+	t.Run("a huge line is cut, later lines still count", func(t *testing.T) {
+		s := build(t, "    type: run\n    with: {command: [sh, -c, 'head -c 5000000 /dev/zero | tr \"\\\\0\" x >&2; echo >&2; echo after >&2; exit 3']}\n")
+		err := s.Apply(ctx())
+		if err == nil {
+			t.Fatal("Apply(): got nil error")
+		}
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		if first != "sh exited with status 3: after" {
+			t.Errorf("Apply(): first line %q, want the last stderr line", first)
+		}
+		if len(err.Error()) > 8<<10 {
+			t.Errorf("Apply(): error of %d bytes; what run keeps of a child's output must be bounded", len(err.Error()))
 		}
 	})
 	t.Run("missing program is permanent", func(t *testing.T) {
@@ -178,6 +195,90 @@ func TestRunStep(t *testing.T) {
 		}
 		t.Errorf("child sleep (pid %d) still running after cancellation", pid)
 	})
+}
+
+// buildWith is build with the given step options.
+func buildWith(t *testing.T, opts steps.Options, stepYAML string) engine.Step {
+	t.Helper()
+	reg := engine.NewRegistry()
+	steps.Register(reg, opts)
+	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: t\nsteps:\n  s:\n" + stepYAML
+	p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
+	if err != nil {
+		t.Fatalf("Parse():\n%v", err)
+	}
+	return p.Steps[0].Impl
+}
+
+// alive reports whether pid is a process that is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	return err == nil && !strings.Contains(string(b), ") Z ")
+}
+
+// TestRunEndsWithinTheGracePeriod: a cancelled or timed-out command ends,
+// with everything in its process group, within the grace period, however
+// it holds on: ignoring SIGTERM, leaving a child that ignores it and keeps
+// stdout and stderr open, or a child that left the group with setsid. A
+// command that exits leaving a background child holding its output
+// succeeds once the grace period has passed.
+func TestRunEndsWithinTheGracePeriod(t *testing.T) {
+	t.Parallel()
+	const grace = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name, script string
+		cancel       bool
+		escapes      bool // the child is outside the group: only the pipes are let go
+	}{
+		{"SIGTERM ignored", `trap "" TERM; sleep 30 & echo $! > "$1"; wait`, true, false},
+		{"child ignores SIGTERM and holds the pipes", `(trap "" TERM; exec sleep 30) & echo $! > "$1"; wait`, true, false},
+		{"setsid child holds the pipes", `setsid sleep 30 & echo $! > "$1"; wait`, true, true},
+		{"exits, leaving a child holding the pipes", `sleep 30 & echo $! > "$1"; exit 0`, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			s := buildWith(t, steps.Options{KillGrace: grace}, fmt.Sprintf("    type: run\n    with: {command: [sh, -c, '%s', sh, '%s']}\n", strings.ReplaceAll(tc.script, "'", "''"), pidFile))
+			c, cancel := context.WithCancel(ctx())
+			defer cancel()
+			var pid int
+			t.Cleanup(func() {
+				if pid > 0 && alive(pid) {
+					_ = syscall.Kill(pid, syscall.SIGKILL) // the child this test started
+				}
+			})
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- s.Apply(c) }()
+			for pid == 0 {
+				select {
+				case err := <-done:
+					t.Fatalf("Apply() ended before its child started: %v", err)
+				case <-time.After(5 * time.Millisecond):
+				}
+				b, _ := os.ReadFile(pidFile)
+				pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			}
+			if tc.cancel {
+				cancel()
+			}
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(grace + 10*time.Second):
+				t.Fatalf("Apply() still running %s after it should have ended (grace %s)", time.Since(start), grace)
+			}
+			if tc.cancel && (err == nil || !strings.Contains(err.Error(), "context canceled")) {
+				t.Errorf("Apply() after cancel: got %v, want context canceled", err)
+			}
+			if !tc.cancel && err != nil {
+				t.Errorf("Apply(): got %v, want success", err)
+			}
+			if tc.cancel && !tc.escapes && alive(pid) {
+				t.Errorf("child %d of the cancelled command's group is still running", pid)
+			}
+		})
+	}
 }
 
 func mustCache(t *testing.T) *cache.Cache {

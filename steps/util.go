@@ -1,8 +1,13 @@
 package steps
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // openMachine opens the machine directory as an os.Root: every read and
@@ -13,4 +18,81 @@ func openMachine(dir string) (*os.Root, error) {
 		return nil, fmt.Errorf("open machine directory %s: %w", dir, err)
 	}
 	return root, nil
+}
+
+// Limits of what steps read from files they did not write themselves.
+const (
+	maxHostFile = 1 << 20  // a host file copied or compared (resolv.conf, nspawn settings)
+	maxRecord   = 16 << 20 // an install or workspace record
+)
+
+// ErrTooLarge is returned when a file is larger than its reader's limit.
+var ErrTooLarge = errors.New("larger than the limit")
+
+// ErrNotRegular is returned when a file to read is not a regular file (a
+// device, a fifo, a directory).
+var ErrNotRegular = errors.New("not a regular file")
+
+// openRegular opens name inside root (a host path when root is nil) for
+// reading, and only if it is a regular file.
+func openRegular(root *os.Root, name string) (*os.File, error) {
+	var f *os.File
+	var err error
+	// O_NONBLOCK: opening a fifo must not wait for a writer.
+	if root != nil {
+		f, err = root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	} else {
+		f, err = os.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, ErrNotRegular
+	}
+	return f, nil
+}
+
+// readBounded reads the regular file name inside root (a host path when
+// root is nil), at most limit bytes.
+func readBounded(root *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := openRegular(root, name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w of %d bytes", ErrTooLarge, limit)
+	}
+	return b, nil
+}
+
+// hasContent reports whether the regular file name inside root (a host
+// path when root is nil) holds exactly want, reading at most one byte more
+// than want. A missing file is (false, nil); one that is not a regular
+// file is ErrNotRegular.
+func hasContent(root *os.Root, name string, want []byte) (bool, error) {
+	f, err := openRegular(root, name)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	got, err := io.ReadAll(io.LimitReader(f, int64(len(want))+1))
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(got, want), nil
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps/cache"
 	"github.com/rootfsctl/rootfsctl/steps/unpack"
 )
 
@@ -37,9 +38,14 @@ half-unpacked rootfs that a later run accepts. When the machine holds another
 image, onImageChange decides: fail (default), recreate, or keep.
 
 The .nspawn file and the service drop-in are written atomically, only when
-their content differs. The machine name is machineDir's base name. A tag is
-resolved once; to move a machine to a new image, change the reference (a
-digest reference pins it exactly).`
+their content differs. The machine name is machineDir's base name.
+
+An image is identified by its platform manifest digest, wherever it is
+served from. The reference the machine was unpacked from is resolved once
+(a warm apply asks no registry anything); another reference (a mirror
+registry, a digest of the index) is resolved, manifest only, and is the same
+image when its platform manifest digest is the recorded one. To move a
+machine to a new image, change the reference (a digest pins it exactly).`
 
 // WorkspaceParams are the parameters of ensure-workspace.
 type WorkspaceParams struct {
@@ -145,7 +151,7 @@ const (
 	rootfsOther                      // another image, or one rootfsctl did not unpack
 )
 
-func (w *workspace) inspect() (rootfsState, string, error) {
+func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
 	d, err := os.Open(w.p.MachineDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rootfsMissing, "machine directory does not exist", nil
@@ -166,7 +172,7 @@ func (w *workspace) inspect() (rootfsState, string, error) {
 		return 0, "", err
 	}
 	defer root.Close()
-	b, err := root.ReadFile(workspaceRecordPath)
+	b, err := readBounded(root, workspaceRecordPath, maxRecord)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rootfsOther, "machine directory holds a root filesystem rootfsctl did not unpack", nil
 	}
@@ -181,12 +187,22 @@ func (w *workspace) inspect() (rootfsState, string, error) {
 	switch {
 	case rec.Platform != wantPlatform:
 		return rootfsOther, fmt.Sprintf("machine holds a %s rootfs, plan wants %s", rec.Platform, wantPlatform), nil
-	case w.ref.isDigest() && rec.Digest != w.ref.ref.Identifier():
-		return rootfsOther, fmt.Sprintf("machine holds image %s, plan pins %s", short(rec.Digest), short(w.ref.ref.Identifier())), nil
-	case !w.ref.isDigest() && rec.Image != w.p.Image:
-		return rootfsOther, "machine holds another image than the plan's", nil
+	case rec.Image == w.p.Image, w.ref.isDigest() && rec.Digest == w.ref.ref.Identifier():
+		// The reference it was unpacked from (a tag is resolved once, so a
+		// warm apply asks no registry anything), or a pin of its manifest.
+		return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + ")", nil
 	}
-	return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + ")", nil
+	// Another reference (another registry, a mirror, a digest of an
+	// index): an image is the same image when its platform manifest is, so
+	// resolve the plan's reference, manifest only, and compare.
+	img, err := w.resolve(ctx)
+	if err != nil {
+		return 0, "", fmt.Errorf("compare the machine's image with the plan's: %w", err)
+	}
+	if img.digest != rec.Digest {
+		return rootfsOther, fmt.Sprintf("machine holds another image (%s) than the plan's (%s)", short(rec.Digest), short(img.digest)), nil
+	}
+	return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + "), the same image from another reference", nil
 }
 
 func short(digest string) string {
@@ -223,22 +239,23 @@ func (w *workspace) staleConfigs() ([]string, error) {
 	}
 	var stale []string
 	for _, file := range []string{w.nspawn, w.override} {
-		got, err := os.ReadFile(file)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		same, err := hasContent(nil, file, cfg[file])
+		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", file, err)
 		}
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			stale = append(stale, file+" is missing")
-		case !bytes.Equal(got, cfg[file]):
-			stale = append(stale, file+" differs")
+		if !same {
+			if _, err := os.Lstat(file); errors.Is(err, fs.ErrNotExist) {
+				stale = append(stale, file+" is missing")
+			} else {
+				stale = append(stale, file+" differs")
+			}
 		}
 	}
 	return stale, nil
 }
 
-func (w *workspace) Check(_ context.Context) (engine.Change, error) {
-	st, why, err := w.inspect()
+func (w *workspace) Check(ctx context.Context) (engine.Change, error) {
+	st, why, err := w.inspect(ctx)
 	if err != nil {
 		return engine.Change{}, err
 	}
@@ -269,7 +286,7 @@ func (w *workspace) Check(_ context.Context) (engine.Change, error) {
 }
 
 func (w *workspace) Apply(ctx context.Context) error {
-	st, why, err := w.inspect()
+	st, why, err := w.inspect(ctx)
 	if err != nil {
 		return err
 	}
@@ -294,7 +311,11 @@ func (w *workspace) Apply(ctx context.Context) error {
 		return err
 	}
 	for _, file := range []string{w.nspawn, w.override} {
-		if got, err := os.ReadFile(file); err == nil && bytes.Equal(got, cfg[file]) {
+		same, err := hasContent(nil, file, cfg[file])
+		if err != nil {
+			return fmt.Errorf("read %s: %w", file, err)
+		}
+		if same {
 			continue
 		}
 		if err := writeHostFile(file, cfg[file], 0o644); err != nil {
@@ -349,7 +370,10 @@ func (w *workspace) cleanLeftovers(ctx context.Context) {
 func (w *workspace) unpack(ctx context.Context, replace bool) error {
 	log := zerolog.Ctx(ctx)
 	parent := filepath.Dir(w.p.MachineDir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	// Missing parents are made 0700, as /var/lib/machines is: the rootfs
+	// holds setuid-root programs and device nodes, which host users must
+	// not reach.
+	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", parent, err)
 	}
 	w.cleanLeftovers(ctx)
@@ -368,8 +392,15 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 			_ = os.RemoveAll(staging)
 		}
 	}()
+	// The machine's root is 0755 and root's (when privileged), whatever
+	// the image's "./" entry says (the unpack leaves the target alone).
 	if err := os.Chmod(staging, 0o755); err != nil {
 		return fmt.Errorf("chmod staging directory: %w", err)
+	}
+	if w.opts.Privileged {
+		if err := os.Lchown(staging, 0, 0); err != nil {
+			return fmt.Errorf("chown staging directory: %w", err)
+		}
 	}
 	root, err := os.OpenRoot(staging)
 	if err != nil {
@@ -432,11 +463,15 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 		d.Close()
 	}
 	ev := log.Info().Str("digest", img.digest).Str("platform", img.platform).Int("entries", stats.Entries).
-		Int64("bytes", stats.Bytes).Dur("took", time.Since(start))
+		Int64("bytes", stats.Bytes).Dur("tookMs", time.Since(start))
 	ev.Msg("unpacked image")
 	if stats.SkippedOwners+stats.SkippedDevices+stats.SkippedXattrs > 0 {
 		log.Warn().Int("owners", stats.SkippedOwners).Int("deviceNodes", stats.SkippedDevices).Int("xattrs", stats.SkippedXattrs).
 			Msg("not running as root: file owners, device nodes and security xattrs from the image were not kept")
+	}
+	if stats.UnsupportedXattrs > 0 {
+		log.Warn().Int("xattrs", stats.UnsupportedXattrs).Str("path", parent).
+			Msg("the file system of the machine directory does not support some extended attributes of the image (or their namespace): they were not kept; file capabilities among them are lost")
 	}
 	return nil
 }
@@ -528,8 +563,13 @@ func (w *workspace) unpackLayer(ctx context.Context, u *unpack.Unpacker, l v1.La
 		if err != nil {
 			return err
 		}
-		defer rc.Close()
-		return u.Layer(ctx, &progressReader{r: rc, t: tr})
+		err = u.Layer(ctx, &progressReader{r: rc, t: tr})
+		// Close verifies what the unpack did not read: a damaged entry is
+		// the cause of the failure (and is gone now, so a retry pulls it).
+		if cerr := rc.Close(); errors.Is(cerr, cache.ErrCorrupt) && !errors.Is(err, cache.ErrCorrupt) {
+			return fmt.Errorf("cached layer: %w; removed it, a retry pulls it again", cerr)
+		}
+		return err
 	}
 	rc, err := l.Compressed()
 	if err != nil {

@@ -5,7 +5,9 @@
 // Entries are written to a temporary file and renamed into place only after
 // their digest matched, so concurrent runs can share a cache safely (two
 // writers of one entry write the same bytes). Readers verify the digest
-// again as they read: a damaged entry is reported and removed, never used.
+// again: at the end of the entry, or on Close when they stopped early (as
+// a reader does when the damage makes its consumer fail); a damaged entry
+// is reported and removed, never used again.
 // The cache never decides what is trusted: callers give the digest they
 // expect, from a pin, a published checksum or an image manifest.
 package cache
@@ -19,6 +21,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -26,6 +29,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rootfsctl/rootfsctl/steps/temp"
 )
 
 // Cache is a cache directory. It is created (mode 0700) on the first write,
@@ -59,39 +64,71 @@ func (c *Cache) path(digest string) string { return filepath.Join(c.dir, "sha256
 // ErrCorrupt is returned when an entry's content no longer matches its digest.
 var ErrCorrupt = errors.New("cache entry does not match its digest")
 
-// Has reports whether an entry for digest (hex SHA-256) exists.
+// Has reports whether an entry for digest (hex SHA-256) exists. Only a
+// regular file is an entry: anything else under its name (a symlink the
+// cache never writes) is removed.
 func (c *Cache) Has(digest string) bool {
-	_, err := os.Stat(c.path(digest))
-	return err == nil
+	fi, err := os.Lstat(c.path(digest))
+	if err != nil {
+		return false
+	}
+	if !fi.Mode().IsRegular() {
+		c.Remove(digest)
+		return false
+	}
+	return true
 }
 
-// Open returns a reader of the entry that verifies the digest as it is
-// read: the read that reaches the end returns ErrCorrupt (and removes the
-// entry) if the content does not match. Using an entry refreshes its time,
-// which Prune uses to keep recently used entries.
-func (c *Cache) Open(digest string) (io.ReadCloser, int64, error) {
+// openEntry opens an entry's file without following a symlink, checks that
+// it is a regular file, and refreshes its time through the descriptor
+// (never a symlink's target), which Prune uses to keep recently used
+// entries.
+func (c *Cache) openEntry(digest string) (*os.File, os.FileInfo, error) {
 	p := c.path(digest)
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ELOOP) {
+		c.Remove(digest) // a symlink is not an entry
+		return nil, nil, fmt.Errorf("open cache entry %s: %w", digest, fs.ErrNotExist)
+	}
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		c.Remove(digest)
+		return nil, nil, fmt.Errorf("open cache entry %s: not a regular file: %w", digest, fs.ErrNotExist)
+	}
+	now := unix.NsecToTimeval(time.Now().UnixNano())
+	_ = unix.Futimes(int(f.Fd()), []unix.Timeval{now, now}) // best effort: only affects which entries prune keeps
+	return f, fi, nil
+}
+
+// Open returns a reader of the entry that verifies the digest. The read
+// that reaches the end returns ErrCorrupt if the content does not match.
+// A reader closed before a verified end (its consumer failed, perhaps on
+// the very damage, or was cancelled), or after a read error, hashes the
+// rest of the entry on Close, and Close returns ErrCorrupt if it does not
+// match. Either way a damaged entry is removed, so every reader of every
+// entry gets it downloaded again next time, not used again.
+func (c *Cache) Open(digest string) (io.ReadCloser, int64, error) {
+	f, fi, err := c.openEntry(digest)
+	if err != nil {
 		return nil, 0, err
 	}
-	now := time.Now()
-	_ = os.Chtimes(p, now, now) // best effort: only affects which entries prune keeps
-	return &verifyingReader{f: f, h: sha256.New(), want: digest, path: p}, fi.Size(), nil
+	return &verifyingReader{f: f, fi: fi, h: sha256.New(), want: digest, path: c.path(digest)}, fi.Size(), nil
 }
 
 // OpenUnverified returns the entry's file for a caller that checks the
 // digest of what it read itself (and calls Remove on a mismatch): one hash
 // instead of two.
 func (c *Cache) OpenUnverified(digest string) (*os.File, error) {
-	now := time.Now()
-	_ = os.Chtimes(c.path(digest), now, now) // best effort: only affects which entries prune keeps
-	return os.Open(c.path(digest))
+	f, _, err := c.openEntry(digest)
+	return f, err
 }
 
 // Remove drops an entry found damaged.
@@ -100,48 +137,101 @@ func (c *Cache) Remove(digest string) {
 }
 
 type verifyingReader struct {
-	f    *os.File
-	h    hash.Hash
-	want string
-	path string
+	mu      sync.Mutex // Read may run on a read-ahead goroutine while Close is called
+	f       *os.File
+	fi      os.FileInfo
+	h       hash.Hash
+	want    string
+	path    string
+	checked bool // the whole entry was hashed
+	corrupt bool
+	closed  bool
 }
 
 func (r *verifyingReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, os.ErrClosed
+	}
 	n, err := r.f.Read(p)
 	r.h.Write(p[:n])
-	if err == io.EOF && hex.EncodeToString(r.h.Sum(nil)) != r.want {
-		_ = os.Remove(r.path) // best effort: a damaged entry must not be used again
-		return n, fmt.Errorf("%w: %s", ErrCorrupt, r.want)
+	if err == io.EOF {
+		r.checked = true
+		if hex.EncodeToString(r.h.Sum(nil)) != r.want {
+			r.drop()
+			return n, fmt.Errorf("%w: %s", ErrCorrupt, r.want)
+		}
 	}
 	return n, err
 }
 
-func (r *verifyingReader) Close() error { return r.f.Close() }
+// Close verifies what was not read, unless the end was reached.
+func (r *verifyingReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	defer r.f.Close()
+	if !r.checked {
+		r.checked = true
+		if _, err := io.Copy(r.h, r.f); err != nil {
+			// Unreadable is damaged as well.
+			r.drop()
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, r.want, err)
+		}
+		if hex.EncodeToString(r.h.Sum(nil)) != r.want {
+			r.drop()
+		}
+	}
+	if r.corrupt {
+		return fmt.Errorf("%w: %s", ErrCorrupt, r.want)
+	}
+	return nil
+}
+
+// drop removes the damaged entry, unless another run has replaced it
+// meanwhile with a new copy (then that one is not ours to judge).
+func (r *verifyingReader) drop() {
+	r.corrupt = true
+	if fi, err := os.Lstat(r.path); err == nil && os.SameFile(fi, r.fi) {
+		_ = os.Remove(r.path) // best effort: a damaged entry must not be used again
+	}
+}
 
 // Entry is an entry being written.
 type Entry struct {
-	c *Cache
-	f *os.File
-	h hash.Hash
-	n int64
+	c    *Cache
+	root *os.Root // the cache directory
+	f    *os.File
+	tmp  string // name inside root; "" once stored or removed
+	h    hash.Hash
+	n    int64
 }
 
-// Create starts writing a new entry.
-func (c *Cache) Create() (*Entry, error) {
+// openRoot opens the cache directory for writing through it.
+func (c *Cache) openRoot() (*os.Root, error) {
 	if err := c.init(); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "entry-*")
+	return os.OpenRoot(c.dir)
+}
+
+// Create starts writing a new entry. Its temporary file is locked until it
+// is stored or discarded, so CleanTemp in another run leaves it alone.
+func (c *Cache) Create() (*Entry, error) {
+	root, err := c.openRoot()
 	if err != nil {
+		return nil, err
+	}
+	f, tmp, err := temp.Create(root, "tmp", "entry-")
+	if err != nil {
+		root.Close()
 		return nil, fmt.Errorf("create cache entry: %w", err)
 	}
-	// Held while writing: CleanTemp removes only files nobody holds.
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("lock cache entry: %w", err)
-	}
-	return &Entry{c: c, f: f, h: sha256.New()}, nil
+	return &Entry{c: c, root: root, f: f, tmp: tmp, h: sha256.New()}, nil
 }
 
 func (e *Entry) Write(p []byte) (int, error) {
@@ -172,35 +262,66 @@ type MismatchError struct{ Got, Want string }
 func (e *MismatchError) Error() string { return fmt.Sprintf("got %s, want %s", e.Got, e.Want) }
 
 // Commit stores the entry under want if its content has that digest, and
-// discards it otherwise (returning a *MismatchError).
+// discards it otherwise (returning a *MismatchError). The file is renamed
+// while still locked, and closed only then.
 func (e *Entry) Commit(want string) error {
 	got := e.Digest()
 	if got != want {
 		e.Abort()
 		return &MismatchError{Got: got, Want: want}
 	}
-	if err := e.f.Close(); err != nil {
-		e.Abort()
-		return fmt.Errorf("close cache entry: %w", err)
-	}
-	if err := os.Rename(e.f.Name(), e.c.path(want)); err != nil {
+	if err := e.root.Rename(e.tmp, path.Join("sha256", want)); err != nil {
 		e.Abort()
 		return fmt.Errorf("store cache entry: %w", err)
+	}
+	e.tmp = ""
+	err := e.f.Close()
+	e.root.Close()
+	if err != nil {
+		return fmt.Errorf("close cache entry: %w", err)
 	}
 	return nil
 }
 
 // Abort discards the entry.
 func (e *Entry) Abort() {
+	if e.tmp != "" {
+		_ = e.root.Remove(e.tmp) // best effort: CleanTemp removes what is left
+		e.tmp = ""
+	}
 	_ = e.f.Close()
-	_ = os.Remove(e.f.Name()) // best effort: Prune removes old temporary files too
+	_ = e.root.Close()
+}
+
+// putSmall stores a small document at name (inside the cache directory)
+// through a locked temporary file.
+func (c *Cache) putSmall(name string, doc []byte) error {
+	root, err := c.openRoot()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	f, tmp, err := temp.Create(root, "tmp", "doc-")
+	if err != nil {
+		return err
+	}
+	defer f.Close() // after the rename: the lock covers the whole write
+	if _, err := f.Write(doc); err != nil {
+		_ = root.Remove(tmp) // best effort: CleanTemp removes what is left
+		return err
+	}
+	if err := root.Rename(tmp, name); err != nil {
+		_ = root.Remove(tmp) // best effort, as above
+		return err
+	}
+	return nil
 }
 
 // Sum returns a remembered published checksum for key (a checksum URL and
 // file name): released artifacts do not change, so the checksum document
 // need not be fetched again.
 func (c *Cache) Sum(key string) (string, bool) {
-	b, err := os.ReadFile(filepath.Join(c.dir, "sums", keyName(key)))
+	b, err := readSmall(filepath.Join(c.dir, "sums", keyName(key)), 1<<10)
 	if err != nil {
 		return "", false
 	}
@@ -211,22 +332,15 @@ func (c *Cache) Sum(key string) (string, bool) {
 	return s, true
 }
 
+// ForgetSum drops a remembered checksum. Best effort: a missing one is
+// fine.
+func (c *Cache) ForgetSum(key string) {
+	_ = os.Remove(filepath.Join(c.dir, "sums", keyName(key)))
+}
+
 // PutSum remembers a published checksum.
 func (c *Cache) PutSum(key, sum string) error {
-	if err := c.init(); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "sum-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.WriteString(sum + "\n"); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	tmp.Close()
-	return os.Rename(tmp.Name(), filepath.Join(c.dir, "sums", keyName(key)))
+	return c.putSmall(path.Join("sums", keyName(key)), []byte(sum+"\n"))
 }
 
 func keyName(key string) string {
@@ -235,23 +349,19 @@ func keyName(key string) string {
 }
 
 // CleanTemp removes temporary files that no running process is writing:
-// what a killed run left behind.
+// what a killed run left behind. Best effort.
 func (c *Cache) CleanTemp() {
-	dir := filepath.Join(c.dir, "tmp")
-	des, err := os.ReadDir(dir)
+	root, err := os.OpenRoot(c.dir)
+	if err != nil {
+		return // no cache yet: nothing to clean
+	}
+	defer root.Close()
+	des, err := os.ReadDir(filepath.Join(c.dir, "tmp"))
 	if err != nil {
 		return
 	}
 	for _, d := range des {
-		p := filepath.Join(dir, d.Name())
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			_ = os.Remove(p) // best effort: nobody holds it, so nobody is writing it
-		}
-		f.Close()
+		temp.RemoveUnheld(root, path.Join("tmp", d.Name()))
 	}
 }
 
@@ -259,26 +369,40 @@ func (c *Cache) CleanTemp() {
 // list of an archive's members); the entries it names are checked by the
 // caller.
 func (c *Cache) Index(key string) ([]byte, bool) {
-	b, err := os.ReadFile(filepath.Join(c.dir, "sums", "index-"+keyName(key)))
+	b, err := readSmall(filepath.Join(c.dir, "sums", "index-"+keyName(key)), maxIndex)
 	return b, err == nil
+}
+
+// maxIndex bounds a remembered index document (an archive's member list).
+const maxIndex = 1 << 20
+
+// errTooLarge says a small document is larger than any rootfsctl writes.
+var errTooLarge = errors.New("larger than any document the cache writes")
+
+// readSmall reads a regular file of at most limit bytes, without following
+// a symlink.
+func readSmall(p string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: %w", p, errTooLarge)
+	}
+	return b, nil
 }
 
 // PutIndex remembers a small document under key.
 func (c *Cache) PutIndex(key string, doc []byte) error {
-	if err := c.init(); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "index-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(doc); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	tmp.Close()
-	return os.Rename(tmp.Name(), filepath.Join(c.dir, "sums", "index-"+keyName(key)))
+	return c.putSmall(path.Join("sums", "index-"+keyName(key)), doc)
 }
 
 // Usage is the cache's size.
@@ -324,15 +448,11 @@ func (c *Cache) entries() ([]entryInfo, error) {
 }
 
 // Prune removes the least recently used entries until the cache holds at
-// most maxBytes, and temporary files older than an hour (left by runs that
-// were killed). maxBytes 0 empties the cache.
+// most maxBytes, and the temporary files of runs that were killed (never
+// those of a live run, however long it has been writing). maxBytes 0
+// empties the cache.
 func (c *Cache) Prune(maxBytes int64) (removed Usage, err error) {
-	tmps, _ := os.ReadDir(filepath.Join(c.dir, "tmp"))
-	for _, t := range tmps {
-		if fi, err := t.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
-			_ = os.Remove(filepath.Join(c.dir, "tmp", t.Name())) // best effort
-		}
-	}
+	c.CleanTemp()
 	entries, err := c.entries()
 	if err != nil {
 		return removed, err

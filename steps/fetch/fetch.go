@@ -102,6 +102,10 @@ func Redact(u string) string {
 	return p.String()
 }
 
+// ErrNotRegular is returned for a file:// URL that names something other
+// than a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
 // errIdle cancels a request whose body stalled.
 var errIdle = errors.New("idle timeout")
 
@@ -160,7 +164,7 @@ func (c *Client) Fetch(ctx context.Context, rawURL string, w io.Writer, onProgre
 			return written, err
 		}
 		wait := c.backoff(attempt)
-		log.Warn().Str("url", Redact(rawURL)).Err(err).Int("attempt", attempt).Dur("retryIn", wait).Int64("have", written).Msg("download interrupted, retrying")
+		log.Warn().Str("url", Redact(rawURL)).Err(err).Int("attempt", attempt).Dur("retryInMs", wait).Int64("have", written).Msg("download interrupted, retrying")
 		if err := c.sleep(ctx, wait); err != nil {
 			return written, err
 		}
@@ -333,7 +337,7 @@ func (c *Client) Reachable(ctx context.Context, rawURL string) error {
 			return err
 		}
 		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a regular file", u.Path)
+			return fmt.Errorf("%s: %w", u.Path, ErrNotRegular)
 		}
 		return nil
 	}

@@ -43,7 +43,10 @@ type Stats struct {
 	SkippedOwners  int // unprivileged: entries whose owner was not kept
 	SkippedDevices int // unprivileged: device nodes and fifos not created
 	SkippedXattrs  int // unprivileged: security.* or trusted.* xattrs not set
-	IgnoredEntries int // entry types with no meaning on disk (global headers)
+	// UnsupportedXattrs were refused by the file system (or are in a
+	// namespace no file system has), privileged or not.
+	UnsupportedXattrs int
+	IgnoredEntries    int // entry types with no meaning on disk (global headers)
 }
 
 // Unpacker applies layers to one root directory.
@@ -54,12 +57,20 @@ type Stats struct {
 // never following a symlink in the final component. That is the same
 // confinement as os.Root with one system call per operation instead of one
 // per path component.
+//
+// A cached handle is only right while nothing on the path it was opened
+// by changes: a symlink on it retargeted, a directory on it (or a
+// symlink's target) removed. Creating entries never changes how existing
+// paths resolve, so every removal or replacement of a directory or a
+// symlink drops all cached handles, and nothing else needs to.
 type Unpacker struct {
 	root  *os.Root
 	opts  Options
 	stats Stats
 	buf   []byte
 	dirs  map[string]*os.File // open parent directories, by path inside the root
+	// forgotten are handles dropped from dirs while an entry was applied.
+	forgotten []*os.File
 }
 
 // New returns an Unpacker writing into root. Close releases its directory
@@ -71,20 +82,28 @@ func New(root *os.Root, opts Options) *Unpacker {
 // Close releases the cached directory handles.
 func (u *Unpacker) Close() error {
 	u.forgetDirs()
+	u.closeForgotten()
 	return nil
 }
 
-func (u *Unpacker) forgetDirs() { u.forgetUnder(".") }
-
-// forgetUnder closes the handles of name and the directories below it,
-// which a removal is about to make stale.
-func (u *Unpacker) forgetUnder(name string) {
+// forgetDirs closes every cached directory handle: a directory or symlink
+// is about to be removed or replaced, which may change what any path
+// resolves to (through symlinks, a path need not contain the changed name).
+//
+// The entry being applied may still be using one of them (its parent), so
+// they are closed only once it is done (closeForgotten).
+func (u *Unpacker) forgetDirs() {
 	for p, d := range u.dirs {
-		if name == "." || p == name || strings.HasPrefix(p, name+"/") {
-			d.Close()
-			delete(u.dirs, p)
-		}
+		u.forgotten = append(u.forgotten, d)
+		delete(u.dirs, p)
 	}
+}
+
+func (u *Unpacker) closeForgotten() {
+	for _, d := range u.forgotten {
+		d.Close()
+	}
+	u.forgotten = u.forgotten[:0]
 }
 
 // dir returns a handle on directory name inside the root, creating it (and
@@ -119,10 +138,12 @@ func (u *Unpacker) Stats() Stats { return u.stats }
 // mtime is not disturbed by them.
 type dirAttr struct {
 	name     string
+	dev, ino uint64 // the directory the entry made or kept; attributes go to it only
 	mode     fs.FileMode
 	uid, gid int
 	mtime    time.Time
 	xattrs   map[string]string
+	rootOnly bool // the target itself: only its time is set
 }
 
 // Layer applies one layer, given as its (possibly compressed) blob. The
@@ -185,8 +206,14 @@ func (u *Unpacker) tar(ctx context.Context, tr *tar.Reader) error {
 			return err
 		}
 		if name == "." {
+			// The target directory's owner, mode and xattrs are the
+			// caller's, not the image's (a rootfs must not be opened to
+			// other users by its "./" entry); only its time is kept.
 			if hdr.Typeflag == tar.TypeDir {
-				dirs = append(dirs, u.dirAttrOf(".", hdr))
+				if a, err := u.dirAttrOf(unix.AT_FDCWD, ".", ".", hdr); err == nil {
+					a.rootOnly = true
+					dirs = append(dirs, a)
+				}
 			}
 			continue
 		}
@@ -200,10 +227,8 @@ func (u *Unpacker) tar(ctx context.Context, tr *tar.Reader) error {
 			continue
 		case strings.HasPrefix(base, ".wh."):
 			u.stats.Whiteouts++
-			target := path.Join(dir, strings.TrimPrefix(base, ".wh."))
-			u.forgetUnder(target) // it may be a directory we hold open
-			if err := u.root.RemoveAll(target); err != nil {
-				return fmt.Errorf("whiteout %s: %w", target, err)
+			if err := u.whiteout(dir, strings.TrimPrefix(base, ".wh.")); err != nil {
+				return err
 			}
 			continue
 		}
@@ -212,7 +237,9 @@ func (u *Unpacker) tar(ctx context.Context, tr *tar.Reader) error {
 			return fmt.Errorf("parent of %s: %w", name, err)
 		}
 		seen[name] = true
-		if err := u.entry(tr, hdr, dfd, dir, base, name, &dirs); err != nil {
+		err = u.entry(tr, hdr, dfd, dir, base, name, &dirs)
+		u.closeForgotten()
+		if err != nil {
 			return err
 		}
 	}
@@ -220,6 +247,34 @@ func (u *Unpacker) tar(ctx context.Context, tr *tar.Reader) error {
 		if err := u.applyDir(dirs[i]); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// subRoot opens directory dir inside the root as a root of its own, so
+// that what follows resolves dir once. A missing dir is (nil, nil).
+func (u *Unpacker) subRoot(dir string) (*os.Root, error) {
+	sub, err := u.root.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return sub, err
+}
+
+// whiteout removes base from dir, where a lower layer put it.
+func (u *Unpacker) whiteout(dir, base string) error {
+	target := path.Join(dir, base)
+	sub, err := u.subRoot(dir)
+	if err != nil {
+		return fmt.Errorf("whiteout %s: %w", target, err)
+	}
+	if sub == nil {
+		return nil // nothing there to hide
+	}
+	defer sub.Close()
+	u.forgetDirs()
+	if err := sub.RemoveAll(base); err != nil {
+		return fmt.Errorf("whiteout %s: %w", target, err)
 	}
 	return nil
 }
@@ -266,11 +321,13 @@ func (u *Unpacker) replace(dfd int, base, name string, wantDir bool) (keptDir bo
 		if wantDir {
 			return true, nil
 		}
-		u.forgetUnder(name)
+		u.forgetDirs()
 		if err := u.root.RemoveAll(name); err != nil {
 			return false, fmt.Errorf("replace %s: %w", name, err)
 		}
 		return false, nil
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		u.forgetDirs() // paths through the symlink resolve elsewhere now
 	}
 	if err := unix.Unlinkat(dfd, base, 0); err != nil {
 		return false, fmt.Errorf("replace %s: %w", name, err)
@@ -290,7 +347,11 @@ func (u *Unpacker) entry(tr *tar.Reader, hdr *tar.Header, dfd int, dir, base, na
 				return fmt.Errorf("create directory %s: %w", name, err)
 			}
 		}
-		*dirs = append(*dirs, u.dirAttrOf(name, hdr))
+		a, err := u.dirAttrOf(dfd, base, name, hdr)
+		if err != nil {
+			return err
+		}
+		*dirs = append(*dirs, a)
 		return nil
 	case tar.TypeReg, tar.TypeRegA:
 		return u.regular(tr, hdr, dfd, base, name)
@@ -420,8 +481,20 @@ func (u *Unpacker) owner(dfd int, base, name string, hdr *tar.Header) error {
 	return nil
 }
 
-func (u *Unpacker) dirAttrOf(name string, hdr *tar.Header) dirAttr {
-	a := dirAttr{name: name, mode: tarMode(hdr), uid: hdr.Uid, gid: hdr.Gid, mtime: hdr.ModTime}
+// dirAttrOf records a directory entry's attributes and which directory
+// (base in dfd; dfd AT_FDCWD with "." for the root) they belong to.
+func (u *Unpacker) dirAttrOf(dfd int, base, name string, hdr *tar.Header) (dirAttr, error) {
+	var st unix.Stat_t
+	var err error
+	if dfd == unix.AT_FDCWD {
+		err = u.statRoot(&st)
+	} else {
+		err = unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
+		return dirAttr{}, fmt.Errorf("stat %s: %w", name, err)
+	}
+	a := dirAttr{name: name, dev: st.Dev, ino: st.Ino, mode: tarMode(hdr), uid: hdr.Uid, gid: hdr.Gid, mtime: hdr.ModTime}
 	for k, v := range hdr.PAXRecords {
 		if strings.HasPrefix(k, "SCHILY.xattr.") {
 			if a.xattrs == nil {
@@ -430,7 +503,16 @@ func (u *Unpacker) dirAttrOf(name string, hdr *tar.Header) dirAttr {
 			a.xattrs[k] = v
 		}
 	}
-	return a
+	return a, nil
+}
+
+func (u *Unpacker) statRoot(st *unix.Stat_t) error {
+	d, err := u.root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Fstat(int(d.Fd()), st)
 }
 
 // applyDir sets a directory's owner, mode, xattrs and time through a
@@ -438,10 +520,26 @@ func (u *Unpacker) dirAttrOf(name string, hdr *tar.Header) dirAttr {
 func (u *Unpacker) applyDir(a dirAttr) error {
 	d, err := u.root.Open(a.name)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", a.name, err)
+		// Removed, or made unreachable, later in the same layer: its
+		// attributes went with it.
+		return nil
 	}
 	defer d.Close()
 	fd := int(d.Fd())
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", a.name, err)
+	}
+	if st.Dev != a.dev || st.Ino != a.ino {
+		return nil // the name is another directory now (replaced later in the layer)
+	}
+	ts := unix.NsecToTimespec(a.mtime.UnixNano())
+	if a.rootOnly {
+		if err := unix.UtimesNanoAt(fd, "", []unix.Timespec{ts, ts}, unix.AT_EMPTY_PATH); err != nil {
+			return fmt.Errorf("set times of %s: %w", a.name, err)
+		}
+		return nil
+	}
 	if u.opts.Privileged {
 		if err := unix.Fchown(fd, a.uid, a.gid); err != nil {
 			return fmt.Errorf("chown %s: %w", a.name, err)
@@ -459,7 +557,6 @@ func (u *Unpacker) applyDir(a dirAttr) error {
 	if err := u.xattrs(fd, a.name, a.xattrs); err != nil {
 		return err
 	}
-	ts := unix.NsecToTimespec(a.mtime.UnixNano())
 	if err := unix.UtimesNanoAt(fd, "", []unix.Timespec{ts, ts}, unix.AT_EMPTY_PATH); err != nil {
 		return fmt.Errorf("set times of %s: %w", a.name, err)
 	}
@@ -494,7 +591,7 @@ func (u *Unpacker) xattrs(fd int, name string, pax map[string]string) error {
 		}
 		if err := unix.Fsetxattr(fd, attr, []byte(v), 0); err != nil {
 			if errors.Is(err, unix.ENOTSUP) {
-				u.stats.SkippedXattrs++
+				u.stats.UnsupportedXattrs++
 				continue
 			}
 			return fmt.Errorf("set xattr %s on %s: %w", attr, name, err)
@@ -503,12 +600,19 @@ func (u *Unpacker) xattrs(fd int, name string, pax map[string]string) error {
 	return nil
 }
 
-// opaque empties dir of everything lower layers put there.
+// opaque empties dir of everything lower layers put there (entries of
+// this layer, seen, stay). dir is resolved once: its entries are removed
+// through a handle on it.
 func (u *Unpacker) opaque(dir string, seen map[string]bool) error {
-	d, err := u.root.Open(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	sub, err := u.subRoot(dir)
+	if err != nil {
+		return fmt.Errorf("opaque %s: %w", dir, err)
+	}
+	if sub == nil {
 		return nil
 	}
+	defer sub.Close()
+	d, err := sub.Open(".")
 	if err != nil {
 		return fmt.Errorf("opaque %s: %w", dir, err)
 	}
@@ -518,12 +622,11 @@ func (u *Unpacker) opaque(dir string, seen map[string]bool) error {
 		return fmt.Errorf("opaque %s: %w", dir, err)
 	}
 	for _, n := range names {
-		p := path.Join(dir, n)
-		if seen[p] {
+		if seen[path.Join(dir, n)] {
 			continue
 		}
-		u.forgetUnder(p)
-		if err := u.root.RemoveAll(p); err != nil {
+		u.forgetDirs()
+		if err := sub.RemoveAll(n); err != nil {
 			return fmt.Errorf("opaque %s: %w", dir, err)
 		}
 	}

@@ -219,3 +219,71 @@ func TestPlainTarLayer(t *testing.T) {
 		t.Fatalf("plain tar: %v", err)
 	}
 }
+
+// TestPathsChangedByLaterEntries: a parent reached through a symlink is
+// resolved again when the symlink is retargeted, and a directory removed
+// by a whiteout (a symlink's target) is not written through a stale handle.
+func TestPathsChangedByLaterEntries(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		layers [][]fixture.Entry
+		want   map[string]string // path -> content ("" for a directory)
+		absent []string
+	}{
+		{"symlink retargeted", [][]fixture.Entry{
+			{{Name: "a/", Type: tar.TypeDir}, {Name: "b/", Type: tar.TypeDir}, {Name: "d", Type: tar.TypeSymlink, Linkname: "a"}, {Name: "d/x", Body: "x"}},
+			{{Name: "d", Type: tar.TypeSymlink, Linkname: "b"}, {Name: "d/y", Body: "y"}},
+		}, map[string]string{"a/x": "x", "b/y": "y"}, []string{"a/y"}},
+		{"symlink retargeted within a layer", [][]fixture.Entry{
+			{{Name: "a/", Type: tar.TypeDir}, {Name: "b/", Type: tar.TypeDir}, {Name: "d", Type: tar.TypeSymlink, Linkname: "a"}, {Name: "d/x", Body: "x"},
+				{Name: "d", Type: tar.TypeSymlink, Linkname: "b"}, {Name: "d/y", Body: "y"}},
+		}, map[string]string{"a/x": "x", "b/y": "y"}, []string{"a/y"}},
+		{"symlink target whited out and made again", [][]fixture.Entry{
+			{{Name: "a/", Type: tar.TypeDir}, {Name: "d", Type: tar.TypeSymlink, Linkname: "a"}, {Name: "d/x", Body: "x"}},
+			{{Name: ".wh.a"}, {Name: "a/", Type: tar.TypeDir}, {Name: "d/z", Body: "z"}},
+		}, map[string]string{"a/z": "z", "a": ""}, []string{"a/x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir, _, err := apply(t, false, tc.layers...)
+			if err != nil {
+				t.Fatalf("Layer(): %v", err)
+			}
+			for p, want := range tc.want {
+				if want == "" {
+					if fi, err := os.Lstat(filepath.Join(dir, p)); err != nil || !fi.IsDir() {
+						t.Errorf("%s: %v, want a directory", p, err)
+					}
+					continue
+				}
+				if b, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(b) != want {
+					t.Errorf("%s: %q %v, want %q", p, b, err, want)
+				}
+			}
+			for _, p := range tc.absent {
+				if exists(filepath.Join(dir, p)) {
+					t.Errorf("%s exists, want it absent", p)
+				}
+			}
+		})
+	}
+}
+
+// TestUnsupportedXattrsAreCountedApart: an xattr the file system refuses
+// is counted as unsupported, not as skipped for lack of privilege.
+func TestUnsupportedXattrsAreCountedApart(t *testing.T) {
+	t.Parallel()
+	for _, privileged := range []bool{false, true} {
+		if privileged && os.Geteuid() != 0 {
+			continue
+		}
+		_, u, err := apply(t, privileged, []fixture.Entry{{Name: "f", Body: "x", UID: os.Getuid(), GID: os.Getgid(), Xattrs: map[string]string{"vendor.note": "x"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := u.Stats(); st.UnsupportedXattrs != 1 || st.SkippedXattrs != 0 {
+			t.Errorf("privileged=%v: unsupported %d, skipped %d; want 1 and 0", privileged, st.UnsupportedXattrs, st.SkippedXattrs)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+)
+
+type holdParams struct {
+	Dir   string `yaml:"dir"`
+	Block bool   `yaml:"block"`
+}
+
+// holder is a step changing one directory; a blocking one holds its lock
+// until the run is cancelled, and says when it holds it.
+type holder struct {
+	p       holdParams
+	started chan<- string
+}
+
+func (s *holder) Check(context.Context) (engine.Change, error) { return engine.NeedsChange("x"), nil }
+func (s *holder) Apply(ctx context.Context) error {
+	if !s.p.Block {
+		return nil
+	}
+	s.started <- s.p.Dir
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (s *holder) Resources() []string { return []string{s.p.Dir} }
+
+func holdRegistry(started chan<- string) *engine.Registry {
+	reg := engine.NewRegistry()
+	engine.Register(reg, "hold", "", "", func(id string, p *holdParams) (engine.Step, error) {
+		return &holder{p: *p, started: started}, nil
+	})
+	return reg
+}
+
+// TestLockHoldsWhateverPathSpellsTheMachine: a machine is locked by what it
+// is, not by how a plan spells it: through a symlinked directory, for a
+// machine directory that exists and for one not created yet; and a plan
+// naming one machine twice does not wait for itself.
+func TestLockHoldsWhateverPathSpellsTheMachine(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	if err := os.MkdirAll(filepath.Join(real, "existing"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	alias := filepath.Join(base, "alias")
+	if err := os.Symlink(real, alias); err != nil {
+		t.Fatal(err)
+	}
+	lockDir := t.TempDir()
+	for _, machine := range []string{"existing", "not-yet"} {
+		t.Run(machine, func(t *testing.T) {
+			started := make(chan string, 1)
+			reg := holdRegistry(started)
+			p, g := loadString(t, reg, header+"steps:\n  a: {type: hold, with: {dir: "+filepath.Join(real, machine)+", block: true}}\n", nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			first := make(chan error, 1)
+			go func() {
+				_, err := engine.Run(ctx, p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir})
+				first <- err
+			}()
+			<-started
+			p2, g2 := loadString(t, reg, header+"steps:\n  a: {type: hold, with: {dir: "+filepath.Join(alias, machine)+"}}\n", nil)
+			_, err := engine.Run(context.Background(), p2, g2, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir})
+			var le *engine.LockedError
+			if !errors.As(err, &le) {
+				t.Errorf("a run on %s while %s is held: %v, want a LockedError", filepath.Join(alias, machine), filepath.Join(real, machine), err)
+			}
+			cancel()
+			<-first
+		})
+	}
+
+	// One plan, one machine spelled two ways: it must not refuse itself.
+	reg := holdRegistry(make(chan string, 2))
+	p, g := loadString(t, reg, header+"steps:\n  a: {type: hold, with: {dir: "+filepath.Join(real, "existing")+"}}\n  b: {type: hold, with: {dir: "+filepath.Join(alias, "existing")+"}}\n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if rep, err := engine.Run(ctx, p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir}); err != nil || rep.Failed() {
+		t.Errorf("a plan naming one machine twice: %v", err)
+	}
+}

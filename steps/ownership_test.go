@@ -1,0 +1,134 @@
+package steps_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps/fixture"
+)
+
+// publish writes a gzipped tarball of entries at rel in the stand's mirror
+// with a checksum file (suffix: the upstream's, .sha256 or .sha256sum).
+func (s *stand) publish(rel, suffix string, entries []fixture.Entry) {
+	s.t.Helper()
+	p := filepath.Join(s.mirrorDir, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(fixture.Tar(entries))
+	zw.Close()
+	sum := sha256.Sum256(gz.Bytes())
+	if err := os.WriteFile(p, gz.Bytes(), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(p+suffix, []byte(hex.EncodeToString(sum[:])+"  "+filepath.Base(p)+"\n"), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// keep saves files of the mirror and returns what puts them back.
+func (s *stand) keep(rels ...string) func() {
+	s.t.Helper()
+	saved := map[string][]byte{}
+	for _, rel := range rels {
+		saved[rel] = []byte(readFile(s.t, filepath.Join(s.mirrorDir, rel)))
+	}
+	return func() {
+		for rel, b := range saved {
+			if err := os.WriteFile(filepath.Join(s.mirrorDir, rel), b, 0o644); err != nil {
+				s.t.Fatal(err)
+			}
+		}
+	}
+}
+
+func containerdWith(extra ...fixture.Entry) []fixture.Entry {
+	return append([]fixture.Entry{
+		{Name: "bin/", Type: tar.TypeDir},
+		{Name: "bin/containerd", Mode: 0o755, Body: "#!/bin/sh\necho containerd 2.0.9\n"},
+		{Name: "bin/ctr", Mode: 0o755, Body: "#!/bin/sh\necho ctr\n"},
+	}, extra...)
+}
+
+// TestOnePathOneOwner: two artifacts or two steps installing one path into
+// a machine fail with a message naming both, on every apply (they would
+// otherwise overwrite each other and never converge); so does an archive
+// listing one member twice. After the conflicting artifact is gone from
+// the plan, the machine converges.
+func TestOnePathOneOwner(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		setup func(s *stand) (vars map[string]string, undo func())
+		step  string   // the step that must fail (or "kube|cri": one of them)
+		want  []string // in its error
+	}{
+		{"two artifacts of one step", func(s *stand) (map[string]string, func()) {
+			s.publish("containerd/v2.0.9/containerd-2.0.9-linux-amd64.tar.gz", ".sha256sum",
+				containerdWith(fixture.Entry{Name: "bin/runc", Mode: 0o755, Body: "#!/bin/sh\necho not runc\n"}))
+			return map[string]string{"containerdVersion": "2.0.9"}, func() {}
+		}, "cri", []string{"usr/local/bin/runc", "containerd 2.0.9 linux/amd64", "runc 1.1.12 linux/amd64"}},
+		{"two steps", func(s *stand) (map[string]string, func()) {
+			s.publish("containerd/v2.0.9/containerd-2.0.9-linux-amd64.tar.gz", ".sha256sum",
+				containerdWith(fixture.Entry{Name: "bin/kubelet", Mode: 0o755, Body: "#!/bin/sh\necho not kubelet\n"}))
+			return map[string]string{"containerdVersion": "2.0.9"}, func() {}
+		}, "kube|cri", []string{"usr/local/bin/kubelet", "step kube", "step cri"}},
+		{"one member twice", func(s *stand) (map[string]string, func()) {
+			// The plan's CNI version itself: keep the good release to put back.
+			undo := s.keep("cni/v1.5.1/cni-plugins-linux-amd64-v1.5.1.tgz", "cni/v1.5.1/cni-plugins-linux-amd64-v1.5.1.tgz.sha256")
+			s.publish("cni/v1.5.1/cni-plugins-linux-amd64-v1.5.1.tgz", ".sha256", []fixture.Entry{
+				{Name: "./bridge", Mode: 0o755, Body: "#!/bin/sh\necho bridge one\n"},
+				{Name: "./host-local", Mode: 0o755, Body: "#!/bin/sh\necho host-local\n"},
+				{Name: "./loopback", Mode: 0o755, Body: "#!/bin/sh\necho loopback\n"},
+				{Name: "bridge", Mode: 0o755, Body: "#!/bin/sh\necho bridge two\n"},
+			})
+			return nil, undo
+		}, "cni", []string{"opt/cni/bin/bridge", "./bridge", "bridge"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStand(t)
+			extra, undo := tc.setup(s)
+			for apply := 1; apply <= 2; apply++ {
+				st := statusOf(s.run(extra, false))
+				var failed []string
+				for _, id := range strings.Split(tc.step, "|") {
+					if strings.HasPrefix(st[id], "failed") {
+						failed = append(failed, id)
+					}
+				}
+				if len(failed) != 1 {
+					t.Fatalf("apply %d: %v, want exactly one of %s failed", apply, st, tc.step)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(st[failed[0]], w) {
+						t.Errorf("apply %d: %s: %s, want it to name %q", apply, failed[0], st[failed[0]], w)
+					}
+				}
+			}
+			// Without the conflicting artifact, everything converges.
+			undo()
+			for _, st := range s.run(nil, false).Steps {
+				if st.Status != engine.StatusChanged && st.Status != engine.StatusUnchanged {
+					t.Errorf("after the conflict is gone: %s %s %s", st.ID, st.Status, st.Error)
+				}
+			}
+			rep := s.run(nil, false)
+			for _, st := range rep.Steps {
+				if st.Status != engine.StatusUnchanged {
+					t.Errorf("after the conflict is gone, second apply: %s %s %s", st.ID, st.Status, st.Error)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,108 @@
+// Package temp creates temporary files that other processes can tell from
+// the leftovers of a killed run: a temporary file is in use exactly while
+// an open file description holds an exclusive flock on it, from before its
+// name can be seen as ours until after it is renamed into place or
+// removed. The kernel drops the lock when its holder dies, so cleanup may
+// remove any temporary file it can lock, and nothing else.
+//
+// Every rootfsctl run sharing a directory (a host's nspawn settings, a
+// download cache, a machine) must create its temporary files here and
+// clean up only with RemoveUnheld. It must not decide by names, ages or
+// process ids what is a leftover.
+package temp
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+
+	"golang.org/x/sys/unix"
+)
+
+// attempts bounds the retries when another process's cleanup removed or
+// locked a name in the moment between its creation and our lock.
+const attempts = 8
+
+// Create makes a new file dir/<prefix><random> inside root, opened for
+// writing with mode 0600, and returns it locked, with its name inside
+// root. The lock lasts until the file is closed: rename it into place
+// before closing it.
+func Create(root *os.Root, dir, prefix string) (*os.File, string, error) {
+	for range attempts {
+		name := path.Join(dir, prefix+randomSuffix())
+		f, err := root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		// Between the create and the lock, another run's cleanup may have
+		// locked the name and removed it: then the name is no longer this
+		// file, and a fresh one is made.
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				continue
+			}
+			return nil, "", fmt.Errorf("lock %s: %w", name, err)
+		}
+		if same, err := names(root, name, f); err != nil || !same {
+			f.Close()
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, "", err
+			}
+			continue
+		}
+		return f, name, nil
+	}
+	return nil, "", fmt.Errorf("create a temporary file in %s: another process kept removing it", dir)
+}
+
+// names reports whether name inside root is still the file f.
+func names(root *os.Root, name string, f *os.File) (bool, error) {
+	fi, err := root.Lstat(name)
+	if err != nil {
+		return false, err
+	}
+	mine, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(fi, mine), nil
+}
+
+// RemoveUnheld removes the regular file name inside root if no process
+// holds a lock on it, and reports whether it did. Best effort: a file it
+// cannot open or lock is left alone.
+func RemoveUnheld(root *os.Root, name string) bool {
+	fi, err := root.Lstat(name)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	f, err := root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return false // in use by a live process
+	}
+	// Locked by us now, so its writer is gone; but the name must still be
+	// the file we locked (a writer may have just renamed it into place and
+	// another taken the name, which Create's random names make unlikely).
+	if same, err := names(root, name, f); err != nil || !same {
+		return false
+	}
+	return root.Remove(name) == nil
+}
+
+func randomSuffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b[:])
+}
