@@ -162,7 +162,7 @@ func TestFailFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantStatuses(t, rep, map[string]engine.Status{"slow": "cancelled", "boom": "failed", "later": "cancelled", "after": "blocked"})
-	if e := result(t, rep, "boom").Error; e != "sh exited with status 3: one\ntwo" {
+	if e := result(t, rep, "boom").Error; e != "sh exited with status 3: two\none\ntwo" {
 		t.Errorf("boom error: got %q, want the exit code and the stderr tail", e)
 	}
 	if m := result(t, rep, "after").Message; m != "needs boom, which failed" {

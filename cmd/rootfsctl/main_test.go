@@ -268,10 +268,17 @@ func TestApplyRunsPreflightFirst(t *testing.T) {
 		t.Fatalf("preflight -o json: exit %d, %v\n%s", code, err, stdout)
 	}
 	if rep.Summary.Errors != 8 {
-		t.Errorf("preflight errors: %d, want 8 (image, 3 kube, 3 cri, 1 cni):\n%s", rep.Summary.Errors, stdout)
+		t.Errorf("preflight errors: %d, want 8 (image, 4 kube (crictl too), 2 cri, 1 cni):\n%s", rep.Summary.Errors, stdout)
 	}
-	if strings.Contains(stdout, "127.0.0.1") || strings.Contains(stdout, "http://") {
-		t.Errorf("preflight output names an address:\n%s", stdout)
+	for _, leak := range []string{"http://", "/kube/", "rootfsctl/demo-node"} {
+		if strings.Contains(stdout, leak) {
+			t.Errorf("preflight output names a URL, path or repository (%q):\n%s", leak, stdout)
+		}
+	}
+	for _, c := range rep.Checks {
+		if c.Severity == engine.SeverityError && !strings.Contains(c.Message, "127.0.0.1:1") {
+			t.Errorf("message does not name the host it could not reach: %+v", c)
+		}
 	}
 	code, _, _ = cli(t, context.Background(), append([]string{"preflight", "--ignore-preflight-errors", "all", "../../plans/demo.yaml"}, vars...)...)
 	if code != exitOK {
