@@ -20,6 +20,14 @@ type SchemaProvider interface {
 
 var schemaProviderType = reflect.TypeFor[SchemaProvider]()
 
+// SchemaExtender lets a parameter struct add what its fields' tags cannot
+// say to its generated schema (fields that exclude each other, say).
+type SchemaExtender interface {
+	ExtendSchema(s map[string]any)
+}
+
+var schemaExtenderType = reflect.TypeFor[SchemaExtender]()
+
 // interpolated matches a value that still holds a ${variable}: editors see
 // plans before expansion, so typed fields accept such strings too.
 func interpolated() map[string]any {
@@ -163,6 +171,9 @@ func schemaFor(t reflect.Type, interp bool) map[string]any {
 			props[f.name] = s
 		}
 		s := map[string]any{"type": "object", "additionalProperties": false, "properties": props}
+		if reflect.PointerTo(t).Implements(schemaExtenderType) {
+			reflect.New(t).Interface().(SchemaExtender).ExtendSchema(s)
+		}
 		fs := structFields(t)
 		if len(fs.prefixes) > 0 {
 			pp := map[string]any{}

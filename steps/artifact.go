@@ -10,58 +10,50 @@ import (
 	"github.com/rootfsctl/rootfsctl/steps/fetch"
 )
 
-// Source says where one artifact comes from. Its fields are embedded in each
-// download step's parameters.
-type Source struct {
-	Version string `yaml:"version" jsonschema_description:"Version, without a leading v (1.33.1)."`
-	BaseURL string `yaml:"baseURL" jsonschema_description:"Replaces the upstream host and path prefix; the upstream layout below it is kept (air-gapped mirrors)."`
-	URL     string `yaml:"url" jsonschema_description:"Replaces the whole URL: a template with {version}, {arch}, {os} and (for per-binary artifacts) {binary}. The checksum is looked for next to it, in the upstream format."`
-	SHA256  string `yaml:"sha256" jsonschema_description:"Pinned SHA-256 (64 hex digits), checked instead of the published checksum."`
-}
+var placeholderPattern = regexp.MustCompile(`\{[^{}]*\}`)
 
-var (
-	versionPattern     = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+([-+~][0-9A-Za-z.+~-]+)?$`)
-	placeholderPattern = regexp.MustCompile(`\{[^{}]*\}`)
-)
-
-// validate checks the source's fields; prefix is the path of the source in
-// the step's parameters ("" or "crictl."). allowed lists the placeholders
-// the artifact's url may use.
-func (s Source) validate(prefix string, versionRequired bool, allowed ...string) []engine.FieldError {
+// sourceProblems checks what the typed fields of an artifact source
+// cannot: the url template's placeholders (allowed lists them) and that
+// url and baseURL are not both set. prefix is the source's path in the
+// step's parameters ("" or "crictl.").
+func sourceProblems(prefix string, tmpl URLTemplate, base URL, allowed ...string) []engine.FieldError {
 	var errs []engine.FieldError
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, engine.FieldError{Path: prefix + field, Message: fmt.Sprintf(format, args...)})
 	}
-	switch {
-	case s.Version == "" && versionRequired:
-		bad("version", "required")
-	case strings.HasPrefix(s.Version, "v"):
-		bad("version", "write %q without the leading v", s.Version[1:])
-	case s.Version != "" && !versionPattern.MatchString(s.Version):
-		bad("version", "%q is not a version like 1.33.1", s.Version)
+	if tmpl == "" {
+		return nil
 	}
-	if s.BaseURL != "" {
-		if err := checkURL(s.BaseURL); err != nil {
-			bad("baseURL", "%v", err)
+	for _, ph := range placeholderPattern.FindAllString(string(tmpl), -1) {
+		if !contains(allowed, ph[1:len(ph)-1]) {
+			bad("url", "unknown placeholder %s (allowed: {%s})", ph, strings.Join(allowed, "}, {"))
 		}
 	}
-	if s.URL != "" {
-		for _, ph := range placeholderPattern.FindAllString(s.URL, -1) {
-			if !contains(allowed, ph[1:len(ph)-1]) {
-				bad("url", "unknown placeholder %s (allowed: {%s})", ph, strings.Join(allowed, "}, {"))
-			}
-		}
-		if err := checkURL(placeholderPattern.ReplaceAllString(s.URL, "x")); err != nil {
-			bad("url", "%v", err)
-		}
-		if s.BaseURL != "" {
-			bad("url", "set url or baseURL, not both")
-		}
+	if err := checkURL(placeholderPattern.ReplaceAllString(string(tmpl), "x")); err != nil {
+		bad("url", "%v", err)
 	}
-	if s.SHA256 != "" && !fetch.IsSHA256(s.SHA256) {
-		bad("sha256", "must be 64 lowercase hex digits")
+	if base != "" {
+		bad("url", "set url or baseURL, not both")
 	}
 	return errs
+}
+
+// urlOrBase is the schema's half of sourceProblems: url and baseURL
+// exclude each other.
+func urlOrBase(s map[string]any) { s["not"] = map[string]any{"required": []string{"url", "baseURL"}} }
+
+func (KubeParams) ExtendSchema(s map[string]any)       { urlOrBase(s) }
+func (CrictlSource) ExtendSchema(s map[string]any)     { urlOrBase(s) }
+func (ContainerdSource) ExtendSchema(s map[string]any) { urlOrBase(s) }
+func (RuncSource) ExtendSchema(s map[string]any)       { urlOrBase(s) }
+func (CNIParams) ExtendSchema(s map[string]any)        { urlOrBase(s) }
+
+// orDefault is the source's baseURL, or the upstream one.
+func orDefault(base URL, upstream string) string {
+	if base == "" {
+		return upstream
+	}
+	return string(base)
 }
 
 func checkURL(raw string) error {
@@ -84,7 +76,7 @@ func checkURL(raw string) error {
 	return nil
 }
 
-func contains(list []string, s string) bool {
+func contains[T comparable](list []T, s T) bool {
 	for _, x := range list {
 		if x == s {
 			return true
@@ -110,28 +102,18 @@ func expandTemplate(tmpl string, vals map[string]string) string {
 	})
 }
 
-// sourceFor is what a download step's fields say about one artifact, for
-// validation: an explicit url replaces baseURL (which always has a default).
-func sourceFor(version, baseURL, url, sha256 string) Source {
-	s := Source{Version: version, URL: url, SHA256: sha256}
-	if url == "" {
-		s.BaseURL = baseURL
-	}
-	return s
-}
-
 // locate is an artifact's URL: the url template filled in with vals, or
 // the upstream layout path under base.
-func locate(tmpl string, vals map[string]string, base, layout string) string {
+func locate(tmpl URLTemplate, vals map[string]string, base, layout string) string {
 	if tmpl != "" {
-		return expandTemplate(tmpl, vals)
+		return expandTemplate(string(tmpl), vals)
 	}
 	return strings.TrimSuffix(base, "/") + "/" + layout
 }
 
 // linuxVals are the placeholders every artifact's url template may use.
-func linuxVals(version, arch string) map[string]string {
-	return map[string]string{"version": version, "arch": arch, "os": "linux"}
+func linuxVals(version Version, arch Arch) map[string]string {
+	return map[string]string{"version": string(version), "arch": string(arch), "os": "linux"}
 }
 
 // key identifies the artifact's content source: its full URL (never stored

@@ -20,39 +20,34 @@ with mode 0755.`
 
 // FileParams are the parameters of the file step.
 type FileParams struct {
-	Path    string          `yaml:"path" jsonschema:"required" jsonschema_description:"Absolute path of the file."`
+	Path    engine.AbsPath  `yaml:"path" jsonschema:"required" jsonschema_description:"Absolute path of the file."`
 	Content string          `yaml:"content" jsonschema_description:"The file's content, exactly (use a YAML block scalar for several lines)."`
 	Mode    engine.FileMode `yaml:"mode" jsonschema:"default=0644" jsonschema_description:"Permission bits, in octal."`
 }
 
-func (p *FileParams) Validate() []engine.FieldError {
-	var errs []engine.FieldError
-	if !filepath.IsAbs(p.Path) {
-		errs = append(errs, engine.FieldError{Path: "path", Message: fmt.Sprintf("must be an absolute path, got %q", p.Path)})
-	} else if filepath.Clean(p.Path) == "/" {
-		errs = append(errs, engine.FieldError{Path: "path", Message: "must name a file, not /"})
-	}
-	return errs
+type fileStep struct {
+	p    FileParams
+	path string
 }
 
-type fileStep struct{ p FileParams }
-
-func newFile(_ string, p *FileParams) (engine.Step, error) { return &fileStep{p: *p}, nil }
+func newFile(_ string, p *FileParams) (engine.Step, error) {
+	return &fileStep{p: *p, path: p.Path.String()}, nil
+}
 
 func (s *fileStep) Check(_ context.Context) (engine.Change, error) {
 	want := s.p.Mode.Perm()
-	fi, err := os.Lstat(s.p.Path)
+	fi, err := os.Lstat(s.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return engine.NeedsChange("file does not exist"), nil
 	case err != nil:
-		return engine.Change{}, fmt.Errorf("stat %s: %w", s.p.Path, err)
+		return engine.Change{}, fmt.Errorf("stat %s: %w", s.path, err)
 	case !fi.Mode().IsRegular():
-		return engine.NeedsChange(fmt.Sprintf("%s is a %s, not a regular file", s.p.Path, fileKind(fi.Mode()))), nil
+		return engine.NeedsChange(fmt.Sprintf("%s is a %s, not a regular file", s.path, fileKind(fi.Mode()))), nil
 	}
-	same, err := hasContent(nil, s.p.Path, []byte(s.p.Content))
+	same, err := hasContent(nil, s.path, []byte(s.p.Content))
 	if err != nil {
-		return engine.Change{}, fmt.Errorf("read %s: %w", s.p.Path, err)
+		return engine.Change{}, fmt.Errorf("read %s: %w", s.path, err)
 	}
 	if !same {
 		return engine.NeedsChange("content differs"), nil
@@ -64,7 +59,7 @@ func (s *fileStep) Check(_ context.Context) (engine.Change, error) {
 }
 
 func (s *fileStep) Apply(_ context.Context) error {
-	dir := filepath.Dir(s.p.Path)
+	dir := filepath.Dir(s.path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
@@ -73,11 +68,11 @@ func (s *fileStep) Apply(_ context.Context) error {
 		return fmt.Errorf("open %s: %w", dir, err)
 	}
 	defer root.Close()
-	if fi, err := root.Lstat(filepath.Base(s.p.Path)); err == nil && fi.IsDir() {
-		return engine.Permanent(fmt.Errorf("write %s: it is a directory", s.p.Path))
+	if fi, err := root.Lstat(filepath.Base(s.path)); err == nil && fi.IsDir() {
+		return engine.Permanent(fmt.Errorf("write %s: it is a directory", s.path))
 	}
-	if err := writeAtomic(root, filepath.Base(s.p.Path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm(), "file"); err != nil {
-		return fmt.Errorf("write %s: %w", s.p.Path, err)
+	if err := writeAtomic(root, filepath.Base(s.path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm(), "file"); err != nil {
+		return fmt.Errorf("write %s: %w", s.path, err)
 	}
 	return nil
 }

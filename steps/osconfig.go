@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -25,64 +23,34 @@ that content.`
 
 // OSParams are the parameters of configure-os.
 type OSParams struct {
-	MachineDir string    `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
-	Hostname   string    `yaml:"hostname" jsonschema:"default=${host.hostname}" jsonschema_description:"Written to etc/hostname."`
-	Arch       string    `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture whose apt mirror is used (Go names: amd64, arm64)."`
-	Modules    []string  `yaml:"modules" jsonschema:"default=[overlay\\, br_netfilter]" jsonschema_description:"Kernel modules listed in etc/modules-load.d/kubernetes.conf."`
-	Apt        AptParams `yaml:"apt" jsonschema_description:"The apt sources written to etc/apt/sources.list."`
+	MachineDir engine.AbsPath `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	Hostname   Hostname       `yaml:"hostname" jsonschema:"default=${host.hostname}" jsonschema_description:"Written to etc/hostname."`
+	Arch       Arch           `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture whose apt mirror is used (Go names: amd64, arm64)."`
+	Modules    []Word         `yaml:"modules" jsonschema:"default=[overlay\\, br_netfilter]" jsonschema_description:"Kernel modules listed in etc/modules-load.d/kubernetes.conf."`
+	Apt        AptParams      `yaml:"apt" jsonschema_description:"The apt sources written to etc/apt/sources.list."`
 }
 
 // AptParams describe the machine's apt sources.
 type AptParams struct {
-	Suite      string            `yaml:"suite" jsonschema:"default=noble" jsonschema_description:"Distribution suite (noble, jammy, bookworm)."`
-	Components []string          `yaml:"components" jsonschema:"default=[main\\, restricted\\, universe\\, multiverse]" jsonschema_description:"Archive components."`
-	Mirrors    map[string]string `yaml:"mirrors" jsonschema:"default={amd64: 'http://archive.ubuntu.com/ubuntu/'\\, arm64: 'http://ports.ubuntu.com/ubuntu-ports/'}" jsonschema_description:"Mirror URL per architecture; an architecture without one is an error."`
-	Skip       bool              `yaml:"skip" jsonschema:"default=false" jsonschema_description:"Leave etc/apt/sources.list alone."`
+	Suite      Word           `yaml:"suite" jsonschema:"default=noble" jsonschema_description:"Distribution suite (noble, jammy, bookworm)."`
+	Components []Word         `yaml:"components" jsonschema:"default=[main\\, restricted\\, universe\\, multiverse]" jsonschema_description:"Archive components."`
+	Mirrors    map[string]URL `yaml:"mirrors" jsonschema:"default={amd64: 'http://archive.ubuntu.com/ubuntu/'\\, arm64: 'http://ports.ubuntu.com/ubuntu-ports/'}" jsonschema_description:"Mirror URL per architecture; an architecture without one is an error."`
+	Skip       bool           `yaml:"skip" jsonschema:"default=false" jsonschema_description:"Leave etc/apt/sources.list alone."`
 }
 
-var (
-	hostnamePattern = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
-	wordPattern     = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
-)
-
 func (p *OSParams) Validate() []engine.FieldError {
-	errs := machinePaths(p.MachineDir, "", p.Arch)
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, engine.FieldError{Path: field, Message: fmt.Sprintf(format, args...)})
-	}
-	if !hostnamePattern.MatchString(p.Hostname) || len(p.Hostname) > 253 {
-		bad("hostname", "%q is not a valid hostname", p.Hostname)
-	}
-	for i, m := range p.Modules {
-		if !wordPattern.MatchString(m) {
-			bad(fmt.Sprintf("modules[%d]", i), "%q is not a module name", m)
-		}
-	}
 	if p.Apt.Skip {
-		return errs
+		return nil
 	}
-	if !wordPattern.MatchString(p.Apt.Suite) {
-		bad("apt.suite", "%q is not a suite name", p.Apt.Suite)
-	}
-	for i, c := range p.Apt.Components {
-		if !wordPattern.MatchString(c) {
-			bad(fmt.Sprintf("apt.components[%d]", i), "%q is not a component name", c)
-		}
-	}
-	if _, ok := p.Apt.Mirrors[p.Arch]; !ok {
+	if _, ok := p.Apt.Mirrors[string(p.Arch)]; !ok {
 		have := make([]string, 0, len(p.Apt.Mirrors))
 		for a := range p.Apt.Mirrors {
 			have = append(have, a)
 		}
 		sort.Strings(have)
-		bad("apt.mirrors", "no mirror for architecture %s (mirrors are set for: %s)", p.Arch, strings.Join(have, ", "))
+		return []engine.FieldError{{Path: "apt.mirrors", Message: fmt.Sprintf("no mirror for architecture %s (mirrors are set for: %s)", p.Arch, strings.Join(have, ", "))}}
 	}
-	for a, m := range p.Apt.Mirrors {
-		if err := checkURL(m); err != nil {
-			bad("apt.mirrors."+a, "%v", err)
-		}
-	}
-	return errs
+	return nil
 }
 
 type osConfig struct {
@@ -92,7 +60,7 @@ type osConfig struct {
 }
 
 func newOSConfig(id string, p *OSParams, _ *Options) (engine.Step, error) {
-	s := &osConfig{id: id, machineDir: filepath.Clean(p.MachineDir), files: map[string][]byte{}}
+	s := &osConfig{id: id, machineDir: p.MachineDir.String(), files: map[string][]byte{}}
 	render := func(file, tmpl string, data any) error {
 		var b bytes.Buffer
 		if err := templates.ExecuteTemplate(&b, tmpl, data); err != nil {
@@ -104,21 +72,21 @@ func newOSConfig(id string, p *OSParams, _ *Options) (engine.Step, error) {
 	if err := render("etc/tmpfiles.d/kmsg.conf", "kmsg.conf.tmpl", nil); err != nil {
 		return nil, err
 	}
-	if err := render("etc/modules-load.d/kubernetes.conf", "modules.conf.tmpl", p.Modules); err != nil {
+	if err := render("etc/modules-load.d/kubernetes.conf", "modules.conf.tmpl", texts(p.Modules)); err != nil {
 		return nil, err
 	}
 	if !p.Apt.Skip {
-		su := p.Apt.Suite
+		su := string(p.Apt.Suite)
 		data := map[string]any{
-			"Suite": su, "Arch": p.Arch, "Mirror": p.Apt.Mirrors[p.Arch],
-			"Components": strings.Join(p.Apt.Components, " "),
+			"Suite": su, "Arch": p.Arch, "Mirror": p.Apt.Mirrors[string(p.Arch)],
+			"Components": strings.Join(texts(p.Apt.Components), " "),
 			"Pockets":    []string{su, su + "-updates", su + "-backports", su + "-security"},
 		}
 		if err := render("etc/apt/sources.list", "sources.list.tmpl", data); err != nil {
 			return nil, err
 		}
 	}
-	s.files["etc/hostname"] = []byte(p.Hostname + "\n")
+	s.files["etc/hostname"] = []byte(string(p.Hostname) + "\n")
 	return s, nil
 }
 
@@ -208,16 +176,8 @@ on the host side only) is copied to etc/resolv.conf as a regular file.`
 
 // ResolvedParams are the parameters of disable-resolved.
 type ResolvedParams struct {
-	MachineDir string `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
-	ResolvConf string `yaml:"resolvConf" jsonschema:"default=/etc/resolv.conf" jsonschema_description:"The host file copied into the machine."`
-}
-
-func (p *ResolvedParams) Validate() []engine.FieldError {
-	errs := machinePaths(p.MachineDir, "", "")
-	if !strings.HasPrefix(p.ResolvConf, "/") {
-		errs = append(errs, engine.FieldError{Path: "resolvConf", Message: fmt.Sprintf("must be an absolute path, got %q", p.ResolvConf)})
-	}
-	return errs
+	MachineDir engine.AbsPath `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	ResolvConf engine.AbsPath `yaml:"resolvConf" jsonschema:"default=/etc/resolv.conf" jsonschema_description:"The host file copied into the machine."`
 }
 
 const (
@@ -227,21 +187,21 @@ const (
 )
 
 type resolvedStep struct {
-	id string
-	p  ResolvedParams
+	id         string
+	machineDir string
+	resolvConf string // on the host
 }
 
 func newResolved(id string, p *ResolvedParams, _ *Options) (engine.Step, error) {
-	p.MachineDir = filepath.Clean(p.MachineDir)
-	return &resolvedStep{id: id, p: *p}, nil
+	return &resolvedStep{id: id, machineDir: p.MachineDir.String(), resolvConf: p.ResolvConf.String()}, nil
 }
 
 // hostResolv reads the host's resolv.conf (symlinks followed on the host):
 // a regular file of bounded size, never a device or a fifo.
 func (s *resolvedStep) hostResolv() ([]byte, error) {
-	b, err := readBounded(nil, s.p.ResolvConf, maxHostFile)
+	b, err := readBounded(nil, s.resolvConf, maxHostFile)
 	if err != nil {
-		return nil, fmt.Errorf("read host %s: %w", s.p.ResolvConf, err)
+		return nil, fmt.Errorf("read host %s: %w", s.resolvConf, err)
 	}
 	return b, nil
 }
@@ -251,7 +211,7 @@ func (s *resolvedStep) Check(context.Context) (engine.Change, error) {
 	if err != nil {
 		return engine.Change{}, err
 	}
-	ch, err := checkFiles(s.p.MachineDir, map[string][]byte{machineResolv: want})
+	ch, err := checkFiles(s.machineDir, map[string][]byte{machineResolv: want})
 	if err != nil || ch.Reason == "machine directory does not exist yet" {
 		return ch, err
 	}
@@ -259,7 +219,7 @@ func (s *resolvedStep) Check(context.Context) (engine.Change, error) {
 	if ch.Needed {
 		reasons = append(reasons, ch.Reason)
 	}
-	root, err := openMachine(s.p.MachineDir)
+	root, err := openMachine(s.machineDir)
 	if err != nil {
 		return engine.Change{}, err
 	}
@@ -278,10 +238,10 @@ func (s *resolvedStep) Apply(context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := applyFiles(s.p.MachineDir, map[string][]byte{machineResolv: want}, s.id); err != nil {
+	if err := applyFiles(s.machineDir, map[string][]byte{machineResolv: want}, s.id); err != nil {
 		return err
 	}
-	root, err := openMachine(s.p.MachineDir)
+	root, err := openMachine(s.machineDir)
 	if err != nil {
 		return err
 	}
@@ -311,7 +271,7 @@ func (s *resolvedStep) Apply(context.Context) error {
 
 // Resources: the machine directory.
 func (s *osConfig) Resources() []string     { return []string{s.machineDir} }
-func (s *resolvedStep) Resources() []string { return []string{s.p.MachineDir} }
+func (s *resolvedStep) Resources() []string { return []string{s.machineDir} }
 
 // Tidy removes temporary files an interrupted run left next to the files.
 func (s *osConfig) Tidy(context.Context) error {
@@ -320,7 +280,7 @@ func (s *osConfig) Tidy(context.Context) error {
 }
 
 func (s *resolvedStep) Tidy(context.Context) error {
-	tidyMachine(s.p.MachineDir, s.id, map[string][]byte{machineResolv: nil, resolvedUnit: nil})
+	tidyMachine(s.machineDir, s.id, map[string][]byte{machineResolv: nil, resolvedUnit: nil})
 	return nil
 }
 

@@ -221,7 +221,7 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		return r
 	}
 	var out []engine.CheckResult
-	md := c.w.p.MachineDir
+	md := c.w.dir
 	if fi, err := os.Stat(md); err == nil {
 		var problem error
 		if !fi.IsDir() {
@@ -237,7 +237,7 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		out = append(out, res("machine directory", problem, "exists and is readable"))
 	}
 	// nspawn refuses to start a machine whose bind source is missing.
-	for _, src := range append(append([]string{}, c.w.p.BindReadOnly...), c.w.p.HostDevices...) {
+	for _, src := range append(append([]string{}, c.w.binds...), c.w.devices...) {
 		r := engine.CheckResult{Name: c.Name(), Target: "bind source " + src, Severity: engine.SeverityOK, Message: "exists"}
 		if _, err := os.Stat(src); err != nil {
 			r.Severity = engine.SeverityWarning

@@ -53,7 +53,7 @@ func hostIndependent(t *testing.T, p *engine.Plan, opts steps.Options) {
 	t.Helper()
 	bind := t.TempDir()
 	replaceStep(t, p, "workspace", opts, func(params any) {
-		params.(*steps.WorkspaceParams).BindReadOnly = []string{bind}
+		params.(*steps.WorkspaceParams).BindReadOnly = []steps.BindPath{steps.BindPath(bind)}
 	})
 }
 
@@ -292,7 +292,7 @@ func TestImageCheckMessages(t *testing.T) {
 			opts := standOptions(t)
 			p, _ := s.planWith(opts, extra)
 			if tc.platform != "" {
-				replaceStep(t, p, "workspace", opts, func(params any) { params.(*steps.WorkspaceParams).Platform = tc.platform })
+				replaceStep(t, p, "workspace", opts, func(params any) { params.(*steps.WorkspaceParams).Platform = steps.Platform(tc.platform) })
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

@@ -178,3 +178,35 @@ func redactURL(s string) string {
 	u.User, u.RawQuery, u.Fragment = nil, "", ""
 	return u.String()
 }
+
+// BindPath is a host path bound into the machine: absolute, without the
+// spaces and colons that nspawn's Bind= syntax gives meaning to.
+type BindPath string
+
+var bindSyntax = newPattern(`^/[^:\s]*$`, "an absolute path without spaces or colons", 0)
+
+func (b *BindPath) UnmarshalText(t []byte) error { return set(b, bindSyntax, t) }
+func (BindPath) JSONSchema() map[string]any      { return bindSyntax.schema() }
+
+// texts turns typed strings back into plain ones.
+func texts[T ~string](v []T) []string {
+	out := make([]string, len(v))
+	for i, x := range v {
+		out[i] = string(x)
+	}
+	return out
+}
+
+// URLTemplate is a whole-URL template: a URL with {placeholders}. The
+// builders check which placeholders an artifact allows.
+type URLTemplate string
+
+func (u *URLTemplate) UnmarshalText(b []byte) error {
+	if err := urlSyntax.check(string(b)); err != nil {
+		return fmt.Errorf("%q is not an https://, http:// or file:/// URL template", redactURL(string(b)))
+	}
+	*u = URLTemplate(b)
+	return nil
+}
+
+func (URLTemplate) JSONSchema() map[string]any { return urlSyntax.schema() }

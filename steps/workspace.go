@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"text/template"
 	"time"
@@ -49,49 +48,22 @@ machine to a new image, change the reference (a digest pins it exactly).`
 
 // WorkspaceParams are the parameters of ensure-workspace.
 type WorkspaceParams struct {
-	MachineDir      string   `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute); its base name is the machine name."`
-	Image           string   `yaml:"image" jsonschema:"required" jsonschema_description:"registry/repo:tag, registry/repo@sha256:..., or oci:/path/to/layout[:tag]."`
-	Platform        string   `yaml:"platform" jsonschema:"default=linux/${host.arch}" jsonschema_description:"Only this platform's manifest and layers are fetched."`
-	Insecure        bool     `yaml:"insecure" jsonschema:"default=false" jsonschema_description:"Allow a plain-HTTP registry (loopback and private addresses need no flag)."`
-	OnImageChange   string   `yaml:"onImageChange" jsonschema:"enum=fail,enum=recreate,enum=keep,default=fail" jsonschema_description:"What to do when the machine holds another image (or one rootfsctl did not unpack)."`
-	NspawnConfig    string   `yaml:"nspawnConfig" jsonschema_description:"Path of the .nspawn file; default /etc/systemd/nspawn/<machine>.nspawn."`
-	ServiceOverride string   `yaml:"serviceOverride" jsonschema_description:"Path of the service drop-in; default /etc/systemd/system/systemd-nspawn@<machine>.service.d/override.conf."`
-	BindReadOnly    []string `yaml:"bindReadOnly" jsonschema:"default=[/lib/modules]" jsonschema_description:"Host paths bound read-only into the machine."`
-	HostDevices     []string `yaml:"hostDevices" jsonschema_description:"Host device paths bound into the machine (each becomes Bind=<path>)."`
+	MachineDir      MachineDir     `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute); its base name is the machine name."`
+	Image           string         `yaml:"image" jsonschema:"required" jsonschema_description:"registry/repo:tag, registry/repo@sha256:..., or oci:/path/to/layout[:tag]."`
+	Platform        Platform       `yaml:"platform" jsonschema:"default=linux/${host.arch}" jsonschema_description:"Only this platform's manifest and layers are fetched."`
+	Insecure        bool           `yaml:"insecure" jsonschema:"default=false" jsonschema_description:"Allow a plain-HTTP registry (loopback and private addresses need no flag)."`
+	OnImageChange   string         `yaml:"onImageChange" jsonschema:"enum=fail,enum=recreate,enum=keep,default=fail" jsonschema_description:"What to do when the machine holds another image (or one rootfsctl did not unpack)."`
+	NspawnConfig    engine.AbsPath `yaml:"nspawnConfig" jsonschema_description:"Path of the .nspawn file; default /etc/systemd/nspawn/<machine>.nspawn."`
+	ServiceOverride engine.AbsPath `yaml:"serviceOverride" jsonschema_description:"Path of the service drop-in; default /etc/systemd/system/systemd-nspawn@<machine>.service.d/override.conf."`
+	BindReadOnly    []BindPath     `yaml:"bindReadOnly" jsonschema:"default=[/lib/modules]" jsonschema_description:"Host paths bound read-only into the machine."`
+	HostDevices     []BindPath     `yaml:"hostDevices" jsonschema_description:"Host device paths bound into the machine (each becomes Bind=<path>)."`
 }
 
-var machineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
 func (p *WorkspaceParams) Validate() []engine.FieldError {
-	errs := machinePaths(p.MachineDir, "", "")
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, engine.FieldError{Path: field, Message: fmt.Sprintf(format, args...)})
-	}
-	if name := filepath.Base(p.MachineDir); filepath.IsAbs(p.MachineDir) && !machineNamePattern.MatchString(name) {
-		bad("machineDir", "machine name %q (the base name) must be letters, digits, _ . -", name)
-	}
 	if _, err := parseImageRef(p.Image, p.Insecure); err != nil {
-		bad("image", "%v", err)
+		return []engine.FieldError{{Path: "image", Message: err.Error()}}
 	}
-	if _, err := v1.ParsePlatform(p.Platform); err != nil || !strings.Contains(p.Platform, "/") {
-		bad("platform", "%q is not os/arch[/variant]", p.Platform)
-	}
-	for field, v := range map[string]string{"nspawnConfig": p.NspawnConfig, "serviceOverride": p.ServiceOverride} {
-		if v != "" && !filepath.IsAbs(v) {
-			bad(field, "must be an absolute path, got %q", v)
-		}
-	}
-	for i, b := range p.BindReadOnly {
-		if !filepath.IsAbs(b) || strings.ContainsAny(b, ": \t\n") {
-			bad(fmt.Sprintf("bindReadOnly[%d]", i), "must be an absolute path without spaces or colons, got %q", b)
-		}
-	}
-	for i, b := range p.HostDevices {
-		if !filepath.IsAbs(b) || strings.ContainsAny(b, ": \t\n") {
-			bad(fmt.Sprintf("hostDevices[%d]", i), "must be an absolute path without spaces or colons, got %q", b)
-		}
-	}
-	return errs
+	return nil
 }
 
 //go:embed templates/*.tmpl
@@ -101,7 +73,10 @@ var templates = template.Must(template.ParseFS(templateFS, "templates/*.tmpl"))
 
 type workspace struct {
 	p        WorkspaceParams
+	dir      string // the machine directory
 	machine  string
+	binds    []string // bindReadOnly
+	devices  []string // hostDevices
 	ref      imageRef
 	platform v1.Platform
 	nspawn   string // host path of the .nspawn file
@@ -110,23 +85,24 @@ type workspace struct {
 }
 
 func newWorkspace(_ string, p *WorkspaceParams, o *Options) (engine.Step, error) {
-	p.MachineDir = filepath.Clean(p.MachineDir)
-	w := &workspace{p: *p, machine: filepath.Base(p.MachineDir), opts: o}
+	dir := string(p.MachineDir)
+	w := &workspace{p: *p, dir: dir, machine: filepath.Base(dir), opts: o,
+		binds: texts(p.BindReadOnly), devices: texts(p.HostDevices)}
 	var err error
 	if w.ref, err = parseImageRef(p.Image, p.Insecure); err != nil {
 		return nil, err
 	}
-	pl, err := v1.ParsePlatform(p.Platform)
+	pl, err := v1.ParsePlatform(string(p.Platform))
 	if err != nil {
 		return nil, err
 	}
 	w.platform = *pl
-	w.nspawn = filepath.Clean(p.NspawnConfig)
-	if p.NspawnConfig == "" {
+	w.nspawn = string(p.NspawnConfig)
+	if w.nspawn == "" {
 		w.nspawn = "/etc/systemd/nspawn/" + w.machine + ".nspawn"
 	}
-	w.override = filepath.Clean(p.ServiceOverride)
-	if p.ServiceOverride == "" {
+	w.override = string(p.ServiceOverride)
+	if w.override == "" {
 		w.override = "/etc/systemd/system/systemd-nspawn@" + w.machine + ".service.d/override.conf"
 	}
 	return w, nil
@@ -152,7 +128,7 @@ const (
 )
 
 func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
-	d, err := os.Open(w.p.MachineDir)
+	d, err := os.Open(w.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rootfsMissing, "machine directory does not exist", nil
 	}
@@ -167,7 +143,7 @@ func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
 		}
 		return rootfsMissing, "machine directory is empty", nil
 	}
-	root, err := openMachine(w.p.MachineDir)
+	root, err := openMachine(w.dir)
 	if err != nil {
 		return 0, "", err
 	}
@@ -218,7 +194,7 @@ func (w *workspace) configs() (map[string][]byte, error) {
 		Machine      string
 		BindReadOnly []string
 		HostDevices  []string
-	}{w.machine, w.p.BindReadOnly, w.p.HostDevices}
+	}{w.machine, w.binds, w.devices}
 	out := map[string][]byte{}
 	for file, tmpl := range map[string]string{w.nspawn: "machine.nspawn.tmpl", w.override: "override.conf.tmpl"} {
 		var b bytes.Buffer
@@ -350,7 +326,7 @@ func (w *workspace) oldPrefix() string     { return "." + w.machine + ".rootfsct
 // cleanLeftovers removes staging and old directories of earlier runs that
 // were interrupted. They are never accepted as a rootfs.
 func (w *workspace) cleanLeftovers(ctx context.Context) {
-	parent := filepath.Dir(w.p.MachineDir)
+	parent := filepath.Dir(w.dir)
 	entries, err := os.ReadDir(parent)
 	if err != nil {
 		return
@@ -369,7 +345,7 @@ func (w *workspace) cleanLeftovers(ctx context.Context) {
 // unpack builds the rootfs in a staging directory and moves it into place.
 func (w *workspace) unpack(ctx context.Context, replace bool) error {
 	log := zerolog.Ctx(ctx)
-	parent := filepath.Dir(w.p.MachineDir)
+	parent := filepath.Dir(w.dir)
 	// Missing parents are made 0700, as /var/lib/machines is: the rootfs
 	// holds setuid-root programs and device nodes, which host users must
 	// not reach.
@@ -443,7 +419,7 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 		if err := os.Remove(old); err != nil {
 			return err
 		}
-		if err := os.Rename(w.p.MachineDir, old); err != nil {
+		if err := os.Rename(w.dir, old); err != nil {
 			return fmt.Errorf("move old rootfs aside: %w", err)
 		}
 		defer func() {
@@ -451,10 +427,10 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 				log.Warn().Err(err).Str("path", old).Msg("could not remove the old rootfs; the next run retries")
 			}
 		}()
-	} else if err := os.Remove(w.p.MachineDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	} else if err := os.Remove(w.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove empty machine directory: %w", err)
 	}
-	if err := os.Rename(staging, w.p.MachineDir); err != nil {
+	if err := os.Rename(staging, w.dir); err != nil {
 		return fmt.Errorf("move rootfs into place: %w", err)
 	}
 	committed = true
@@ -616,7 +592,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 }
 
 // Resources: the machine directory; a second apply on it must wait.
-func (w *workspace) Resources() []string { return []string{w.p.MachineDir} }
+func (w *workspace) Resources() []string { return []string{w.dir} }
 
 // Tidy removes what an interrupted run left: staging and old rootfs
 // directories beside the machine, temporary files next to the nspawn
@@ -629,7 +605,7 @@ func (w *workspace) Tidy(ctx context.Context) error {
 			root.Close()
 		}
 	}
-	if root, err := openMachine(w.p.MachineDir); err == nil {
+	if root, err := openMachine(w.dir); err == nil {
 		removeTemps(root, StateDir, "workspace")
 		root.Close()
 	}
