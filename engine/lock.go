@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +38,7 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("%s is being provisioned by another rootfsctl (pid %d, plan %s, since %s); wait for it or use --lock-wait",
+	return fmt.Sprintf("%s is being provisioned by another rootfsctl (pid %d, plan %s, since %s)",
 		e.Resource, e.Holder.PID, e.Holder.Plan, e.Holder.Started.Format(time.RFC3339))
 }
 
@@ -81,7 +83,9 @@ func DefaultLockDir() string {
 // acquireLocks locks every resource of the steps, in a fixed order so two
 // runs cannot deadlock, waiting up to wait for each. The locks are released
 // by the returned function (and by the kernel if the process dies).
-func acquireLocks(p *Plan, ids []string, dir string, wait time.Duration) (func(), error) {
+//
+// Waiting stops when ctx ends (the error is then ctx's).
+func acquireLocks(ctx context.Context, log zerolog.Logger, p *Plan, ids []string, dir string, wait time.Duration) (func(), error) {
 	// One lock per key, however many spellings name it: two locks on one
 	// file from one process would wait for each other.
 	spelled := map[string]string{} // key -> the first spelling, for messages
@@ -119,12 +123,20 @@ func acquireLocks(p *Plan, ids []string, dir string, wait time.Duration) (func()
 			return nil, fmt.Errorf("lock %s: %w", res, err)
 		}
 		deadline := time.Now().Add(wait)
-		for {
+		for waiting := false; ; {
 			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 			if err == nil || !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
 				break
 			}
-			time.Sleep(100 * time.Millisecond)
+			if !waiting {
+				waiting = true
+				log.Info().Str("phase", "lock-wait").Str("resource", res).Dur("waitMs", wait).Msg("another run holds the machine; waiting")
+			}
+			if serr := sleepCtx(ctx, 100*time.Millisecond); serr != nil {
+				f.Close()
+				release()
+				return nil, serr
+			}
 		}
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			var h LockHolder

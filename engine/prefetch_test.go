@@ -151,6 +151,14 @@ func TestSecondRunOnSameResourceIsRefused(t *testing.T) {
 	if !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
 		t.Errorf("message does not name the holder: %v", err)
 	}
+	// Waiting for the lock ends when the run is interrupted, long before
+	// the wait is over.
+	wctx, wcancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, wcancel)
+	rep, err := engine.Run(wctx, p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir, LockWait: time.Hour})
+	if !errors.Is(err, engine.ErrInterrupted) || rep.Status != engine.OutcomeInterrupted {
+		t.Errorf("run interrupted while waiting for the lock: %v, %+v", err, rep)
+	}
 	cancel()
 	<-first
 	started2 := make(chan struct{})

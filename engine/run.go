@@ -72,7 +72,13 @@ func Run(ctx context.Context, p *Plan, g *Graph, opts RunOptions) (*Report, erro
 	log := opts.Logger
 	if !opts.CheckOnly {
 		log.Debug().Str("phase", "lock").Msg("locking the machines the plan changes")
-		release, err := acquireLocks(p, ids, opts.LockDir, opts.LockWait)
+		release, err := acquireLocks(ctx, log, p, ids, opts.LockDir, opts.LockWait)
+		if ctx.Err() != nil {
+			if err == nil {
+				release()
+			}
+			return s.report(ctx, rep, ""), ErrInterrupted
+		}
 		if err != nil {
 			rep.Status, rep.Error = OutcomeError, err.Error()
 			return rep, err

@@ -229,6 +229,7 @@ func (d *downloads) prepare(ctx context.Context, j job) (jobPlan, error) {
 
 // install copies one prepared job from the cache into the machine.
 func (d *downloads) install(ctx context.Context, root *os.Root, j job, pl jobPlan) ([]fileState, error) {
+	zerolog.Ctx(ctx).Debug().Str("phase", "install").Str("artifact", j.art.Name).Msg("installing")
 	if pl.members != nil {
 		return d.installMembers(ctx, root, j, pl.digest, pl.members)
 	}
@@ -339,6 +340,7 @@ func (d *downloads) expectedSum(ctx context.Context, a artifact) (sum string, re
 }
 
 func (d *downloads) fetch(ctx context.Context, a artifact, w io.Writer) error {
+	zerolog.Ctx(ctx).Debug().Str("phase", "download").Str("artifact", a.Name).Msg("downloading")
 	var tr engine.Tracker
 	defer func() {
 		if tr != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rs/zerolog"
 )
 
 const osDoc = `Writes OS configuration into the machine so that kubelet and container
@@ -94,7 +95,8 @@ func (s *osConfig) Check(context.Context) (engine.Change, error) {
 	return checkFiles(s.machineDir, s.files)
 }
 
-func (s *osConfig) Apply(context.Context) error {
+func (s *osConfig) Apply(ctx context.Context) error {
+	zerolog.Ctx(ctx).Debug().Str("phase", "config").Int("files", len(s.files)).Msg("writing")
 	return applyFiles(s.machineDir, s.files, s.id)
 }
 

@@ -294,6 +294,7 @@ func (w *workspace) Apply(ctx context.Context) error {
 		if same {
 			continue
 		}
+		zerolog.Ctx(ctx).Debug().Str("phase", "config").Str("file", file).Msg("writing")
 		if err := writeHostFile(file, cfg[file], 0o644); err != nil {
 			return err
 		}
@@ -353,6 +354,7 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 		return fmt.Errorf("create %s: %w", parent, err)
 	}
 	w.cleanLeftovers(ctx)
+	log.Debug().Str("phase", "pull").Msg("resolving the image")
 	img, err := w.resolve(ctx)
 	if err != nil {
 		return err
@@ -531,6 +533,7 @@ func (w *workspace) cacheLayer(ctx context.Context, l v1.Layer, digest string) e
 }
 
 func (w *workspace) unpackLayer(ctx context.Context, u *unpack.Unpacker, l v1.Layer, digest, name string) error {
+	zerolog.Ctx(ctx).Debug().Str("phase", "unpack").Str("layer", name).Msg("unpacking")
 	size, _ := l.Size()
 	tr := engine.ProgressFrom(ctx).Track(name, size)
 	defer tr.Done()

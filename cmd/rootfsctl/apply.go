@@ -165,12 +165,15 @@ func (a *app) emit(f *runFlags, rep *engine.Report, runErr error) error {
 
 // pruneHook keeps the cache under max after an apply that changed something.
 func (a *app) pruneHook(max int64) func(context.Context, *engine.Report) {
-	return func(_ context.Context, rep *engine.Report) {
+	return func(ctx context.Context, rep *engine.Report) {
 		if rep.Failed() || rep.Count(engine.StatusChanged) == 0 {
 			return
 		}
 		log, _ := a.logger()
-		if removed, err := a.cache().Prune(max); err != nil {
+		log.Debug().Str("phase", "prune").Msg("pruning the cache")
+		if removed, err := a.cache().Prune(ctx, max); errors.Is(err, context.Canceled) {
+			log.Warn().Int("entries", removed.Entries).Msg("cache pruning interrupted; the next apply goes on")
+		} else if err != nil {
 			log.Warn().Err(err).Msg("could not prune the cache")
 		} else if removed.Entries > 0 {
 			log.Info().Int("entries", removed.Entries).Int64("bytes", removed.Bytes).Msg("pruned the cache")

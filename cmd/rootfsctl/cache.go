@@ -58,7 +58,7 @@ are written and again when they are read. Several runs may share it.`,
 			if all {
 				limit = 0
 			}
-			removed, err := a.cache().Prune(limit)
+			removed, err := a.cache().Prune(cmd.Context(), limit)
 			if err != nil {
 				return err
 			}

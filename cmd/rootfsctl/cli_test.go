@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +28,8 @@ type scenario struct {
 	args func(dir string) []string
 	// ctx, when set, gives the context the command runs under.
 	ctx func(t *testing.T, dir string) context.Context
+	// says, when set, is part of what stderr must say.
+	says string
 }
 
 const slowStep = `  slow:
@@ -55,6 +61,9 @@ var exitScenarios = map[int][]scenario{
 			return []string{"apply", filepath.Join(d, "missing.yaml")}
 		}},
 		{name: "the plan file is a directory", args: func(d string) []string { return []string{"validate", d} }},
+		{name: "another run holds the machine", args: func(d string) []string {
+			return append([]string{"apply", "--skip-preflight"}, holdVars(d)...)
+		}, ctx: holdMachine, says: "is being provisioned by another rootfsctl"},
 	},
 	exitChanges: {
 		{name: "plan --detailed-exitcode with changes", args: func(d string) []string {
@@ -151,8 +160,8 @@ func TestExitCodeTable(t *testing.T) {
 					ctx = sc.ctx(t, dir)
 				}
 				got, out, errOut := cli(t, ctx, sc.args(dir)...)
-				if got != code {
-					t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", got, code, out, errOut)
+				if got != code || !strings.Contains(errOut, sc.says) {
+					t.Errorf("exit %d, want %d (saying %q)\nstdout:\n%s\nstderr:\n%s", got, code, sc.says, out, errOut)
 				}
 			})
 		}
@@ -331,4 +340,40 @@ func TestLogDurationsCarryTheirUnit(t *testing.T) {
 	if seen < 2 {
 		t.Errorf("found %d duration fields ending in Ms, want the step durations and the retry wait:\n%s", seen, errOut)
 	}
+}
+
+// holdVars point the demo plan at a registry that never answers, so an
+// apply holds its machine's lock while it waits for the image.
+var holeAddr string
+
+func holdVars(dir string) []string {
+	return []string{"../../plans/demo.yaml", "--var", "registry=" + holeAddr, "--var", "mirror=http://" + holeAddr, "--var", "out=" + dir}
+}
+
+// holdMachine starts another apply of the same machine and returns once it
+// holds the lock; the holder is stopped when the test ends.
+func holdMachine(t *testing.T, dir string) context.Context {
+	holeAddr = blackHole(t)
+	bin := buildBinary(t)
+	holder := exec.Command(bin, append([]string{"apply", "--skip-preflight", "--log-format", "json", "--log-level", "debug", "--cache-dir", t.TempDir()}, holdVars(dir)...)...)
+	stderr, err := holder.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = holder.Process.Signal(syscall.SIGINT)
+		_ = holder.Wait()
+	})
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"phase":"pull"`) {
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return context.Background()
+		}
+	}
+	t.Fatal("the holding apply ended before it took the lock")
+	return nil
 }

@@ -105,9 +105,14 @@ func (w *throttled) Write(p []byte) (int, error) {
 }
 
 func (s *crashStand) apply(bin, out, cache string) *exec.Cmd {
-	return exec.Command(bin, "apply", "--log-level", "error", "--cache-dir", cache, "--cache-max-size", "10GiB", "../../plans/demo.yaml",
-		"--var", "registry="+s.registry, "--var", "mirror="+s.mirror, "--var", "out="+out,
-		"--var", "resolvConf="+s.resolv, "--var", "arch=amd64")
+	return exec.Command(bin, s.args(out, cache)...)
+}
+
+// args is the command line of a cold apply of the demo plan from the stand.
+func (s *crashStand) args(out, cache string) []string {
+	return []string{"apply", "--log-level", "error", "--cache-dir", cache, "--cache-max-size", "10GiB", "../../plans/demo.yaml",
+		"--var", "registry=" + s.registry, "--var", "mirror=" + s.mirror, "--var", "out=" + out,
+		"--var", "resolvConf=" + s.resolv, "--var", "arch=amd64"}
 }
 
 // tree describes every entry under dir (type, mode, owner-independent
@@ -219,59 +224,6 @@ func buildBinary(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// TestSIGINTDuringProvisioning interrupts cold applies at random moments:
-// exit code 130 (or 0 when it had finished), the partial table says what
-// was cancelled, nothing temporary is left even before the next run, and
-// the next apply completes the machine.
-func TestSIGINTDuringProvisioning(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: runs 11 cold applies")
-	}
-	bin, s, ref, refDur := referenceRun(t)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
-	for i := 0; i < 5; i++ {
-		out, cache := t.TempDir(), t.TempDir()
-		cmd := s.apply(bin, out, cache)
-		var stdout strings.Builder
-		cmd.Stdout = &stdout
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(rng.Int64N(int64(refDur * 9 / 10))))
-		sent := time.Now()
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		err := cmd.Wait()
-		t.Logf("round %d: exited %s after SIGINT", i, time.Since(sent).Round(time.Millisecond))
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		if code != 0 && code != exitInterrupted {
-			t.Fatalf("round %d: exit %d, want 130 (or 0)\n%s", i, code, stdout.String())
-		}
-		if code == exitInterrupted && !strings.Contains(stdout.String(), "cancelled") {
-			t.Errorf("round %d: the partial result does not show what was cancelled:\n%s", i, stdout.String())
-		}
-		for rel := range tree(t, out) {
-			if isLeftover(rel) {
-				t.Errorf("round %d: temporary file left after SIGINT: %s", i, rel)
-			}
-		}
-		if entries, _ := os.ReadDir(filepath.Join(cache, "tmp")); len(entries) > 0 {
-			t.Errorf("round %d: cache temporary files left after SIGINT: %d", i, len(entries))
-		}
-		if msg, err := s.apply(bin, out, cache).CombinedOutput(); err != nil {
-			t.Fatalf("round %d: the next apply failed: %v\n%s", i, err, msg)
-		}
-		got := tree(t, out)
-		for rel, want := range ref {
-			if got[rel] != want {
-				t.Errorf("round %d: after the next apply %s is %q, want %q", i, rel, got[rel], want)
-			}
-		}
-	}
 }
 
 // referenceRun builds the binary and the stand, and applies once without

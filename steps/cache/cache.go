@@ -13,6 +13,7 @@
 package cache
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -451,7 +452,10 @@ func (c *Cache) entries() ([]entryInfo, error) {
 // most maxBytes, and the temporary files of runs that were killed (never
 // those of a live run, however long it has been writing). maxBytes 0
 // empties the cache.
-func (c *Cache) Prune(maxBytes int64) (removed Usage, err error) {
+//
+// It stops, with what it removed so far and ctx's error, when ctx ends: a
+// partly pruned cache is a valid cache.
+func (c *Cache) Prune(ctx context.Context, maxBytes int64) (removed Usage, err error) {
 	c.CleanTemp()
 	entries, err := c.entries()
 	if err != nil {
@@ -465,6 +469,9 @@ func (c *Cache) Prune(maxBytes int64) (removed Usage, err error) {
 	for _, e := range entries {
 		if total <= maxBytes {
 			break
+		}
+		if err := ctx.Err(); err != nil {
+			return removed, err
 		}
 		if err := os.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, fmt.Errorf("prune %s: %w", e.path, err)
