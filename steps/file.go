@@ -16,7 +16,9 @@ const fileDoc = `Writes a file on the host with exactly the given content and mo
 Up to date when the file already has that content and mode. The write is
 atomic: a temporary file in the same directory, fsync, then rename, so a
 reader never sees a partial file. Missing parent directories are created
-with mode 0755.`
+with mode 0755. It replaces a regular file or a symlink (the link itself,
+never its target), and refuses anything else at the path: a directory, a
+device node, a fifo or a socket is not a file to overwrite.`
 
 // FileParams are the parameters of the file step.
 type FileParams struct {
@@ -42,8 +44,10 @@ func (s *fileStep) Check(_ context.Context) (engine.Change, error) {
 		return engine.NeedsChange("file does not exist"), nil
 	case err != nil:
 		return engine.Change{}, fmt.Errorf("stat %s: %w", s.path, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return engine.NeedsChange(fmt.Sprintf("%s is a symlink; the link will be replaced by a file", s.path)), nil
 	case !fi.Mode().IsRegular():
-		return engine.NeedsChange(fmt.Sprintf("%s is a %s, not a regular file", s.path, fileKind(fi.Mode()))), nil
+		return engine.Change{}, errNotAFile(s.path, fi.Mode())
 	}
 	same, err := hasContent(nil, s.path, []byte(s.p.Content))
 	if err != nil {
@@ -68,13 +72,20 @@ func (s *fileStep) Apply(_ context.Context) error {
 		return fmt.Errorf("open %s: %w", dir, err)
 	}
 	defer root.Close()
-	if fi, err := root.Lstat(filepath.Base(s.path)); err == nil && fi.IsDir() {
-		return engine.Permanent(fmt.Errorf("write %s: it is a directory", s.path))
+	// Checked again here, through the directory's root: the path may have
+	// changed since Check.
+	if fi, err := root.Lstat(filepath.Base(s.path)); err == nil && !fi.Mode().IsRegular() && fi.Mode()&fs.ModeSymlink == 0 {
+		return errNotAFile(s.path, fi.Mode())
 	}
 	if err := writeAtomic(root, filepath.Base(s.path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm(), "file"); err != nil {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	}
 	return nil
+}
+
+// errNotAFile refuses to replace what is not a file.
+func errNotAFile(path string, m fs.FileMode) error {
+	return engine.Permanent(fmt.Errorf("%s is a %s; a file step replaces only a regular file or a symlink, so nothing was changed", path, fileKind(m)))
 }
 
 func fileKind(m fs.FileMode) string {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rs/zerolog"
 
 	"github.com/rootfsctl/rootfsctl/engine"
@@ -113,12 +115,53 @@ func TestFileStepSetuidMode(t *testing.T) {
 	mustCheck(t, s, false, "match")
 }
 
-func TestFileStepRefusesDirectory(t *testing.T) {
+// TestFileStepRefusesWhatIsNotAFile: a directory, a device node, a fifo or
+// a socket at the path is refused by Check and by Apply, and left as it is;
+// a symlink is replaced as a link, never followed.
+func TestFileStepRefusesWhatIsNotAFile(t *testing.T) {
 	dir := t.TempDir()
-	s := build(t, "    type: file\n    with: {path: "+dir+", content: x}\n")
-	mustCheck(t, s, true, "is a directory")
-	if err := s.Apply(ctx()); err == nil || !engine.IsPermanent(err) {
-		t.Errorf("Apply() over a directory: got %v, want a permanent error", err)
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]string{"directory": dir, "named pipe": fifo}
+	if os.Geteuid() == 0 {
+		dev := filepath.Join(dir, "null")
+		if err := syscall.Mknod(dev, syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+		targets["device"] = dev
+	}
+	for kind, path := range targets {
+		s := build(t, "    type: file\n    with: {path: "+path+", content: x}\n")
+		if _, err := s.Check(ctx()); err == nil || !engine.IsPermanent(err) || !strings.Contains(err.Error(), "is a "+kind) {
+			t.Errorf("Check() over a %s: got %v, want a permanent error naming it", kind, err)
+		}
+		if err := s.Apply(ctx()); err == nil || !engine.IsPermanent(err) {
+			t.Errorf("Apply() over a %s: got %v, want a permanent error", kind, err)
+		}
+		if fi, err := os.Lstat(path); err != nil || fi.Mode().IsRegular() {
+			t.Errorf("the %s was replaced: %v %v", kind, fi.Mode(), err)
+		}
+	}
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	s := build(t, "    type: file\n    with: {path: "+link+", content: new}\n")
+	mustCheck(t, s, true, "is a symlink")
+	if err := s.Apply(ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Errorf("the symlink's target was written: %q", b)
+	}
+	if fi, _ := os.Lstat(link); !fi.Mode().IsRegular() {
+		t.Errorf("the link was not replaced by a file: %v", fi.Mode())
 	}
 }
 
