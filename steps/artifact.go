@@ -116,8 +116,10 @@ func linuxVals(version Version, arch Arch) map[string]string {
 	return map[string]string{"version": string(version), "arch": string(arch), "os": "linux"}
 }
 
-// key identifies the artifact's content source: its full URL (never stored
-// as such, only digested, since it may hold credentials) and its pin.
+// key identifies the artifact: what it is (name, version, platform), the
+// file it is published as, and its pin. Where it is served from is not
+// part of it: the same release from a mirror is the same artifact, and
+// moving a plan to a mirror reinstalls nothing.
 func (a artifact) key() string {
-	return stateKey([]string{a.URL, a.Pinned, a.SumURL})
+	return stateKey([]string{a.Name, a.SumFile, a.Pinned})
 }

@@ -44,6 +44,6 @@ func newCNI(id string, p *CNIParams, o *Options) (engine.Step, error) {
 			return path.Join(installDir, m), !strings.Contains(m, "/") && m != "."
 		}})
 	d.summary = fmt.Sprintf("cni-plugins %s linux/%s", p.Version, p.Arch)
-	d.key = stateKey(*p)
+	d.key = d.jobsKey()
 	return d, nil
 }

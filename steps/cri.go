@@ -76,6 +76,6 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	d.jobs = append(d.jobs, job{art: ra, label: "runc", check: criCheck, dest: path.Join(installDir, "runc")})
 
 	d.summary = fmt.Sprintf("containerd %s, runc %s linux/%s", cv, rv, p.Arch)
-	d.key = stateKey(*p)
+	d.key = d.jobsKey()
 	return d, nil
 }

@@ -42,6 +42,22 @@ type job struct {
 	selection string
 }
 
+// jobsKey digests what decides the installed files: each artifact's
+// identity, where its files go and which members are chosen. Sources
+// (URLs) are not in it; see artifact.key.
+func (d *downloads) jobsKey() string {
+	type jobKey struct {
+		Artifact, Dest, Selection string
+		Require                   []string
+		ExecutablesOnly           bool
+	}
+	keys := []any{d.installDir}
+	for _, j := range d.jobs {
+		keys = append(keys, jobKey{j.art.key(), j.dest, j.selection, j.require, j.executablesOnly})
+	}
+	return stateKey(keys)
+}
+
 // downloads is the shared machinery of download-kube, -cri and -cni.
 type downloads struct {
 	id         string
@@ -69,6 +85,8 @@ func (d *downloads) Check(_ context.Context) (engine.Change, error) {
 	switch {
 	case st == nil:
 		return engine.NeedsChange("not installed: " + d.summary), nil
+	case st.Key != d.key && st.Summary == d.summary:
+		return engine.NeedsChange(fmt.Sprintf("installed %s with other settings; the plan changes the install directory, a pinned digest or the files chosen", d.summary)), nil
 	case st.Key != d.key:
 		return engine.NeedsChange(fmt.Sprintf("installed %s; plan wants %s", st.Summary, d.summary)), nil
 	}

@@ -97,9 +97,6 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		summary += fmt.Sprintf("; crictl %s", cv)
 	}
 	d.summary = summary
-	d.key = stateKey(struct {
-		P      KubeParams
-		Crictl string
-	}{*p, summary})
+	d.key = d.jobsKey()
 	return d, nil
 }

@@ -886,3 +886,28 @@ steps:
 		}
 	}
 }
+
+// TestMovingToAnotherMirrorChangesNothing: the same artifacts served from
+// another address are the same artifacts. A provisioned machine whose plan
+// now names another mirror is up to date, and nothing is requested from
+// either mirror; a changed version still reinstalls that artifact only.
+func TestMovingToAnotherMirrorChangesNothing(t *testing.T) {
+	s := newStand(t)
+	wantAll(t, s.run(nil, false), engine.StatusChanged)
+	var hits atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.FileServer(http.Dir(s.mirrorDir)).ServeHTTP(w, r)
+	}))
+	t.Cleanup(other.Close)
+	s.setFault(func(w http.ResponseWriter, r *http.Request) bool { hits.Add(1); return false })
+	rep := s.run(map[string]string{"mirror": other.URL}, false)
+	wantAll(t, rep, engine.StatusUnchanged)
+	if n := hits.Load(); n != 0 {
+		t.Errorf("moving to another mirror made %d requests, want none", n)
+	}
+	st := statusOf(s.run(map[string]string{"mirror": other.URL, "containerdVersion": "2.0.5"}, true))
+	if st["cri"] != "would-change" || st["kube"] != "unchanged" || st["cni"] != "unchanged" {
+		t.Errorf("a version change on the new mirror: %v, want only cri to change", st)
+	}
+}
