@@ -108,7 +108,29 @@ func locate(tmpl URLTemplate, vals map[string]string, base, layout string) strin
 	if tmpl != "" {
 		return expandTemplate(string(tmpl), vals)
 	}
-	return strings.TrimSuffix(base, "/") + "/" + layout
+	p, rest := splitQuery(base)
+	return strings.TrimSuffix(p, "/") + "/" + layout + rest
+}
+
+// splitQuery splits a URL before its query or fragment, which belong at the
+// end whatever is added to the path (a signed mirror URL's token).
+func splitQuery(u string) (path, rest string) {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		return u[:i], u[i:]
+	}
+	return u, ""
+}
+
+// withSuffix adds suffix to the URL's path: the checksum beside a file.
+func withSuffix(u, suffix string) string {
+	p, rest := splitQuery(u)
+	return p + suffix + rest
+}
+
+// sibling replaces the last element of the URL's path with name.
+func sibling(u, name string) string {
+	p, rest := splitQuery(u)
+	return p[:strings.LastIndex(p, "/")+1] + name + rest
 }
 
 // linuxVals are the placeholders every artifact's url template may use.

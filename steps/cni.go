@@ -37,7 +37,7 @@ func newCNI(id string, p *CNIParams, o *Options) (engine.Step, error) {
 	tgz := fmt.Sprintf("cni-plugins-linux-%s-v%s.tgz", p.Arch, p.Version)
 	a := artifact{Name: fmt.Sprintf("cni-plugins %s linux/%s", p.Version, p.Arch), SumFile: tgz, Pinned: string(p.SHA256)}
 	a.URL = locate(p.URL, linuxVals(p.Version, p.Arch), orDefault(p.BaseURL, cniUpstream), "v"+string(p.Version)+"/"+tgz)
-	a.SumURL = a.URL + ".sha256"
+	a.SumURL = withSuffix(a.URL, ".sha256")
 	installDir := d.installDir
 	d.jobs = append(d.jobs, job{art: a, label: "cni-plugins", check: "cni-artifacts", require: texts(p.Require), executablesOnly: true, selection: "top-level executables",
 		pick: func(m string) (string, bool) {

@@ -3,7 +3,6 @@ package steps
 import (
 	"fmt"
 	"path"
-	"strings"
 
 	"github.com/rootfsctl/rootfsctl/engine"
 )
@@ -61,7 +60,7 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	tarball := fmt.Sprintf("containerd-%s-linux-%s.tar.gz", cv, p.Arch)
 	ca := artifact{Name: fmt.Sprintf("containerd %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Containerd.SHA256)}
 	ca.URL = locate(p.Containerd.URL, linuxVals(cv, p.Arch), orDefault(p.Containerd.BaseURL, containerdUpstream), "v"+string(cv)+"/"+tarball)
-	ca.SumURL = ca.URL + ".sha256sum"
+	ca.SumURL = withSuffix(ca.URL, ".sha256sum")
 	installDir := d.installDir
 	d.jobs = append(d.jobs, job{art: ca, label: "containerd", check: criCheck, require: []string{"containerd"}, selection: "bin/*", pick: func(m string) (string, bool) {
 		dir, base := path.Split(m)
@@ -72,7 +71,7 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	ra := artifact{Name: fmt.Sprintf("runc %s linux/%s", rv, p.Arch), SumFile: runcFile, Pinned: string(p.Runc.SHA256)}
 	// runc publishes one checksum file for all architectures, beside the binaries.
 	ra.URL = locate(p.Runc.URL, linuxVals(rv, p.Arch), orDefault(p.Runc.BaseURL, runcUpstream), "v"+string(rv)+"/"+runcFile)
-	ra.SumURL = ra.URL[:strings.LastIndex(ra.URL, "/")+1] + "runc.sha256sum"
+	ra.SumURL = sibling(ra.URL, "runc.sha256sum")
 	d.jobs = append(d.jobs, job{art: ra, label: "runc", check: criCheck, dest: path.Join(installDir, "runc")})
 
 	d.summary = fmt.Sprintf("containerd %s, runc %s linux/%s", cv, rv, p.Arch)

@@ -77,7 +77,7 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		vals["binary"] = b
 		a := artifact{Name: fmt.Sprintf("%s %s linux/%s", b, p.Version, p.Arch), SumFile: b, Pinned: string(p.SHA256[b])}
 		a.URL = locate(p.URL, vals, orDefault(p.BaseURL, kubeUpstream), fmt.Sprintf("v%s/bin/linux/%s/%s", p.Version, p.Arch, b))
-		a.SumURL = a.URL + ".sha256"
+		a.SumURL = withSuffix(a.URL, ".sha256")
 		d.jobs = append(d.jobs, job{art: a, label: b, check: kubeCheck, dest: path.Join(d.installDir, b)})
 	}
 	summary := fmt.Sprintf("%s %s linux/%s", strings.Join(names, ", "), p.Version, p.Arch)
@@ -89,7 +89,7 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		tarball := fmt.Sprintf("crictl-v%s-linux-%s.tar.gz", cv, p.Arch)
 		a := artifact{Name: fmt.Sprintf("crictl %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Crictl.SHA256)}
 		a.URL = locate(p.Crictl.URL, linuxVals(cv, p.Arch), orDefault(p.Crictl.BaseURL, crictlUpstream), "v"+string(cv)+"/"+tarball)
-		a.SumURL = a.URL + ".sha256"
+		a.SumURL = withSuffix(a.URL, ".sha256")
 		dest := path.Join(d.installDir, "crictl")
 		d.jobs = append(d.jobs, job{art: a, label: "crictl", check: kubeCheck, require: []string{"crictl"}, selection: "crictl", pick: func(m string) (string, bool) {
 			return dest, m == "crictl"

@@ -911,3 +911,65 @@ func TestMovingToAnotherMirrorChangesNothing(t *testing.T) {
 		t.Errorf("a version change on the new mirror: %v, want only cri to change", st)
 	}
 }
+
+// TestSignedMirrorURLs: a query string (a signed mirror's token) in a
+// baseURL or a url template stays at the end of every URL built from it,
+// the checksum files' included.
+func TestSignedMirrorURLs(t *testing.T) {
+	s := newStand(t)
+	wantAll(t, s.run(nil, false), engine.StatusChanged)
+	var unsigned atomic.Int32
+	s.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Query().Get("token") != "s3cret" {
+			unsigned.Add(1)
+			http.Error(w, "unsigned", http.StatusForbidden)
+			return true
+		}
+		return false
+	})
+	reg := engine.NewRegistry()
+	steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond)), Cache: mustCache(t)})
+	src := fmt.Sprintf(`apiVersion: rootfsctl/v1
+kind: Plan
+name: t
+steps:
+  kube:
+    type: download-kube
+    with:
+      machineDir: %[1]s
+      arch: amd64
+      version: 1.33.1
+      installDir: opt/signed/bin
+      baseURL: "%[2]s/kube?token=s3cret"
+      crictl: {baseURL: "%[2]s/cri-tools?token=s3cret"}
+  cri:
+    type: download-cri
+    with:
+      machineDir: %[1]s
+      arch: amd64
+      installDir: opt/signed/bin
+      containerd: {url: "%[2]s/containerd/v{version}/containerd-{version}-{os}-{arch}.tar.gz?token=s3cret"}
+      runc: {url: "%[2]s/runc/v{version}/runc.{arch}?token=s3cret"}
+  cni:
+    type: download-cni
+    with: {machineDir: %[1]s, arch: amd64, installDir: opt/signed/cni, baseURL: "%[2]s/cni?token=s3cret#frag"}
+`, s.machine(), s.mirror)
+	p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := engine.NewGraph(p)
+	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, rep, engine.StatusChanged)
+	if n := unsigned.Load(); n != 0 {
+		t.Errorf("%d requests lost the token", n)
+	}
+	for _, f := range []string{"opt/signed/bin/kubelet", "opt/signed/bin/crictl", "opt/signed/bin/runc", "opt/signed/cni/loopback"} {
+		if _, err := os.Stat(filepath.Join(s.machine(), f)); err != nil {
+			t.Errorf("%s was not installed: %v", f, err)
+		}
+	}
+}
