@@ -68,6 +68,11 @@ func (f *runFlags) check(a *app, cmd *cobra.Command) error {
 	if err := exclusive(cmd, [2]string{"skip-preflight", "ignore-preflight-errors"}, [2]string{"skip-preflight", "fail-on-warnings"}); err != nil {
 		return err
 	}
+	if f.report != "" {
+		if err := writable(f.report); err != nil {
+			return usagef("--report %s: %v", f.report, err)
+		}
+	}
 	return checkNames(a.reg(), f.preflight.ignore)
 }
 
@@ -181,26 +186,45 @@ func (a *app) pruneHook(max int64) func(context.Context, *engine.Report) {
 	}
 }
 
+// writable checks, before anything is done, that a report can be written
+// at path: its directory exists and takes a new file, and path is not a
+// directory.
+func writable(path string) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("is not a regular file")
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".rootfsctl-report-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot create a file in %s: %v", filepath.Dir(path), err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 // writeFileAtomic writes a file through a temporary file and a rename, so
 // a reader never sees half a report.
 func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".rootfsctl-report-*")
 	if err != nil {
-		return fmt.Errorf("write report: %w", err)
+		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // best effort: gone after a successful rename
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write report: %w", err)
+		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write report: %w", err)
+		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("write report: %w", err)
+		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write report: %w", err)
+		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	return nil
 }

@@ -97,6 +97,9 @@ var exitScenarios = map[int][]scenario{
 		{name: "overflowing size", args: func(string) []string { return []string{"cache", "prune", "--max-size", "9999999TiB"} }},
 		{name: "--all with --max-size", args: func(string) []string { return []string{"cache", "prune", "--all", "--max-size", "1GiB"} }},
 		{name: "unknown step type", args: func(string) []string { return []string{"steps", "fiel"} }},
+		{name: "--report into a missing directory (checked before anything is done)", args: func(d string) []string {
+			return []string{"apply", "--report", filepath.Join(d, "missing", "r.json"), writePlan(nil, d, twoFiles)}
+		}},
 	},
 	exitInterrupted: {
 		{name: "interrupted while a step runs", args: func(d string) []string { return []string{"apply", writePlan(nil, d, slowStep)} },
@@ -376,4 +379,17 @@ func holdMachine(t *testing.T, dir string) context.Context {
 	}
 	t.Fatal("the holding apply ended before it took the lock")
 	return nil
+}
+
+// TestUnwritableReportChangesNothing: a --report that cannot be written is
+// refused before any step runs.
+func TestUnwritableReportChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := cli(t, context.Background(), "apply", "--report", filepath.Join(dir, "missing", "r.json"), writePlan(t, dir, twoFiles))
+	if code != exitUsage || !strings.Contains(errOut, "--report "+filepath.Join(dir, "missing", "r.json")) {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
+		t.Errorf("the plan ran although its report could not be written: %v", err)
+	}
 }
