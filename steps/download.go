@@ -103,7 +103,7 @@ func (d *downloads) Check(_ context.Context) (engine.Change, error) {
 func (d *downloads) Apply(ctx context.Context) error {
 	root, err := openMachine(d.machineDir)
 	if err != nil {
-		return fmt.Errorf("open machine directory: %w", err)
+		return err
 	}
 	defer root.Close()
 	d.tidy(root)

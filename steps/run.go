@@ -50,7 +50,7 @@ const (
 // RunParams are the parameters of the run step.
 type RunParams struct {
 	Command []string          `yaml:"command" jsonschema:"required,minItems=1" jsonschema_description:"The program and its arguments. Use [sh, -c, '...'] for shell syntax."`
-	Dir     string            `yaml:"dir" jsonschema_description:"Working directory (default: rootfsctl's)."`
+	Dir     engine.AbsPath    `yaml:"dir" jsonschema_description:"Working directory, absolute (default: rootfsctl's)."`
 	Env     map[string]string `yaml:"env" jsonschema_description:"Environment variables added to rootfsctl's own."`
 	Creates string            `yaml:"creates" jsonschema_description:"A path; when it exists the step is up to date and the command does not run."`
 }
@@ -84,7 +84,7 @@ func (s *runStep) creates() string {
 	if s.p.Creates == "" || filepath.IsAbs(s.p.Creates) {
 		return s.p.Creates
 	}
-	return filepath.Join(s.p.Dir, s.p.Creates)
+	return filepath.Join(s.p.Dir.String(), s.p.Creates)
 }
 
 func (s *runStep) Check(_ context.Context) (engine.Change, error) {
@@ -106,7 +106,13 @@ func (s *runStep) Apply(ctx context.Context) error {
 	log := zerolog.Ctx(ctx)
 	prog := s.p.Command[0]
 	cmd := exec.CommandContext(ctx, prog, s.p.Command[1:]...)
-	cmd.Dir = s.p.Dir
+	cmd.Dir = s.p.Dir.String()
+	if cmd.Dir != "" {
+		// Said here, or exec blames the program for a missing directory.
+		if fi, err := os.Stat(cmd.Dir); err != nil || !fi.IsDir() {
+			return engine.Permanent(fmt.Errorf("working directory %s does not exist or is not a directory", cmd.Dir))
+		}
+	}
 	cmd.Env = os.Environ()
 	keys := make([]string, 0, len(s.p.Env))
 	for k := range s.p.Env {

@@ -328,3 +328,20 @@ func mustCache(t *testing.T) *cache.Cache {
 	t.Helper()
 	return cache.New(t.TempDir())
 }
+
+// TestMissingDirectoriesAreNamed: a run step's missing working directory
+// and a download step's missing machine are said as such, once, and are
+// not retried.
+func TestMissingDirectoriesAreNamed(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope")
+	s := build(t, "    type: run\n    with: {command: [\"true\"], dir: "+missing+"}\n")
+	err := s.Apply(ctx())
+	if err == nil || !engine.IsPermanent(err) || err.Error() != "working directory "+missing+" does not exist or is not a directory" {
+		t.Errorf("run in a missing dir: %v", err)
+	}
+	d := build(t, "    type: download-cni\n    with: {machineDir: "+missing+", version: 1.5.1}\n")
+	err = d.Apply(ctx())
+	if err == nil || !engine.IsPermanent(err) || strings.Count(err.Error(), "machine directory") != 1 || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("download into a missing machine: %v", err)
+	}
+}

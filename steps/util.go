@@ -5,15 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
+	"github.com/rootfsctl/rootfsctl/engine"
 	"golang.org/x/sys/unix"
 )
 
 // openMachine opens the machine directory as an os.Root: every read and
 // write inside it is confined, whatever symlinks the image put there.
+//
+// A machine directory that does not exist is a permanent error: the steps
+// that write into a machine run after the one that makes it, so a retry
+// would not help; the message says how to fix the plan.
 func openMachine(dir string) (*os.Root, error) {
 	root, err := os.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, engine.Permanent(fmt.Errorf("machine directory %s does not exist: the step that makes it (ensure-workspace) must come first, in needs: %w", dir, fs.ErrNotExist))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open machine directory %s: %w", dir, err)
 	}
