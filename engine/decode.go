@@ -26,6 +26,9 @@ import (
 type FieldError struct {
 	Path    string
 	Message string
+	// Uses lists the other fields the finding is built on; when one of
+	// them failed to decode, the finding is not reported.
+	Uses []string
 }
 
 func (e FieldError) Error() string { return e.Path + ": " + e.Message }
@@ -44,8 +47,9 @@ var (
 type decoder struct {
 	d *diags
 	// expand, when set, expands ${...} in default= values, so a default can
-	// be "${host.arch}".
-	expand func(string) string
+	// be "${host.arch}"; defaultNote says where such a value came from.
+	expand      func(string) string
+	defaultNote func(string) string
 	// fields maps a yaml path (relative to the decode root) to its node, so
 	// that Validate errors can be positioned.
 	fields map[string]*yaml.Node
@@ -59,6 +63,9 @@ type decoder struct {
 	quiet map[*yaml.Node]bool
 	// notes are appended to messages about a node (where its value came from).
 	notes map[*yaml.Node]string
+	// noValidate skips the structs' Validate: the values are not the
+	// user's (a variable they use failed).
+	noValidate bool
 	// expanded holds scalars written with ${...}: an editor sees the
 	// reference, which the schema accepts for any field, so only their
 	// expanded value is checked.
@@ -81,12 +88,13 @@ func (dec *decoder) report(n *yaml.Node, format string, args ...any) {
 // decode fills v (a settable value) from n. prefix is how messages name the
 // value ("prepare.with"); path is the yaml path relative to the root.
 func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
-	dec.decodeField(n, v, prefix, path, false)
+	dec.decodeField(n, v, prefix, path, nil)
 }
 
-// decodeField is decode for a value whose field has a pattern or an enum
-// (constrained), which makes it a string for the schema.
-func (dec *decoder) decodeField(n *yaml.Node, v reflect.Value, prefix, path string, constrained bool) {
+// decodeField is decode for the value of a struct field f (nil for list
+// items and map values): a field with a pattern or an enum is text for
+// the schema.
+func (dec *decoder) decodeField(n *yaml.Node, v reflect.Value, prefix, path string, f *field) {
 	n = resolveAlias(n)
 	if !dec.d.spend(n) {
 		return
@@ -96,8 +104,9 @@ func (dec *decoder) decodeField(n *yaml.Node, v reflect.Value, prefix, path stri
 	if n.Kind == yaml.ScalarNode && !dec.expanded[n] && !isNull(n) && v.Type() != yamlNodeType {
 		// The YAML type an editor sees must be one the schema allows, so
 		// that the schema and this decoder agree on every literal value.
+		constrained := f != nil && (len(f.enum) > 0 || f.pattern != nil)
 		if allowed := allowedTypes(v.Type(), constrained); !typeAllowed(yamlType(n), allowed) {
-			dec.report(n, "%sexpected %s, got %s%s", pre(name), typeWords(allowed), describeScalar(n), quoteHint(n, allowed))
+			dec.report(n, "%sexpected %s, got %s%s", pre(name), typeWords(allowed), describeScalar(n), quoteHint(n, allowed, v.Type(), f))
 			return
 		}
 	}
@@ -231,7 +240,7 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 		fv := v.Field(f.index)
 		fpath := joinPath(path, f.name)
 		before := dec.errs
-		dec.decodeField(val, fv, prefix, fpath, len(f.enum) > 0 || f.pattern != nil)
+		dec.decodeField(val, fv, prefix, fpath, &f)
 		if dec.errs == before { // constraints only make sense for a well-typed value
 			dec.checkConstraints(resolveAlias(val), fv, f, joinName(prefix, fpath))
 		}
@@ -264,9 +273,42 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 				def = dec.expand(def)
 			}
 			dn := defaultNode(def, n)
+			if dec.defaultNote != nil && dec.notes != nil {
+				if note := dec.defaultNote(f.def); note != "" {
+					dec.notes[dn] = note
+				}
+			}
 			dec.decode(dn, v.Field(f.index), prefix, joinPath(path, f.name))
 			delete(dec.fields, joinPath(path, f.name)) // a default has no position of its own
 		}
+	}
+	dec.validate(n, v, prefix, path)
+}
+
+// validate runs a struct's own Validate (checks that relate its fields)
+// once its fields are decoded, and places each finding at its field. A
+// finding about a field that failed, or built on one (Uses), would only
+// repeat or garble what decoding said, and is dropped; so is everything
+// when a value was poisoned by a failed variable.
+func (dec *decoder) validate(n *yaml.Node, v reflect.Value, prefix, path string) {
+	val, ok := v.Addr().Interface().(Validator)
+	if !ok || dec.noValidate || dec.failed[path] {
+		return
+	}
+	for _, fe := range val.Validate() {
+		fpath := joinPath(path, fe.Path)
+		uses := make([]string, len(fe.Uses))
+		for i, u := range fe.Uses {
+			uses[i] = joinPath(path, u)
+		}
+		if dec.failedAt(fpath) || dec.anyFailed(uses) {
+			continue
+		}
+		at := n
+		if fn := dec.fields[fpath]; fn != nil {
+			at = fn
+		}
+		dec.report(at, "%s%s", pre(joinName(prefix, fpath)), fe.Message)
 	}
 }
 
@@ -580,6 +622,16 @@ func pre(name string) string {
 	return name + ": "
 }
 
+// anyFailed reports whether any of paths failed to decode.
+func (dec *decoder) anyFailed(paths []string) bool {
+	for _, p := range paths {
+		if dec.failedAt(p) {
+			return true
+		}
+	}
+	return false
+}
+
 // failedAt reports whether path, or a field containing it, failed to decode.
 func (dec *decoder) failedAt(path string) bool {
 	for p := path; ; {
@@ -716,9 +768,11 @@ func describeScalar(n *yaml.Node) string {
 	return kindName(n)
 }
 
-// quoteHint says how to write the value the field wants.
-func quoteHint(n *yaml.Node, allowed []string) string {
-	if yamlType(n) != "string" && typeAllowed("string", allowed) {
+// quoteHint says how to write the value the field wants, when writing it
+// so would make it right: quoting 1.5 for a version would only trade one
+// error for another.
+func quoteHint(n *yaml.Node, allowed []string, t reflect.Type, f *field) string {
+	if yamlType(n) != "string" && typeAllowed("string", allowed) && validText(n.Value, t, f) {
 		return fmt.Sprintf(" (quote it: %q)", n.Value)
 	}
 	plain := &yaml.Node{Kind: yaml.ScalarNode, Value: n.Value}
@@ -727,4 +781,23 @@ func quoteHint(n *yaml.Node, allowed []string) string {
 		return " (remove the quotes)"
 	}
 	return ""
+}
+
+// validText reports whether s, as text, is a value of type t for field f.
+func validText(s string, t reflect.Type, f *field) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		return reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)) == nil
+	}
+	if f != nil {
+		if f.pattern != nil && !f.pattern.MatchString(s) {
+			return false
+		}
+		if len(f.enum) > 0 && !contains(f.enum, s) {
+			return false
+		}
+	}
+	return true
 }

@@ -96,8 +96,14 @@ func (ds Diagnostics) WriteGitHub(w io.Writer) error {
 	esc := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A")
 	prop := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C")
 	for _, d := range ds {
-		if _, err := fmt.Fprintf(w, "::error file=%s,line=%d,col=%d::%s\n",
-			prop.Replace(d.File), d.Line, d.Col, esc.Replace(d.Message)); err != nil {
+		at := "file=" + prop.Replace(d.File)
+		if d.Line > 0 {
+			at += fmt.Sprintf(",line=%d", d.Line)
+		}
+		if d.Col > 0 {
+			at += fmt.Sprintf(",col=%d", d.Col)
+		}
+		if _, err := fmt.Fprintf(w, "::error %s::%s\n", at, esc.Replace(d.Message)); err != nil {
 			return err
 		}
 	}

@@ -264,6 +264,7 @@ func (l *loader) resolveVars(varsNode *yaml.Node, opts LoadOptions) {
 		}
 		if _, ok := builtins[o.Name]; ok {
 			builtins[o.Name] = o.Value
+			r.from[o.Name] = []string{o.Origin}
 			continue
 		}
 		if l.unknown == nil {
@@ -330,6 +331,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	var sd stepDoc
 	dec := newDecoder(d)
 	dec.quiet, dec.notes, dec.expanded = e.poisoned, e.notes, e.expanded
+	dec.noValidate = len(e.poisoned) > 0
 	dec.decode(ex, reflect.ValueOf(&sd).Elem(), s.ID, "")
 	s.Type, s.Description, s.Needs = sd.Type, sd.Description, sd.Needs
 	for i := range sd.Needs {
@@ -342,7 +344,11 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	typeNode := dec.fields["type"]
 	st, ok := l.reg.Lookup(sd.Type)
 	if !ok {
-		d.at(typeNode, "%s: unknown step type %q%s", s.ID, sd.Type, suggestOrList(sd.Type, l.reg.names()))
+		hint := suggestOrList(sd.Type, l.reg.names())
+		if strings.Contains(sd.Type, "${") {
+			hint = " (variables are not expanded in type and needs: the graph's shape never depends on them)"
+		}
+		d.at(typeNode, "%s: unknown step type %q%s", s.ID, sd.Type, hint)
 		return
 	}
 	withNode := &sd.With
@@ -352,6 +358,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	params := st.NewParams()
 	pdec := newDecoder(d)
 	pdec.quiet, pdec.notes, pdec.expanded = e.poisoned, e.notes, e.expanded
+	pdec.noValidate = len(e.poisoned) > 0
 	pdec.expand = func(def string) string {
 		if _, problem, _ := scanRefs(def); problem != "" {
 			return def
@@ -361,24 +368,21 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 		}
 		return def
 	}
+	pdec.defaultNote = func(def string) string {
+		refs, _, _ := scanRefs(def)
+		var from []string
+		for _, r := range refs {
+			from = appendNew(from, l.vars.from[r.name]...)
+		}
+		if len(from) == 0 {
+			return ""
+		}
+		return " (value from " + strings.Join(from, ", ") + ")"
+	}
 	pdec.decode(withNode, reflect.ValueOf(params).Elem(), s.ID+".with", "")
 	// A value whose variables did not resolve is not the user's value:
 	// checking it would only repeat the variable's problem.
 	poisoned := len(e.poisoned) > 0
-	if v, ok := params.(Validator); ok && !pdec.failed[""] && !poisoned {
-		// Validate also runs when some fields were wrong, so that every
-		// problem shows at once; it must not repeat what decoding said.
-		for _, fe := range v.Validate() {
-			if pdec.failedAt(fe.Path) {
-				continue
-			}
-			at := withNode
-			if fn := pdec.fields[fe.Path]; fn != nil {
-				at = fn
-			}
-			d.at(at, "%s.with.%s: %s%s", s.ID, fe.Path, fe.Message, pdec.notes[at])
-		}
-	}
 	if len(d.list) > before || poisoned || pdec.errs > 0 || dec.errs > 0 {
 		return
 	}
@@ -412,10 +416,10 @@ func (l *loader) policy(sd stepDoc) (time.Duration, Retry) {
 		r.Attempts = 1
 	}
 	if r.Delay == 0 {
-		r.Delay = Duration(time.Second)
+		r.Delay = Duration(DefaultRetryDelay)
 	}
 	if r.MaxDelay == 0 {
-		r.MaxDelay = Duration(30 * time.Second)
+		r.MaxDelay = Duration(DefaultRetryMaxDelay)
 	}
 	return timeout, r
 }

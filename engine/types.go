@@ -60,6 +60,32 @@ type Retry struct {
 	MaxDelay Duration `yaml:"maxDelay" json:"maxDelay" jsonschema_description:"Upper bound for the wait between attempts. Default 30s."`
 }
 
+// The waits between attempts when a plan sets none.
+const (
+	DefaultRetryDelay    = time.Second
+	DefaultRetryMaxDelay = 30 * time.Second
+)
+
+// Validate: the first wait cannot be longer than the longest.
+func (r *Retry) Validate() []FieldError {
+	d, m := time.Duration(r.Delay), time.Duration(r.MaxDelay)
+	if d == 0 {
+		d = DefaultRetryDelay
+	}
+	if m == 0 {
+		m = DefaultRetryMaxDelay
+	}
+	if d > m {
+		field := "delay"
+		if r.Delay == 0 {
+			field = "maxDelay"
+		}
+		return []FieldError{{Path: field, Uses: []string{"delay", "maxDelay"},
+			Message: fmt.Sprintf("delay %s is longer than maxDelay %s; waits never exceed maxDelay", d, m)}}
+	}
+	return nil
+}
+
 // FailurePolicy decides what a failed step does to the rest of the run.
 type FailurePolicy string
 

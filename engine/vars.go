@@ -77,7 +77,7 @@ func scanRefs(s string) (refs []ref, problem string, problemAt int) {
 		}
 		name := s[i+2 : i+2+end]
 		if !validRefName(name) {
-			return refs, fmt.Sprintf("invalid variable reference ${%s}", name), i
+			return refs, fmt.Sprintf("invalid variable reference ${%s} (write $${ for a literal ${, as a shell needs)", name), i
 		}
 		refs = append(refs, ref{name: name, offset: i})
 		i += 2 + end
@@ -307,6 +307,16 @@ func (r *varResolver) allNames() []string {
 	return out
 }
 
+// literalHint suggests a close variable name, or else how to pass a shell
+// variable through: ${HOME} in a run step's command is the plan's, $${HOME}
+// the shell's.
+func literalHint(name string, names []string) string {
+	if s := suggest(name, names); s != "" {
+		return s
+	}
+	return fmt.Sprintf(" (for the shell's or the program's own ${%s}, write $${%s})", name, name)
+}
+
 func appendNew(list []string, items ...string) []string {
 	for _, it := range items {
 		if !contains(list, it) {
@@ -409,6 +419,13 @@ func (e *expander) scalar(n, c *yaml.Node, name string) {
 		e.poisoned[c] = true
 		return
 	}
+	if len(n.Value) > MaxValueBytes {
+		// The same bound as for expanded values, whichever way a value
+		// was written.
+		e.d.at(n, "%sthe value is longer than %s", pre(name), byteSize(MaxValueBytes))
+		e.poisoned[c] = true
+		return
+	}
 	if len(refs) == 0 && !strings.Contains(n.Value, "$${") {
 		return
 	}
@@ -420,7 +437,7 @@ func (e *expander) scalar(n, c *yaml.Node, name string) {
 		}
 		e.poisoned[c] = true
 		if !e.vars.defined(rf.name) {
-			e.d.atPos(refPos(e.d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, suggest(rf.name, e.vars.allNames()))
+			e.d.atPos(refPos(e.d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, literalHint(rf.name, e.vars.allNames()))
 		}
 	}
 	if e.poisoned[c] {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	goccy "github.com/goccy/go-yaml"
 	goccyparser "github.com/goccy/go-yaml/parser"
@@ -36,8 +37,39 @@ func locateSyntaxError(file string, data []byte, err error) syntaxProblem {
 			p.pos.Line, p.pos.Col = gl, max(se.Token.Position.Column, 1)
 		}
 	}
-	p.msg = "invalid YAML: " + p.msg + flowHint(data, p.pos.Line)
+	if i := invalidUTF8(data); i >= 0 {
+		// yaml.v3 reports no position for it: count lines and columns.
+		line := 1 + strings.Count(string(data[:i]), "\n")
+		col := 1 + i - (strings.LastIndexByte(string(data[:i]), '\n') + 1)
+		p.pos.Line, p.pos.Col = line, col
+	}
+	hint := flowHint(data, p.pos.Line)
+	if !strings.Contains(p.msg, "tab") {
+		hint += tabHint(data, p.pos.Line)
+	}
+	p.msg = "invalid YAML: " + p.msg + hint
 	return p
+}
+
+// invalidUTF8 is the offset of the first byte that is not UTF-8, or -1.
+func invalidUTF8(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
+}
+
+// tabHint: YAML indentation is spaces only.
+func tabHint(data []byte, line int) string {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) || !strings.Contains(lines[line-1], "\t") {
+		return ""
+	}
+	return "; the line holds a tab: YAML indents with spaces only"
 }
 
 // yamlV3Line reads the line number out of a yaml.v3 error ("yaml: line 6: ...").

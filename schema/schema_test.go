@@ -168,6 +168,7 @@ var schemaCannotSee = map[string]string{
 	"undefined-variable":         "variables are resolved by expansion",
 	"mode-with-non-octal-digits": "a schema cannot check the digits of a number (0999 is the integer 999 to an editor)",
 	"path-climbs-to-root":        "paths are cleaned before they are checked; a schema cannot clean a path",
+	"retry-delay-past-max":       "a schema cannot compare two values (delay and maxDelay)",
 }
 
 // TestSchemaAgreesWithValidate is the differential test: one corpus of

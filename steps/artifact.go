@@ -19,7 +19,7 @@ var placeholderPattern = regexp.MustCompile(`\{[^{}]*\}`)
 func sourceProblems(prefix string, tmpl URLTemplate, base URL, allowed ...string) []engine.FieldError {
 	var errs []engine.FieldError
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, engine.FieldError{Path: prefix + field, Message: fmt.Sprintf(format, args...)})
+		errs = append(errs, engine.FieldError{Path: prefix + field, Message: fmt.Sprintf(format, args...), Uses: []string{prefix + "baseURL"}})
 	}
 	if tmpl == "" {
 		return nil

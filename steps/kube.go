@@ -52,7 +52,7 @@ func (p *KubeParams) Validate() []engine.FieldError {
 	errs := sourceProblems("", p.URL, p.BaseURL, "version", "arch", "os", "binary")
 	for b := range p.SHA256 {
 		if !contains(p.Binaries, Name(b)) {
-			errs = append(errs, engine.FieldError{Path: "sha256", Message: fmt.Sprintf("pins %q, which is not in binaries", b)})
+			errs = append(errs, engine.FieldError{Path: "sha256", Uses: []string{"binaries"}, Message: fmt.Sprintf("pins %q, which is not in binaries", b)})
 		}
 	}
 	return append(errs, sourceProblems("crictl.", p.Crictl.URL, p.Crictl.BaseURL, "version", "arch", "os")...)

@@ -49,7 +49,8 @@ func (p *OSParams) Validate() []engine.FieldError {
 			have = append(have, a)
 		}
 		sort.Strings(have)
-		return []engine.FieldError{{Path: "apt.mirrors", Message: fmt.Sprintf("no mirror for architecture %s (mirrors are set for: %s)", p.Arch, strings.Join(have, ", "))}}
+		return []engine.FieldError{{Path: "apt.mirrors", Uses: []string{"arch"},
+			Message: fmt.Sprintf("no mirror for architecture %s (mirrors are set for: %s)", p.Arch, strings.Join(have, ", "))}}
 	}
 	return nil
 }

@@ -61,7 +61,7 @@ type WorkspaceParams struct {
 
 func (p *WorkspaceParams) Validate() []engine.FieldError {
 	if _, err := parseImageRef(p.Image, p.Insecure); err != nil {
-		return []engine.FieldError{{Path: "image", Message: err.Error()}}
+		return []engine.FieldError{{Path: "image", Message: err.Error(), Uses: []string{"insecure"}}}
 	}
 	return nil
 }
