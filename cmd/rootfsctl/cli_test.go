@@ -270,8 +270,9 @@ func TestCompletion(t *testing.T) {
 		{[]string{"apply", plan, "--target", ""}, []string{"a\tfile", "b\tfile"}},
 		{[]string{"plan", plan, "--var", ""}, []string{"out=\t"}},
 		{[]string{"graph", plan, "--var", "o"}, []string{"out=\t"}},
-		{[]string{"apply", plan, "--ignore-preflight-errors", "cni-artifacts,"}, []string{"cni-artifacts,kubernetes-artifacts", "cni-artifacts,all"}},
-		{[]string{"preflight", plan, "--ignore-preflight-errors", ""}, []string{"oci-image-reachable", "nspawn-machine-provisioning"}},
+		{[]string{"apply", "../../plans/demo.yaml", "--ignore-preflight-errors", "cni-artifacts,"}, []string{"cni-artifacts,kubernetes-artifacts", "cni-artifacts,all"}},
+		{[]string{"preflight", "../../plans/demo.yaml", "--ignore-preflight-errors", ""}, []string{"oci-image-reachable", "nspawn-machine-provisioning"}},
+		{[]string{"plan", plan, "--var", "host."}, []string{"host.arch=\t"}},
 		{[]string{"steps", ""}, []string{"download-kube\t"}},
 	} {
 		_, out, _ := cli(t, context.Background(), append([]string{cobra.ShellCompRequestCmd}, tc.args...)...)
@@ -391,5 +392,43 @@ func TestUnwritableReportChangesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
 		t.Errorf("the plan ran although its report could not be written: %v", err)
+	}
+}
+
+// TestValidateManyPlansWithOneSetOfVars: a --var need only be declared by
+// one of the plans validated together; one that none declares is an error.
+func TestValidateManyPlansWithOneSetOfVars(t *testing.T) {
+	a := writePlan(t, t.TempDir(), twoFiles) // declares out
+	b := filepath.Join(t.TempDir(), "b.yaml")
+	if err := os.WriteFile(b, []byte("apiVersion: rootfsctl/v1\nkind: Plan\nname: b\nsteps:\n  x: {type: file, with: {path: /tmp/x}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := cli(t, context.Background(), "validate", a, b, "--var", "out=/tmp/o", "--var", "out=/tmp/p"); code != exitOK {
+		t.Errorf("a var one plan declares: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut := cli(t, context.Background(), "validate", a, b, "--var", "nobody=x")
+	if code != exitUsage || !strings.Contains(errOut, `--var nobody: no plan declares a variable`) {
+		t.Errorf("a var no plan declares: exit %d, %s", code, errOut)
+	}
+}
+
+// TestJSONLogsStayJSON: with JSON logs, every stderr line is a JSON
+// object, the final error included.
+func TestJSONLogsStayJSON(t *testing.T) {
+	for _, args := range [][]string{
+		{"apply", writePlan(t, t.TempDir(), "  boom: {type: run, with: {command: [\"false\"]}}\n")},
+		{"apply", "-j", "0", writePlan(t, t.TempDir(), twoFiles)},
+		{"apply", writePlan(t, t.TempDir(), "  a: {type: fiel}\n")},
+	} {
+		code, _, errOut := cli(t, context.Background(), args...)
+		var last map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(errOut), "\n") {
+			if err := json.Unmarshal([]byte(line), &last); err != nil {
+				t.Errorf("%v: stderr line is not JSON: %q", args, line)
+			}
+		}
+		if last["level"] != "error" || int(last["exitCode"].(float64)) != code {
+			t.Errorf("%v: the last line is not the error with the exit code %d: %v", args, code, last)
+		}
 	}
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/rootfsctl/rootfsctl/engine"
 )
@@ -15,13 +17,92 @@ import (
 // maxParallelism bounds -j, as the plan format bounds parallelism.
 const maxParallelism = 1024
 
-// usageArgs turns cobra's argument-count errors into usage errors.
+// usageArgs turns cobra's argument-count errors into usage errors that
+// say what the command takes.
 func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := v(cmd, args); err != nil {
-			return usageError{err}
+			use := strings.TrimPrefix(cmd.Use, cmd.Name())
+			return usagef("%s takes%s, got %s", cmd.CommandPath(), argWords(use), plainArgs(len(args)))
 		}
 		return nil
+	}
+}
+
+// argWords describes a command's arguments from its usage line: its
+// upper-case words (PLAN, PLAN..., [TYPE]).
+func argWords(use string) string {
+	var words []string
+	for _, w := range strings.Fields(use) {
+		if argWord.MatchString(w) {
+			words = append(words, w)
+		}
+	}
+	if len(words) == 0 {
+		return " no arguments"
+	}
+	return " " + strings.Join(words, " ")
+}
+
+var argWord = regexp.MustCompile(`^\[?[A-Z]+(\.\.\.)?\]?$`)
+
+func plainArgs(n int) string {
+	if n == 0 {
+		return "none"
+	}
+	return engine.Plural(n, "argument")
+}
+
+// flagError makes pflag's errors usage errors a person can act on: an
+// unknown flag gets a suggestion, a bad number loses strconv's words.
+func flagError(cmd *cobra.Command, err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
+		var names []string
+		cmd.Flags().VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
+		if s := engine.Suggest(name, names); s != "" {
+			msg += strings.Replace(s, `"`, `"--`, 1)
+		}
+	}
+	if i := strings.Index(msg, ": strconv."); i >= 0 {
+		msg = msg[:i] + ": not a whole number"
+	}
+	return usagef("%s", msg)
+}
+
+// groupCommand makes a command that only groups others (cache,
+// completion) refuse an unknown subcommand instead of printing its help
+// and succeeding.
+func groupCommand(c *cobra.Command) {
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		var names []string
+		for _, s := range cmd.Commands() {
+			names = append(names, s.Name())
+		}
+		return usagef("%s %s: no such command%s (commands: %s)", cmd.CommandPath(), args[0], engine.Suggest(args[0], names), strings.Join(names, ", "))
+	}
+}
+
+// helpCommand is help that refuses an unknown topic.
+func (a *app) helpCommand(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]",
+		Short: "Help about any command",
+		Long:  `Prints the help of rootfsctl or of one of its commands, the same as COMMAND --help.`,
+		Example: `  rootfsctl help
+  rootfsctl help apply
+  rootfsctl help cache prune`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return usagef("help %s: no such command; rootfsctl help lists them", strings.Join(args, " "))
+			}
+			return c.Help()
+		},
 	}
 }
 
@@ -68,12 +149,12 @@ func parseSize(s string) (int64, error) {
 	n, err := humanize.ParseBytes(t)
 	if err != nil || t == "" {
 		if strings.Contains(fmt.Sprint(err), "too large") {
-			return 0, fmt.Errorf("%q is too large (at most 8EiB)", s)
+			return 0, fmt.Errorf("%q is too large (sizes are less than 8EiB)", s)
 		}
 		return 0, fmt.Errorf("%q is not a size (use a number with a unit: 500MB, 10G, 10GiB)", s)
 	}
 	if n > math.MaxInt64 {
-		return 0, fmt.Errorf("%q is too large (at most 8EiB)", s)
+		return 0, fmt.Errorf("%q is too large (sizes are less than 8EiB)", s)
 	}
 	return int64(n), nil
 }
@@ -162,6 +243,11 @@ func (a *app) registerVarCompletion(cmd *cobra.Command) {
 		for _, name := range sortedKeys(p.Vars) {
 			out = append(out, name+"=\t"+p.Vars[name])
 		}
+		if host, err := engine.GatherHost(); err == nil {
+			for _, h := range []struct{ name, value string }{{"host.arch", host.Arch}, {"host.hostname", host.Hostname}, {"host.kernel", host.Kernel}, {"host.os", host.OS}} {
+				out = append(out, h.name+"=\t"+h.value+" (host fact)")
+			}
+		}
 		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 	})
 }
@@ -169,17 +255,39 @@ func (a *app) registerVarCompletion(cmd *cobra.Command) {
 // registerCheckCompletion completes --ignore-preflight-errors, a comma
 // separated list, one name at a time.
 func (a *app) registerCheckCompletion(cmd *cobra.Command) {
-	_ = cmd.RegisterFlagCompletionFunc("ignore-preflight-errors", func(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	_ = cmd.RegisterFlagCompletionFunc("ignore-preflight-errors", func(_ *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		prefix := ""
 		if i := strings.LastIndexByte(toComplete, ','); i >= 0 {
 			prefix = toComplete[:i+1]
 		}
+		names := a.reg().CheckNames()
+		if p, ok := a.completionPlan(args, &varFlags{}); ok {
+			names = planChecks(a.reg(), p)
+		}
 		out := []string{prefix + "all"}
-		for _, c := range a.reg().CheckNames() {
+		for _, c := range names {
 			out = append(out, prefix+c)
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp
 	})
+}
+
+// planChecks are the check names the plan's steps can contribute.
+func planChecks(reg *engine.Registry, p *engine.Plan) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range p.Steps {
+		if t, ok := reg.Lookup(s.Type); ok {
+			for _, c := range t.Checks {
+				if !seen[c] {
+					seen[c] = true
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -199,6 +307,7 @@ func describeCompletion(root *cobra.Command) {
 		if c.Name() != "completion" {
 			continue
 		}
+		c.Short = "Print a shell completion script"
 		c.Long = `Prints a shell completion script. Completion knows the commands and
 flags, the step types, and from the plan on the command line its step ids
 (--target), variables (--var) and check names (--ignore-preflight-errors).`

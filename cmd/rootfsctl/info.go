@@ -130,6 +130,11 @@ errors when a plan starts with:
 	}
 }
 
+// versionLine is what version and --version print.
+func versionLine() string {
+	return fmt.Sprintf("rootfsctl %s (%s, %s/%s)", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
 func (a *app) versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:     "version",
@@ -138,7 +143,7 @@ func (a *app) versionCommand() *cobra.Command {
 		Example: `  rootfsctl version`,
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := fmt.Fprintf(a.stdout, "rootfsctl %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintln(a.stdout, versionLine())
 			return err
 		},
 	}

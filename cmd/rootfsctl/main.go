@@ -88,12 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = usageError{err} // unknown command
 	}
 	code, msg := classify(err)
-	if msg != "" {
-		fmt.Fprintln(stderr, "Error:", msg)
-	}
-	if code == exitUsage {
-		fmt.Fprintln(stderr, "Run with --help for usage.")
-	}
+	app.reportError(code, msg)
 	return code
 }
 
@@ -194,6 +189,7 @@ what would change, and applies them with bounded concurrency.`,
 		SilenceErrors: true,
 		Version:       buildVersion(),
 	}
+	root.SetVersionTemplate(versionLine() + "\n")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "auto", "log format on stderr: auto (console on a terminal, JSON otherwise), console or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&a.cacheDir, "cache-dir", defaultCacheDir(), "content-addressed cache of downloads and image blobs, shared by runs and machines")
@@ -215,7 +211,8 @@ what would change, and applies them with bounded concurrency.`,
 	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
 	_ = root.RegisterFlagCompletionFunc("log-format", fixedCompletions("auto", "console", "json"))
 	_ = root.RegisterFlagCompletionFunc("log-level", fixedCompletions("debug", "info", "warn", "error"))
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(flagError)
+	root.SetHelpCommand(a.helpCommand(root))
 	root.AddCommand(
 		a.validateCommand(), a.graphCommand(), a.planCommand(), a.preflightCommand(), a.applyCommand(),
 		a.stepsCommand(), a.schemaCommand(), a.cacheCommand(), a.versionCommand(),
@@ -224,7 +221,42 @@ what would change, and applies them with bounded concurrency.`,
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	describeCompletion(root)
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() {
+			groupCommand(c)
+		}
+	}
 	return root
+}
+
+// reportError tells the user why the command failed: a line on stderr,
+// or a JSON event when the logs are JSON lines, so that a log collector
+// never meets a line it cannot parse.
+func (a *app) reportError(code int, msg string) {
+	hint := ""
+	if code == exitUsage {
+		hint = "Run with --help for usage."
+	}
+	if a.jsonLogs() {
+		log := zerolog.New(a.stderr).With().Timestamp().Logger()
+		ev := log.Error().Int("exitCode", code)
+		if hint != "" {
+			ev = ev.Str("hint", hint)
+		}
+		ev.Msg(msg)
+		return
+	}
+	if msg != "" {
+		fmt.Fprintln(a.stderr, "Error:", msg)
+	}
+	if hint != "" {
+		fmt.Fprintln(a.stderr, hint)
+	}
+}
+
+// jsonLogs reports whether logs go to stderr as JSON lines.
+func (a *app) jsonLogs() bool {
+	return a.logFormat == "json" || (a.logFormat == "auto" && !isTerminal(a.stderr))
 }
 
 // logger builds the zerolog logger the flags ask for.
@@ -277,12 +309,31 @@ func colour(w io.Writer) bool {
 	return isTerminal(w) && !noColor
 }
 
+// buildVersion is the version set at build time, else the module's
+// (go install rootfsctl@v1.2.3), else the commit a checkout was built from
+// (go install ./cmd/rootfsctl), else "dev".
 func buildVersion() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev != "" {
+		return "dev-" + rev + dirty
 	}
 	return "dev"
 }

@@ -145,7 +145,7 @@ func TestInvalidPlanChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	plan := writePlan(t, dir, twoFiles+"  c:\n    type: file\n    needs: [zzz]\n    with: {path: /tmp/x}\n")
 	code, _, errOut := cli(t, context.Background(), "apply", plan)
-	if code != exitFailed || !strings.Contains(errOut, `needs unknown step "zzz"`) || !strings.Contains(errOut, "nothing was done") {
+	if code != exitFailed || !strings.Contains(errOut, `needs unknown step \"zzz\"`) || !strings.Contains(errOut, "nothing was done") {
 		t.Errorf("apply invalid: exit %d, stderr %q", code, errOut)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/rootfsctl/rootfsctl/engine"
@@ -59,7 +60,14 @@ func (a *app) loadPlan(file string, vars *varFlags) (*engine.Plan, *engine.Graph
 func (a *app) failed(err error) error {
 	var ip *errInvalidPlan
 	if errors.As(err, &ip) {
-		_ = ip.ds.WriteText(a.stderr)
+		if a.jsonLogs() {
+			log := zerolog.New(a.stderr).With().Timestamp().Logger()
+			for _, d := range ip.ds {
+				log.Error().Str("file", d.File).Int("line", d.Line).Int("col", d.Col).Msg(d.Message)
+			}
+		} else {
+			_ = ip.ds.WriteText(a.stderr)
+		}
 		return &exitError{code: exitFailed, err: err}
 	}
 	return err
@@ -90,18 +98,17 @@ sorted, as file:line:col: message. Exit code 1 when any plan is invalid.`,
 			}
 			var all engine.Diagnostics
 			var summaries []string
+			// A --var need only be declared by one of the plans: CI checks
+			// many plans with one set of site values.
+			unknownTo := map[string]int{}
 			for _, file := range args {
-				p, err := engine.Load(file, opts)
+				p, err := loadIgnoringUnknown(file, opts, unknownTo)
 				var ds engine.Diagnostics
 				switch {
 				case errors.As(err, &ds):
 					all = append(all, ds...)
 					continue
 				case err != nil:
-					var uv *engine.UnknownVarError
-					if errors.As(err, &uv) {
-						return err
-					}
 					all = append(all, engine.Diagnostic{Pos: engine.Pos{File: file}, Message: err.Error()})
 					continue
 				}
@@ -116,6 +123,11 @@ sorted, as file:line:col: message. Exit code 1 when any plan is invalid.`,
 				}
 				summaries = append(summaries, fmt.Sprintf("%s: valid: plan %s, %s in %s", file, p.Name,
 					engine.Plural(len(p.Steps), "step"), engine.Plural(stages, "stage")))
+			}
+			for _, o := range opts.Overrides {
+				if unknownTo[o.Name] == len(args) {
+					return usagef("%s: no plan declares a variable %q", o.Origin, o.Name)
+				}
 			}
 			all = all.Sort()
 			switch format {
@@ -139,10 +151,35 @@ sorted, as file:line:col: message. Exit code 1 when any plan is invalid.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output: text (file:line:col: message), json or github (Actions annotations)")
+	cmd.Flags().StringVarP(&format, "format", "o", "text", "output: text (file:line:col: message), json or github (Actions annotations)")
 	vars.register(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletions("text", "json", "github"))
 	return cmd
+}
+
+// loadIgnoringUnknown loads a plan, dropping the overrides it does not
+// declare, and counts them in unknownTo.
+func loadIgnoringUnknown(file string, opts engine.LoadOptions, unknownTo map[string]int) (*engine.Plan, error) {
+	p, err := engine.Load(file, opts)
+	var uv *engine.UnknownVarError
+	if !errors.As(err, &uv) {
+		return p, err
+	}
+	skip := map[string]bool{}
+	for _, o := range uv.Unknown {
+		if !skip[o.Name] {
+			skip[o.Name] = true
+			unknownTo[o.Name]++
+		}
+	}
+	var keep []engine.VarOverride
+	for _, o := range opts.Overrides {
+		if !skip[o.Name] {
+			keep = append(keep, o)
+		}
+	}
+	opts.Overrides = keep
+	return engine.Load(file, opts)
 }
 
 func (a *app) graphCommand() *cobra.Command {
@@ -156,7 +193,7 @@ func (a *app) graphCommand() *cobra.Command {
 on GitHub) or JSON.`,
 		Example: `  rootfsctl graph plans/kube-node.yaml
   rootfsctl graph --format dot plans/kube-node.yaml | dot -Tsvg > graph.svg
-  rootfsctl graph --format mermaid plans/kube-node.yaml >> README.md`,
+  { echo '` + "```mermaid" + `'; rootfsctl graph -o mermaid plans/kube-node.yaml; echo '` + "```" + `'; } >> README.md`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: planFileCompletion,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -172,7 +209,7 @@ on GitHub) or JSON.`,
 			return g.Render(a.stdout, engine.Format(format))
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output: text, dot, mermaid or json")
+	cmd.Flags().StringVarP(&format, "format", "o", "text", "output: text, dot, mermaid or json")
 	vars.register(cmd)
 	a.registerPlanCompletions(cmd, &vars)
 	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletions("text", "dot", "mermaid", "json"))
