@@ -210,3 +210,21 @@ func (u *URLTemplate) UnmarshalText(b []byte) error {
 }
 
 func (URLTemplate) JSONSchema() map[string]any { return urlSyntax.schema() }
+
+// ImageRef is an image reference: registry/repository[:tag][@digest] in
+// the distribution grammar (lowercase repository path), or
+// oci:/absolute/layout[:tag].
+type ImageRef string
+
+var imageSyntax = func() pattern {
+	domainComponent := `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
+	domain := domainComponent + `(?:\.` + domainComponent + `)*(?::[0-9]+)?`
+	pathComponent := `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+	name := `(?:` + domain + `/)?` + pathComponent + `(?:/` + pathComponent + `)*`
+	tag := `(?::[\w][\w.-]{0,127})?`
+	digest := `(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?`
+	return newPattern(`^(?:oci:/.+|`+name+tag+digest+`)$`, "an image reference (registry/repository:tag, registry/repository@sha256:..., or oci:/path)", 0)
+}()
+
+func (r *ImageRef) UnmarshalText(b []byte) error { return set(r, imageSyntax, b) }
+func (ImageRef) JSONSchema() map[string]any      { return imageSyntax.schema() }

@@ -49,7 +49,7 @@ machine to a new image, change the reference (a digest pins it exactly).`
 // WorkspaceParams are the parameters of ensure-workspace.
 type WorkspaceParams struct {
 	MachineDir      MachineDir     `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute); its base name is the machine name."`
-	Image           string         `yaml:"image" jsonschema:"required" jsonschema_description:"registry/repo:tag, registry/repo@sha256:..., or oci:/path/to/layout[:tag]."`
+	Image           ImageRef       `yaml:"image" jsonschema:"required" jsonschema_description:"registry/repo:tag, registry/repo@sha256:..., or oci:/path/to/layout[:tag]."`
 	Platform        Platform       `yaml:"platform" jsonschema:"default=linux/${host.arch}" jsonschema_description:"Only this platform's manifest and layers are fetched."`
 	Insecure        bool           `yaml:"insecure" jsonschema:"default=false" jsonschema_description:"Allow a plain-HTTP registry (loopback and private addresses need no flag)."`
 	OnImageChange   string         `yaml:"onImageChange" jsonschema:"enum=fail,enum=recreate,enum=keep,default=fail" jsonschema_description:"What to do when the machine holds another image (or one rootfsctl did not unpack)."`
@@ -60,7 +60,7 @@ type WorkspaceParams struct {
 }
 
 func (p *WorkspaceParams) Validate() []engine.FieldError {
-	if _, err := parseImageRef(p.Image, p.Insecure); err != nil {
+	if _, err := parseImageRef(string(p.Image), p.Insecure); err != nil {
 		return []engine.FieldError{{Path: "image", Message: err.Error(), Uses: []string{"insecure"}}}
 	}
 	return nil
@@ -89,7 +89,7 @@ func newWorkspace(_ string, p *WorkspaceParams, o *Options) (engine.Step, error)
 	w := &workspace{p: *p, dir: dir, machine: filepath.Base(dir), opts: o,
 		binds: texts(p.BindReadOnly), devices: texts(p.HostDevices)}
 	var err error
-	if w.ref, err = parseImageRef(p.Image, p.Insecure); err != nil {
+	if w.ref, err = parseImageRef(string(p.Image), p.Insecure); err != nil {
 		return nil, err
 	}
 	pl, err := v1.ParsePlatform(string(p.Platform))
@@ -163,7 +163,7 @@ func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
 	switch {
 	case rec.Platform != wantPlatform:
 		return rootfsOther, fmt.Sprintf("machine holds a %s rootfs, plan wants %s", rec.Platform, wantPlatform), nil
-	case rec.Image == w.p.Image, w.ref.isDigest() && rec.Digest == w.ref.ref.Identifier():
+	case rec.Image == string(w.p.Image), w.ref.isDigest() && rec.Digest == w.ref.ref.Identifier():
 		// The reference it was unpacked from (a tag is resolved once, so a
 		// warm apply asks no registry anything), or a pin of its manifest.
 		return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + ")", nil
@@ -395,7 +395,7 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 	if err := root.RemoveAll(StateDir); err != nil {
 		return fmt.Errorf("clear %s: %w", StateDir, err)
 	}
-	rec, _ := json.MarshalIndent(workspaceRecord{Image: w.p.Image, Digest: img.digest, Platform: img.platform, Unpacked: time.Now().UTC()}, "", "  ")
+	rec, _ := json.MarshalIndent(workspaceRecord{Image: string(w.p.Image), Digest: img.digest, Platform: img.platform, Unpacked: time.Now().UTC()}, "", "  ")
 	if err := root.MkdirAll(StateDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", StateDir, err)
 	}
