@@ -39,7 +39,7 @@ demo: build
 demo-hello: build
 	./$(BIN) validate plans/hello.yaml
 	./$(BIN) graph plans/hello.yaml
-	./$(BIN) apply --log-level warn plans/hello.yaml
+	./$(BIN) apply plans/hello.yaml
 	./$(BIN) apply --log-level warn plans/hello.yaml
 
 e2e:

@@ -80,7 +80,7 @@ func run() error {
 		append([]string{"apply", "plans/demo.yaml"}, vars...),
 		append([]string{"apply", "--log-level", "warn", "plans/demo.yaml"}, vars...),
 	}
-	titles := []string{"the plan's graph", "apply (cold)", "apply again: every step unchanged"}
+	titles := []string{"the plan's graph", "apply (cold the first time: a new ./demo is empty)", "apply again: every step unchanged"}
 	for i, args := range steps {
 		fmt.Printf("== %s: rootfsctl %s\n", titles[i], strings.Join(args, " "))
 		start := time.Now()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -13,7 +14,7 @@ func (a *app) preflightCommand() *cobra.Command {
 	var pf preflightFlags
 	var vars varFlags
 	var targets []string
-	var output string
+	var output, report string
 	cmd := &cobra.Command{
 		Use:   "preflight [--ignore-preflight-errors a,b|all] [--fail-on-warnings] [--output text|json] PLAN",
 		Short: "Run the plan's non-mutating checks",
@@ -45,12 +46,23 @@ change.`,
 				case len(rep.Checks) > 0 || rep.Status == engine.OutcomeOK:
 					werr = rep.WriteTable(a.stdout)
 				}
+				if werr == nil && report != "" {
+					var buf bytes.Buffer
+					if werr = rep.WriteJSON(&buf); werr == nil {
+						werr = writeFileAtomic(report, buf.Bytes())
+					}
+				}
 				if werr != nil && err == nil {
 					err = werr
 				}
 			}()
 			if err := checkNames(a.reg(), pf.ignore); err != nil {
 				return err
+			}
+			if report != "" {
+				if err := writable(report); err != nil {
+					return usagef("--report %s: %v", report, err)
+				}
 			}
 			p, g, err := a.loadPlan(args[0], &vars)
 			if err != nil {
@@ -81,6 +93,7 @@ change.`,
 	vars.register(cmd)
 	cmd.Flags().StringArrayVar(&targets, "target", nil, "only the checks of this step and what it needs (repeatable)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json (one document, whatever the outcome)")
+	cmd.Flags().StringVar(&report, "report", "", "also write the result as JSON to this file, whatever the outcome")
 	a.registerPlanCompletions(cmd, &vars)
 	a.registerCheckCompletion(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("output", fixedCompletions("text", "json"))
