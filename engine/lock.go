@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -71,13 +72,57 @@ func lockFile(dir, resource string) string {
 }
 
 // DefaultLockDir is where locks live unless RunOptions.LockDir says
-// otherwise: /run/lock/rootfsctl for root (cleared at boot), a per-user
-// directory in the temporary directory for others.
+// otherwise: /run/lock/rootfsctl for root (cleared at boot), else the
+// user's runtime directory ($XDG_RUNTIME_DIR), else a per-user directory in
+// the temporary directory.
 func DefaultLockDir() string {
 	if os.Geteuid() == 0 {
 		return "/run/lock/rootfsctl"
 	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
+		return filepath.Join(d, "rootfsctl-locks")
+	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("rootfsctl-locks-%d", os.Geteuid()))
+}
+
+// openLockDir opens (creating it 0700) the lock directory, which often
+// sits in a directory every user can write (/run/lock, /tmp): it must be a
+// real directory, ours, and writable by nobody else, or another user could
+// plant a symlink named like a lock file and have rootfsctl overwrite the
+// file it points to.
+func openLockDir(dir string) (int, error) {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return -1, err
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open lock directory %s (it must be a directory, not a symlink): %w", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("lock directory %s belongs to uid %d with mode %04o; rootfsctl uses only a directory of its own user that no one else can write: remove it", dir, st.Uid, st.Mode&0o7777)
+	}
+	return fd, nil
+}
+
+// openLockFile opens (creating it 0600) a lock file in the lock
+// directory, never through a symlink.
+func openLockFile(dirfd int, name string) (*os.File, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("lock file %s is not a regular file", name)
+	}
+	return f, nil
 }
 
 // acquireLocks locks every resource of the steps, in a fixed order so two
@@ -111,13 +156,17 @@ func acquireLocks(ctx context.Context, log zerolog.Logger, p *Plan, ids []string
 		}
 	}
 	me, _ := json.Marshal(LockHolder{PID: os.Getpid(), Plan: p.File, Started: time.Now().UTC()})
+	if len(keys) == 0 {
+		return release, nil
+	}
+	dirfd, err := openLockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	defer unix.Close(dirfd)
 	for _, key := range keys {
 		res := spelled[key]
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			release()
-			return nil, fmt.Errorf("lock %s: %w", res, err)
-		}
-		f, err := os.OpenFile(lockFile(dir, key), os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := openLockFile(dirfd, filepath.Base(lockFile(dir, key)))
 		if err != nil {
 			release()
 			return nil, fmt.Errorf("lock %s: %w", res, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +91,61 @@ func TestLockHoldsWhateverPathSpellsTheMachine(t *testing.T) {
 	defer cancel()
 	if rep, err := engine.Run(ctx, p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir}); err != nil || rep.Failed() {
 		t.Errorf("a plan naming one machine twice: %v", err)
+	}
+}
+
+// TestLockDirectoryMustBeOurs: the lock directory often sits where every
+// user can write (/run/lock, /tmp). A symlink in place of it, a directory
+// others can write, or a symlink named like a lock file is refused, and
+// the file such a symlink points to is left alone.
+func TestLockDirectoryMustBeOurs(t *testing.T) {
+	base := t.TempDir()
+	victim := filepath.Join(base, "victim")
+	if err := os.WriteFile(victim, []byte("important"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	machine := filepath.Join(base, "machines", "m1")
+	p, g := loadString(t, holdRegistry(nil), header+"steps:\n  a: {type: hold, with: {dir: "+machine+"}}\n", nil)
+	run := func(lockDir string) error {
+		_, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir})
+		return err
+	}
+	symlinked := filepath.Join(base, "symlinked")
+	if err := os.Symlink(t.TempDir(), symlinked); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for name, dir := range map[string]string{"a symlink": symlinked, "writable by others": open} {
+		if err := run(dir); err == nil || !strings.Contains(err.Error(), "lock directory") {
+			t.Errorf("lock directory that is %s: got %v, want it refused", name, err)
+		}
+	}
+	// A planted lock file: find the name the run uses, then replace it.
+	planted := t.TempDir()
+	if err := run(planted); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := os.ReadDir(planted)
+	if len(names) != 1 {
+		t.Fatalf("lock files: %v", names)
+	}
+	lock := filepath.Join(planted, names[0].Name())
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, lock); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(planted); err == nil {
+		t.Error("a lock file that is a symlink was used")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "important" {
+		t.Errorf("the symlink's target was written: %q", b)
 	}
 }
