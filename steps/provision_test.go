@@ -26,7 +26,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/rs/zerolog"
 
 	"github.com/rootfsctl/rootfsctl/engine"
@@ -972,4 +975,20 @@ steps:
 			t.Errorf("%s was not installed: %v", f, err)
 		}
 	}
+}
+
+// TestPlatformVariantInTheIndex: an index whose arm64 entry names a variant
+// (linux/arm64/v8, as Docker Hub's do) is chosen for a plan asking for
+// linux/arm64, and the next apply finds the machine up to date.
+func TestPlatformVariantInTheIndex(t *testing.T) {
+	s := newStand(t)
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: fixture.NodeImage("amd64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: fixture.NodeImage("arm64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}})
+	s.push("rootfsctl/variant:v1", idx)
+	vars := map[string]string{"arch": "arm64", "image": s.registry + "/rootfsctl/variant:v1"}
+	wantAll(t, s.run(vars, false), engine.StatusChanged)
+	wantAll(t, s.run(vars, false), engine.StatusUnchanged)
+	vars["onImageChange"] = "recreate"
+	wantAll(t, s.run(vars, false), engine.StatusUnchanged)
 }

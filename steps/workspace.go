@@ -161,7 +161,7 @@ func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
 	}
 	wantPlatform := platformString(w.platform)
 	switch {
-	case rec.Platform != wantPlatform:
+	case !platformSatisfies(rec.Platform, w.platform):
 		return rootfsOther, fmt.Sprintf("machine holds a %s rootfs, plan wants %s", rec.Platform, wantPlatform), nil
 	case rec.Image == string(w.p.Image), w.ref.isDigest() && rec.Digest == w.ref.ref.Identifier():
 		// The reference it was unpacked from (a tag is resolved once, so a
@@ -179,6 +179,14 @@ func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
 		return rootfsOther, fmt.Sprintf("machine holds another image (%s) than the plan's (%s)", short(rec.Digest), short(img.digest)), nil
 	}
 	return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + "), the same image from another reference", nil
+}
+
+// platformSatisfies: the recorded platform is the index entry's, which may
+// name a variant (linux/arm64/v8) the plan does not ask for (linux/arm64);
+// it is the plan's platform when it would have been chosen for it.
+func platformSatisfies(recorded string, want v1.Platform) bool {
+	got, err := v1.ParsePlatform(recorded)
+	return err == nil && got.Satisfies(want)
 }
 
 func short(digest string) string {
