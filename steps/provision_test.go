@@ -992,3 +992,24 @@ func TestPlatformVariantInTheIndex(t *testing.T) {
 	vars["onImageChange"] = "recreate"
 	wantAll(t, s.run(vars, false), engine.StatusUnchanged)
 }
+
+// TestHugeInstalledFileIsNotRead: the machine is untrusted; an installed
+// binary replaced by a 1 TiB sparse file is "modified" at once, by its
+// size, without being read (hashing it would take most of an hour).
+func TestHugeInstalledFileIsNotRead(t *testing.T) {
+	s := newStand(t)
+	wantAll(t, s.run(nil, false), engine.StatusChanged)
+	kubelet := filepath.Join(s.machine(), "usr/local/bin/kubelet")
+	if err := os.Truncate(kubelet, 1<<40); err != nil {
+		t.Skipf("this file system cannot hold a 1 TiB sparse file: %v", err)
+	}
+	rep := s.run(nil, true)
+	if r := statusOf(rep)["kube"]; !strings.Contains(r, "would-change") {
+		t.Errorf("kube: %s", r)
+	}
+	for _, st := range rep.Steps {
+		if st.ID == "kube" && st.Message != "usr/local/bin/kubelet was modified" {
+			t.Errorf("kube's reason: %q", st.Message)
+		}
+	}
+}

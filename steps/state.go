@@ -91,10 +91,14 @@ func verifyFiles(root *os.Root, files []fileState) (problem string, err error) {
 			return f.Path + " is no longer a regular file", nil
 		case fi.Mode().Perm()&0o111 == 0:
 			return f.Path + " is not executable", nil
-		case fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MTime:
+		case fi.Size() != f.Size:
+			// Another size cannot be the recorded content: say so without
+			// reading a file the machine may have made huge.
+			return f.Path + " was modified", nil
+		case fi.ModTime().UnixNano() == f.MTime:
 			continue
 		}
-		sum, err := hashFile(root, f.Path)
+		sum, err := hashFile(root, f.Path, f.Size)
 		if err != nil {
 			return "", err
 		}
@@ -105,14 +109,16 @@ func verifyFiles(root *os.Root, files []fileState) (problem string, err error) {
 	return "", nil
 }
 
-func hashFile(root *os.Root, name string) (string, error) {
+// hashFile hashes at most size+1 bytes of name (a file that grew since it
+// was stat'ed cannot match a digest of size bytes anyway).
+func hashFile(root *os.Root, name string, size int64) (string, error) {
 	f, err := root.Open(name)
 	if err != nil {
 		return "", fmt.Errorf("open %s: %w", name, err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, io.LimitReader(f, size+1)); err != nil {
 		return "", fmt.Errorf("hash %s: %w", name, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
