@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -90,7 +91,9 @@ func Load(file string, opts LoadOptions) (*Plan, error) {
 // readPlan reads a plan file, refusing anything that is not a regular file
 // (a FIFO would block for ever) and anything past MaxPlanBytes.
 func readPlan(file string) ([]byte, error) {
-	f, err := os.Open(file)
+	// O_NONBLOCK: opening a fifo must not wait for a writer; the stat
+	// below then refuses it.
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read plan: %w", err)
 	}

@@ -3,6 +3,8 @@ package steps
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -88,6 +90,9 @@ func (w *workspace) resolve(ctx context.Context) (*resolved, error) {
 }
 
 func resolveLayout(ir imageRef, want v1.Platform) (*resolved, error) {
+	if err := checkLayout(ir.layoutPath); err != nil {
+		return nil, fmt.Errorf("open OCI layout %s: %w", ir.layoutPath, err)
+	}
 	idx, err := layout.ImageIndexFromPath(ir.layoutPath)
 	if err != nil {
 		return nil, fmt.Errorf("open OCI layout %s: %w", ir.layoutPath, err)
@@ -192,4 +197,39 @@ func platformString(p v1.Platform) string {
 		s += "/" + p.Variant
 	}
 	return s
+}
+
+// maxLayoutIndex bounds a layout's index.json, which go-containerregistry
+// reads whole.
+const maxLayoutIndex = 4 << 20
+
+// checkLayout refuses a layout whose index.json is large or not a regular
+// file, or whose blobs include anything but regular files: a fifo there
+// would block the reader that go-containerregistry opens for ever.
+func checkLayout(dir string) error {
+	fi, err := os.Lstat(filepath.Join(dir, "index.json"))
+	switch {
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("index.json is not a regular file")
+	case fi.Size() > maxLayoutIndex:
+		return fmt.Errorf("index.json is larger than %d bytes", maxLayoutIndex)
+	}
+	algs, err := os.ReadDir(filepath.Join(dir, "blobs"))
+	if err != nil {
+		return err
+	}
+	for _, alg := range algs {
+		entries, err := os.ReadDir(filepath.Join(dir, "blobs", alg.Name()))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if !e.Type().IsRegular() {
+				return fmt.Errorf("blobs/%s/%s is not a regular file", alg.Name(), e.Name())
+			}
+		}
+	}
+	return nil
 }

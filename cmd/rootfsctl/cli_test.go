@@ -61,6 +61,13 @@ var exitScenarios = map[int][]scenario{
 			return []string{"apply", filepath.Join(d, "missing.yaml")}
 		}},
 		{name: "the plan file is a directory", args: func(d string) []string { return []string{"validate", d} }},
+		{name: "the plan file is a fifo (refused, not waited on)", args: func(d string) []string {
+			fifo := filepath.Join(d, "plan.yaml")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				panic(err) // a temporary directory of the test's own
+			}
+			return []string{"apply", fifo}
+		}, says: "not a regular file"},
 		{name: "another run holds the machine", args: func(d string) []string {
 			return append([]string{"apply", "--skip-preflight"}, holdVars(d)...)
 		}, ctx: holdMachine, says: "is being provisioned by another rootfsctl"},

@@ -42,8 +42,20 @@ const (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
+// stopGrace bounds how long rootfsctl may take to stop after SIGINT or
+// SIGTERM: a run step's command gets 5 s after SIGTERM and 1 s more after
+// SIGKILL, and the rest is cleanup. Past it, whatever still blocks (a read
+// that ignores cancellation) does not keep the process alive.
+const stopGrace = 10 * time.Second
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		time.Sleep(stopGrace)
+		fmt.Fprintf(os.Stderr, "Error: interrupted, and still not stopped after %s; exiting\n", stopGrace)
+		os.Exit(exitInterrupted)
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

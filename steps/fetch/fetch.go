@@ -19,6 +19,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -267,15 +268,20 @@ func redactErr(rawURL string, err error) error {
 }
 
 func fetchFile(ctx context.Context, u *url.URL, w io.Writer, onProgress func(int64, int)) (int64, error) {
-	f, err := os.Open(u.Path)
+	// O_NONBLOCK: a fifo must not block the open; it is refused below.
+	f, err := os.OpenFile(u.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", u.Path, err)
 	}
 	defer f.Close()
-	var total int64 = -1
-	if fi, err := f.Stat(); err == nil {
-		total = fi.Size()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", u.Path, err)
 	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("open %s: %w", u.Path, ErrNotRegular)
+	}
+	total := fi.Size()
 	var n int64
 	buf := make([]byte, 256*1024)
 	for {

@@ -3,12 +3,14 @@ package fetch_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,5 +127,28 @@ func TestParseChecksum(t *testing.T) {
 				t.Errorf("ParseChecksum(): %q, %v; want %q, %q", got, err, tc.want, tc.err)
 			}
 		})
+	}
+}
+
+// TestFileURLFifoIsRefused: a file:// URL naming a fifo is refused at
+// once instead of blocking for a writer that never comes.
+func TestFileURLFifoIsRefused(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "sum")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := fetch.New("t")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.GetSmall(context.Background(), "file://"+fifo)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, fetch.ErrNotRegular) {
+			t.Errorf("GetSmall(fifo): %v, want ErrNotRegular", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("GetSmall(fifo) blocked")
 	}
 }
