@@ -79,6 +79,27 @@ func TestHostFilesAreReadWithinBounds(t *testing.T) {
 			t.Errorf("Check(): %v, want a refusal of the fifo", err)
 		}
 	})
+	t.Run("an OCI layout whose index is a fifo", func(t *testing.T) {
+		t.Parallel()
+		layoutDir := filepath.Join(t.TempDir(), "layout")
+		if err := os.MkdirAll(filepath.Join(layoutDir, "blobs", "sha256"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(filepath.Join(layoutDir, "index.json"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := build(t, fmt.Sprintf("    type: ensure-workspace\n    with: {machineDir: %s/m/kube1, image: \"oci:%s\", nspawnConfig: %s/n.nspawn, serviceOverride: %s/o.conf}\n", dir, layoutDir, dir, dir))
+		done := make(chan error, 1)
+		go func() { done <- s.Apply(ctx()) }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "index.json is not a regular file") {
+				t.Errorf("Apply(): %v, want the fifo refused", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Apply() blocked on a fifo in the layout")
+		}
+	})
 	t.Run("install record beyond any size rootfsctl writes", func(t *testing.T) {
 		t.Parallel()
 		m := filepath.Join(t.TempDir(), "m")
