@@ -188,7 +188,7 @@ func (dec *decoder) decodeField(n *yaml.Node, v reflect.Value, prefix, path stri
 		}
 		m := reflect.MakeMap(v.Type())
 		seen := map[string]bool{}
-		for _, kv := range mappingPairs(n) {
+		for _, kv := range dec.d.pairs(n) {
 			k, val := kv[0], kv[1]
 			if seen[k.Value] {
 				dec.report(k, "%sduplicate key %q", pre(name), k.Value)
@@ -219,7 +219,7 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 		return
 	}
 	set := map[string]bool{}
-	for _, kv := range mappingPairs(n) {
+	for _, kv := range dec.d.pairs(n) {
 		k, val := kv[0], kv[1]
 		f, ok := fields.byName[k.Value]
 		if !ok && fields.extension(k.Value) {
@@ -448,15 +448,21 @@ func splitTag(tag string) []string {
 	return append(out, cur.String())
 }
 
-// mappingPairs returns the key/value pairs of a mapping, expanding YAML merge
+// pairs returns the key/value pairs of a mapping, expanding YAML merge
 // keys ("<<: *anchor"); explicit keys come after merged ones so they win.
-func mappingPairs(n *yaml.Node) [][2]*yaml.Node { return mergedPairs(n, 0) }
+// Results are remembered per node and every merged mapping is counted in
+// the node budget: a few lines of merge keys that fan out (<<: [*a, *a,
+// ...] over nested anchors) would otherwise take exponential time.
+func (d *diags) pairs(n *yaml.Node) [][2]*yaml.Node { return d.mergedPairs(n, 0) }
 
 // maxMergeDepth bounds chains of merge keys; a merge that includes its own
 // mapping would otherwise never end.
 const maxMergeDepth = 16
 
-func mergedPairs(n *yaml.Node, depth int) [][2]*yaml.Node {
+func (d *diags) mergedPairs(n *yaml.Node, depth int) [][2]*yaml.Node {
+	if p, ok := d.merged[n]; ok {
+		return p
+	}
 	var merged, own [][2]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -467,31 +473,36 @@ func mergedPairs(n *yaml.Node, depth int) [][2]*yaml.Node {
 				srcs = src.Content
 			}
 			for _, s := range srcs {
-				if s = resolveAlias(s); s.Kind == yaml.MappingNode && depth < maxMergeDepth {
-					merged = append(merged, mergedPairs(s, depth+1)...)
+				if s = resolveAlias(s); s.Kind == yaml.MappingNode && depth < maxMergeDepth && d.spend(s) {
+					merged = append(merged, d.mergedPairs(s, depth+1)...)
 				}
 			}
 			continue
 		}
 		own = append(own, [2]*yaml.Node{k, v})
 	}
-	if len(merged) == 0 {
-		return own
-	}
-	// Explicit keys override merged ones: drop merged keys that are set here.
-	explicit := map[string]bool{}
-	for _, kv := range own {
-		explicit[kv[0].Value] = true
-	}
-	var out [][2]*yaml.Node
-	seen := map[string]bool{}
-	for _, kv := range merged {
-		if !explicit[kv[0].Value] && !seen[kv[0].Value] {
-			seen[kv[0].Value] = true
-			out = append(out, kv)
+	out := own
+	if len(merged) > 0 {
+		// Explicit keys override merged ones: drop merged keys set here.
+		explicit := map[string]bool{}
+		for _, kv := range own {
+			explicit[kv[0].Value] = true
 		}
+		out = nil
+		seen := map[string]bool{}
+		for _, kv := range merged {
+			if !explicit[kv[0].Value] && !seen[kv[0].Value] {
+				seen[kv[0].Value] = true
+				out = append(out, kv)
+			}
+		}
+		out = append(out, own...)
 	}
-	return append(out, own...)
+	if d.merged == nil {
+		d.merged = map[*yaml.Node][][2]*yaml.Node{}
+	}
+	d.merged[n] = out
+	return out
 }
 
 func resolveAlias(n *yaml.Node) *yaml.Node {
@@ -553,8 +564,17 @@ func contains(list []string, s string) bool {
 func Suggest(got string, candidates []string) string { return suggest(got, candidates) }
 
 func suggest(got string, candidates []string) string {
+	// The edit distance costs the product of the lengths: names longer
+	// than any sensible identifier get no suggestion.
+	const maxLen = 64
+	if len(got) > maxLen {
+		return ""
+	}
 	best, bestD := "", 0
 	for _, c := range candidates {
+		if len(c) > maxLen {
+			continue
+		}
 		d := levenshtein(strings.ToLower(got), strings.ToLower(c))
 		if best == "" || d < bestD || (d == bestD && c < best) {
 			best, bestD = c, d

@@ -126,6 +126,8 @@ type diags struct {
 	list  Diagnostics
 	spent int // YAML nodes visited, against maxPlanNodes
 	bytes int // bytes of expanded values, against MaxExpandedBytes
+	// merged remembers each mapping's pairs with merge keys expanded.
+	merged map[*yaml.Node][][2]*yaml.Node
 }
 
 // spendBytes counts n bytes of expanded values; past the budget it reports

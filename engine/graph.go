@@ -151,6 +151,50 @@ func (h *idHeap) Pop() any {
 	return x
 }
 
+// maxDAGSteps bounds the plans whose --target is answered by heimdalr's
+// DAG. Its AddEdge keeps ancestor and descendant caches that grow with the
+// square of a deep plan (2.7 GB for 10,000 chained steps); past this size
+// a linear walk over needs answers the same question
+// (TestAncestorsAgree holds the two to one answer).
+const maxDAGSteps = 2000
+
+// ancestors are the steps t needs, directly or not.
+func (g *Graph) ancestors(t string) ([]string, error) {
+	if len(g.plan.Steps) > maxDAGSteps {
+		return g.walkNeeds(t), nil
+	}
+	d, err := g.heimdalr()
+	if err != nil {
+		return nil, err
+	}
+	// GetOrderedAncestors walks the edges breadth-first; GetAncestors
+	// would fill a closure cache for every ancestor (quadratic on deep plans).
+	anc, err := d.GetOrderedAncestors(t)
+	if err != nil {
+		return nil, fmt.Errorf("select ancestors of %s: %w", t, err)
+	}
+	return anc, nil
+}
+
+// walkNeeds is ancestors by a breadth-first walk over needs, in linear time.
+func (g *Graph) walkNeeds(t string) []string {
+	seen := map[string]bool{t: true}
+	queue := []string{t}
+	var out []string
+	for len(queue) > 0 {
+		id := queue[0]
+		queue = queue[1:]
+		for _, n := range g.plan.byID[id].Needs {
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+				queue = append(queue, n)
+			}
+		}
+	}
+	return out
+}
+
 // Order returns every step id, needs before the steps that need them.
 func (g *Graph) Order() []string { return append([]string(nil), g.order...) }
 
@@ -169,15 +213,9 @@ func (g *Graph) Select(targets []string) ([]string, error) {
 		if _, ok := g.plan.byID[t]; !ok {
 			return nil, &UnknownTargetError{Target: t, Steps: g.Order()}
 		}
-		d, err := g.heimdalr()
+		anc, err := g.ancestors(t)
 		if err != nil {
 			return nil, err
-		}
-		// GetOrderedAncestors walks the edges breadth-first; GetAncestors
-		// would fill a closure cache for every ancestor (quadratic on deep plans).
-		anc, err := d.GetOrderedAncestors(t)
-		if err != nil {
-			return nil, fmt.Errorf("select ancestors of %s: %w", t, err)
 		}
 		keep[t] = true
 		for _, id := range anc {

@@ -189,3 +189,77 @@ func TestLongLiteralValue(t *testing.T) {
 		t.Errorf("Parse(): got %v, want the value refused", err)
 	}
 }
+
+// TestMergeKeyFanOut: merge keys that fan out over nested anchors (a
+// 1 KB plan whose naive expansion is 20^8 mappings) are loaded in bounded
+// time, as the alias budget promises.
+func TestMergeKeyFanOut(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: fan\nx-a0: &a0 {k: v}\n")
+	for i := 1; i <= 8; i++ {
+		fmt.Fprintf(&b, "x-a%d: &a%d {<<: [%s]}\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 20), ", "))
+	}
+	b.WriteString("vars: {<<: *a8}\nsteps:\n  a: {type: run, with: {command: [\"true\"]}}\n")
+	done := make(chan error, 1)
+	go func() {
+		_, err := engine.Parse("fan.yaml", []byte(b.String()), engine.LoadOptions{Registry: newRegistry(newTracker()), Host: testHost})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Parse(): %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Parse() of a 1 KB plan with fanned-out merge keys did not finish")
+	}
+}
+
+// TestManyCyclesAreReportedBriefly: a plan with as many dependency cycles
+// as steps gets a bounded report, with long cycles shortened.
+func TestManyCyclesAreReportedBriefly(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: cycles\nsteps:\n")
+	const n = 8000
+	for i := range n - 1 {
+		fmt.Fprintf(&b, "  s%d: {type: run, needs: [s%d, s0], with: {command: [\"true\"]}}\n", i, i+1)
+	}
+	fmt.Fprintf(&b, "  s%d: {type: run, needs: [s0], with: {command: [\"true\"]}}\n", n-1)
+	_, err := engine.Parse("cycles.yaml", []byte(b.String()), engine.LoadOptions{Registry: newRegistry(newTracker()), Host: testHost})
+	var ds engine.Diagnostics
+	if !errors.As(err, &ds) {
+		t.Fatalf("Parse(): %v, want diagnostics", err)
+	}
+	rest := false
+	for _, d := range ds {
+		rest = rest || strings.Contains(d.Message, "more dependency cycles (fix the ones above first)")
+	}
+	if len(ds) > 22 || !rest { // 20 cycles, the rest counted, and s0 needing itself
+		t.Errorf("%d diagnostics; want at most 22, one of them counting the rest:\n%v", len(ds), ds)
+	}
+	for _, d := range ds {
+		if len(d.Message) > 400 {
+			t.Errorf("a %d-byte message: %.200s…", len(d.Message), d.Message)
+		}
+	}
+}
+
+// TestHugeNamesGetNoSuggestion: "did you mean" compares names pairwise; a
+// plan of two 100 KB names is still validated at once.
+func TestHugeNamesGetNoSuggestion(t *testing.T) {
+	a, b := strings.Repeat("a", 100_000), strings.Repeat("b", 100_000)
+	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: long\nvars:\n  ? " + a + "\n  : x\nsteps:\n  s:\n    type: run\n    with:\n      command: [\"${" + b + "}\"]\n"
+	done := make(chan error, 1)
+	go func() {
+		_, err := engine.Parse("long.yaml", []byte(src), engine.LoadOptions{Registry: newRegistry(newTracker()), Host: testHost})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "undefined variable") {
+			t.Errorf("Parse(): %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Parse() with two 100 KB names did not finish")
+	}
+}

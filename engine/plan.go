@@ -238,7 +238,7 @@ func (l *loader) resolveVars(varsNode *yaml.Node, opts LoadOptions) {
 		if varsNode.Kind != yaml.MappingNode {
 			d.at(varsNode, "vars: expected a mapping, got %s", kindName(varsNode))
 		} else {
-			for _, kv := range mappingPairs(varsNode) {
+			for _, kv := range d.pairs(varsNode) {
 				k, v := kv[0], resolveAlias(kv[1])
 				switch {
 				case !varNamePattern.MatchString(k.Value):
@@ -295,7 +295,7 @@ func (l *loader) parseSteps(stepsNode *yaml.Node) {
 	if len(stepsNode.Content) == 0 {
 		d.at(stepsNode, "steps: a plan needs at least one step")
 	}
-	for _, kv := range mappingPairs(stepsNode) {
+	for _, kv := range d.pairs(stepsNode) {
 		k, v := kv[0], resolveAlias(kv[1])
 		id := k.Value
 		if !stepIDPattern.MatchString(id) {
@@ -324,7 +324,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	ex := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 	e := newExpander(d, l.vars)
 	e.active[n] = true
-	for _, kv := range mappingPairs(n) {
+	for _, kv := range d.pairs(n) {
 		val := kv[1]
 		if kv[0].Value != "type" && kv[0].Value != "needs" {
 			val = e.interpolate(val, s.ID+"."+kv[0].Value)
@@ -460,9 +460,15 @@ func checkNeeds(d *diags, p *Plan) {
 			}
 		}
 	}
-	for _, c := range findCycles(ids, valid) {
+	cycles, more := findCycles(ids, valid)
+	for _, c := range cycles {
 		s := p.byID[c.from]
-		d.atPos(s.needPos(indexOf(s.Needs, c.to)), "dependency cycle: %s", strings.Join(c.path, " -> "))
+		d.atPos(s.needPos(indexOf(s.Needs, c.to)), "dependency cycle: %s", cyclePath(c.path))
+	}
+	if more > 0 {
+		last := cycles[len(cycles)-1]
+		s := p.byID[last.from]
+		d.atPos(s.needPos(indexOf(s.Needs, last.to)), "and %d more dependency %s (fix the ones above first)", more, map[bool]string{true: "cycle", false: "cycles"}[more == 1])
 	}
 }
 
@@ -472,11 +478,16 @@ type cycle struct {
 	path     []string
 }
 
+// maxCycles bounds how many cycles are reported one by one: a plan of many
+// steps can hold as many cycles as edges, and listing them all would take
+// memory and output quadratic in its size.
+const maxCycles = 20
+
 // findCycles walks needs depth-first in file order and returns one cycle per
-// back edge. Iterative, so deep plans cannot overflow the stack.
-func findCycles(ids []string, needs map[string][]string) []cycle {
+// back edge, the first maxCycles of them, and how many more there are.
+// Iterative, so deep plans cannot overflow the stack.
+func findCycles(ids []string, needs map[string][]string) (out []cycle, more int) {
 	state := make(map[string]int, len(ids)) // 0 new, 1 on stack, 2 done
-	var out []cycle
 	type frame struct {
 		id   string
 		next int
@@ -504,13 +515,25 @@ func findCycles(ids []string, needs map[string][]string) []cycle {
 				stack = append(stack, frame{id: n})
 				path = append(path, n)
 			case 1:
+				if len(out) == maxCycles {
+					more++
+					continue
+				}
 				i := indexOf(path, n)
 				cyc := append(append([]string(nil), path[i:]...), n)
 				out = append(out, cycle{from: top.id, to: n, path: cyc})
 			}
 		}
 	}
-	return out
+	return out, more
+}
+
+// cyclePath shows a cycle, its middle elided when it is long.
+func cyclePath(path []string) string {
+	if len(path) <= 12 {
+		return strings.Join(path, " -> ")
+	}
+	return fmt.Sprintf("%s -> … (%d steps) … -> %s", strings.Join(path[:6], " -> "), len(path)-1, strings.Join(path[len(path)-4:], " -> "))
 }
 
 // needPos is filled in by the loader: the position of the i-th needs entry.
