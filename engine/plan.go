@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -176,6 +177,12 @@ func (l *loader) parse(data []byte, opts LoadOptions) *Plan {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		sp := locateSyntaxError(d.file, data, err)
 		d.atPos(sp.pos, "%s", sp.msg)
+		return nil
+	}
+	if second := secondDocument(data); second != nil {
+		// What follows a stray --- would never run: say so rather than
+		// ignore it.
+		d.at(second, "a plan file holds one YAML document; another starts here (a stray ---?)")
 		return nil
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
@@ -542,4 +549,17 @@ func (s *PlanStep) needPos(i int) Pos {
 		return s.needPositions[i]
 	}
 	return s.Pos
+}
+
+// secondDocument returns the second YAML document of data, or nil.
+func secondDocument(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first, second yaml.Node
+	if dec.Decode(&first) != nil || dec.Decode(&second) != nil {
+		return nil
+	}
+	if len(second.Content) > 0 {
+		return second.Content[0]
+	}
+	return &second
 }

@@ -110,6 +110,7 @@ var schemaBlind = map[string]string{
 	"cycles.yaml":        "dependency cycles need the graph",
 	"vars-bomb.yaml":     "the size of an expanded variable needs expansion",
 	"vars-override.yaml": "an undefined variable needs expansion",
+	"two-documents.yaml": "a schema judges one document; the second is the file's",
 }
 
 func TestInvalidPlansFailBoth(t *testing.T) {
