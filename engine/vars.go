@@ -378,7 +378,9 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 		target := resolveAlias(n)
 		if e.active[target] {
 			e.d.at(n, "%srecursive YAML alias *%s", pre(name), n.Value)
-			return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+			stand := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+			e.poisoned[stand] = true // what stands in for it is not the user's value
+			return stand
 		}
 		n = target
 	}
