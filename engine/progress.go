@@ -17,6 +17,25 @@ type Tracker interface {
 
 type progressKey struct{}
 
+type stepIDsKey struct{}
+
+// WithStepIDs returns a context that tells steps which step ids the plan
+// being run has (a step may hold state on disk under its id, and state
+// left by a step the plan no longer has is stale).
+func WithStepIDs(ctx context.Context, ids map[string]bool) context.Context {
+	return context.WithValue(ctx, stepIDsKey{}, ids)
+}
+
+// PlanHasStep reports whether the plan being run has a step id, and
+// whether the context knows the plan at all.
+func PlanHasStep(ctx context.Context, id string) (has, known bool) {
+	ids, ok := ctx.Value(stepIDsKey{}).(map[string]bool)
+	if !ok {
+		return false, false
+	}
+	return ids[id], true
+}
+
 // WithProgress returns a context whose steps report progress to p.
 func WithProgress(ctx context.Context, p Progress) context.Context {
 	return context.WithValue(ctx, progressKey{}, p)

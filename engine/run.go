@@ -273,7 +273,11 @@ func (s *scheduler) startPrefetches(ctx context.Context) {
 }
 
 func (s *scheduler) run(parent context.Context) {
-	runCtx, cancel := context.WithCancel(parent)
+	ids := make(map[string]bool, len(s.p.Steps))
+	for _, st := range s.p.Steps {
+		ids[st.ID] = true
+	}
+	runCtx, cancel := context.WithCancel(WithStepIDs(parent, ids))
 	defer cancel()
 
 	s.startPrefetches(runCtx)

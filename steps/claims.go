@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,7 +11,9 @@ import (
 	"os"
 	"path"
 
+	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps/temp"
+	"github.com/rs/zerolog"
 )
 
 // claimsDir holds one claim per path a download step installs into the
@@ -69,7 +72,10 @@ func readClaim(root *os.Root, name string) (*claim, error) {
 // of the same step (the caller has checked its artifacts want each path
 // once). what describes the claimant for the
 // message ("containerd 2.0.4 linux/amd64 (step cri)").
-func claimPath(root *os.Root, p, step, artifact, what string) error {
+//
+// A claim held by a step the plan being run does not have (renamed or
+// removed) is stale: it is taken over, and said so in the log.
+func claimPath(ctx context.Context, root *os.Root, p, step, artifact, what string) error {
 	want := claim{Path: p, Step: step, Artifact: artifact}
 	name := claimName(p)
 	for range 3 {
@@ -86,6 +92,12 @@ func claimPath(root *os.Root, p, step, artifact, what string) error {
 			// one. Only this step writes its own claims: take it over.
 			if err := root.Remove(name); err != nil {
 				return fmt.Errorf("move the claim on %s: %w", p, err)
+			}
+			continue
+		case c != nil && !ownerInPlan(ctx, c.Step):
+			zerolog.Ctx(ctx).Warn().Str("path", p).Str("owner", c.Step).Msg("the step that installed this path is no longer in the plan; taking it over")
+			if err := root.Remove(name); err != nil {
+				return fmt.Errorf("take over the claim on %s: %w", p, err)
 			}
 			continue
 		case c != nil:
@@ -127,6 +139,13 @@ func claimPath(root *os.Root, p, step, artifact, what string) error {
 		return nil
 	}
 	return fmt.Errorf("claim %s: the claim keeps changing", p)
+}
+
+// ownerInPlan: a claim's owner is live unless the plan being run is known
+// and has no step of that id.
+func ownerInPlan(ctx context.Context, step string) bool {
+	has, known := engine.PlanHasStep(ctx, step)
+	return has || !known
 }
 
 // releaseClaims drops step's claims on paths it no longer installs (keep

@@ -170,7 +170,7 @@ func (d *downloads) Apply(ctx context.Context) error {
 	sort.Strings(paths)
 	for _, p := range paths {
 		j := d.jobs[owner[p]]
-		if err := claimPath(root, p, d.id, j.label, fmt.Sprintf("%s (step %s)", j.art.Name, d.id)); err != nil {
+		if err := claimPath(ctx, root, p, d.id, j.label, fmt.Sprintf("%s (step %s)", j.art.Name, d.id)); err != nil {
 			return fmt.Errorf("install %s: %w", j.art.Name, err)
 		}
 	}

@@ -4,15 +4,21 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps"
+	"github.com/rootfsctl/rootfsctl/steps/fetch"
 	"github.com/rootfsctl/rootfsctl/steps/fixture"
+	"github.com/rs/zerolog"
 )
 
 // publish writes a gzipped tarball of entries at rel in the stand's mirror
@@ -130,5 +136,31 @@ func TestOnePathOneOwner(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRenamedStepTakesOverItsPaths: a step renamed in the plan finds the
+// paths it installs claimed by its old id, which the plan no longer has:
+// it takes them over instead of failing every apply.
+func TestRenamedStepTakesOverItsPaths(t *testing.T) {
+	t.Parallel()
+	s := newStand(t)
+	wantAll(t, s.run(nil, false), engine.StatusChanged)
+	reg := engine.NewRegistry()
+	steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond)), Cache: mustCache(t)})
+	src := fmt.Sprintf("apiVersion: rootfsctl/v1\nkind: Plan\nname: renamed\nsteps:\n  plugins:\n    type: download-cni\n    with: {machineDir: %s, arch: amd64, baseURL: %q}\n", s.machine(), s.mirror+"/cni")
+	p, err := engine.Parse("renamed.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := engine.NewGraph(p)
+	for round, want := range []engine.Status{engine.StatusChanged, engine.StatusUnchanged} {
+		rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := rep.Steps[0]; r.Status != want {
+			t.Fatalf("round %d: plugins %s (%s), want %s", round, r.Status, r.Error, want)
+		}
 	}
 }
