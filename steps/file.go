@@ -77,6 +77,7 @@ func (s *fileStep) Apply(_ context.Context) error {
 	if fi, err := root.Lstat(filepath.Base(s.path)); err == nil && !fi.Mode().IsRegular() && fi.Mode()&fs.ModeSymlink == 0 {
 		return errNotAFile(s.path, fi.Mode())
 	}
+	removeTemps(root, ".", "file")
 	if err := writeAtomic(root, filepath.Base(s.path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm(), "file"); err != nil {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	}
@@ -86,6 +87,18 @@ func (s *fileStep) Apply(_ context.Context) error {
 // errNotAFile refuses to replace what is not a file.
 func errNotAFile(path string, m fs.FileMode) error {
 	return engine.Permanent(fmt.Errorf("%s is a %s; a file step replaces only a regular file or a symlink, so nothing was changed", path, fileKind(m)))
+}
+
+// Tidy removes temporary files an interrupted write left beside the file
+// (only those no live run holds: steps/temp keeps them locked while in use).
+func (s *fileStep) Tidy(context.Context) error {
+	root, err := os.OpenRoot(filepath.Dir(s.path))
+	if err != nil {
+		return nil // no directory yet: nothing to tidy
+	}
+	defer root.Close()
+	removeTemps(root, ".", "file")
+	return nil
 }
 
 func fileKind(m fs.FileMode) string {

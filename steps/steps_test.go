@@ -345,3 +345,25 @@ func TestMissingDirectoriesAreNamed(t *testing.T) {
 		t.Errorf("download into a missing machine: %v", err)
 	}
 }
+
+// TestFileStepTidiesLeftovers: a temporary file a killed write left beside
+// the target is removed by the next apply, even when the file is current.
+func TestFileStepTidiesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target.txt")
+	s := build(t, "    type: file\n    with: {path: "+target+", content: x}\n")
+	if err := s.Apply(ctx()); err != nil {
+		t.Fatal(err)
+	}
+	leftover := filepath.Join(dir, steps.TempPrefix+"file-target.txt-0123456789ab")
+	if err := os.WriteFile(leftover, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s, false, "match")
+	if err := s.(engine.Tidier).Tidy(ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Errorf("the leftover temporary file is still there: %v", err)
+	}
+}
