@@ -200,8 +200,37 @@ func (d *downloads) Apply(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	if old != nil {
+		d.removeObsolete(ctx, root, old.Files, keep)
+	}
 	sort.Slice(files, func(i, k int) bool { return files[i].Path < files[k].Path })
 	return writeState(root, &installState{Step: d.id, Key: d.key, Summary: d.summary, Files: files})
+}
+
+// removeObsolete removes the files this step installed before and does not
+// install now (a binary dropped from the plan, a member a new release no
+// longer ships, an old installDir), so the machine is what a fresh
+// provisioning with this plan makes. Only files still exactly as installed
+// are removed; one changed since is left, and said so. It runs before the
+// new record is written: a crash in between is repaired by the next apply.
+func (d *downloads) removeObsolete(ctx context.Context, root *os.Root, installed []fileState, keep map[string]bool) {
+	log := zerolog.Ctx(ctx)
+	for _, f := range installed {
+		if keep[f.Path] {
+			continue
+		}
+		if problem, err := verifyFiles(root, []fileState{f}); err != nil || problem != "" {
+			if problem != "" && !strings.HasSuffix(problem, " is missing") {
+				log.Warn().Str("path", f.Path).Str("why", problem).Msg("no longer installed by this step, but changed since: left in place")
+			}
+			continue
+		}
+		if err := root.Remove(f.Path); err != nil {
+			log.Warn().Err(err).Str("path", f.Path).Msg("could not remove a file this step no longer installs")
+			continue
+		}
+		log.Info().Str("path", f.Path).Msg("removed: no longer installed by this step")
+	}
 }
 
 // jobPlan is what one job installs: files kept as they are, or a cached

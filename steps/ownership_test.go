@@ -164,3 +164,39 @@ func TestRenamedStepTakesOverItsPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesNoLongerInstalledAreRemoved: dropping a binary from the plan, or
+// moving installDir, removes what the step installed before, so the machine
+// is what a fresh provisioning with the new plan makes; a file changed
+// since it was installed is left alone.
+func TestFilesNoLongerInstalledAreRemoved(t *testing.T) {
+	t.Parallel()
+	s := newStand(t)
+	wantAll(t, s.run(nil, false), engine.StatusChanged)
+	bin := filepath.Join(s.machine(), "usr/local/bin")
+	if err := os.WriteFile(filepath.Join(bin, "kubectl"), []byte("edited by hand"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, g := s.planWith(standOptions(t), nil)
+	replaceStep(t, p, "kube", standOptions(t), func(params any) {
+		params.(*steps.KubeParams).Binaries = []steps.Name{"kubelet"}
+	})
+	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(rep)["kube"]; st != "changed" {
+		t.Fatalf("kube: %s", st)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "kube-proxy")); !os.IsNotExist(err) {
+		t.Errorf("kube-proxy, no longer in the plan, is still installed: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(bin, "kubectl")); err != nil || string(b) != "edited by hand" {
+		t.Errorf("kubectl, changed by hand, was touched: %q %v", b, err)
+	}
+	for _, f := range []string{"kubelet", "crictl"} {
+		if _, err := os.Stat(filepath.Join(bin, f)); err != nil {
+			t.Errorf("%s is gone: %v", f, err)
+		}
+	}
+}
