@@ -878,14 +878,24 @@ steps:
 		t.Fatal(err)
 	}
 	g, _ := engine.NewGraph(p)
+	moved := strings.NewReplacer("opt/tpl/bin", "usr/local/bin", "opt/tpl/cni", "opt/cni/bin")
+	files := []string{"opt/tpl/bin/kubelet", "opt/tpl/bin/crictl", "opt/tpl/bin/containerd", "opt/tpl/bin/runc", "opt/tpl/cni/loopback"}
+	before := map[string]string{}
+	for _, f := range files {
+		before[f] = readFile(t, filepath.Join(s.machine(), moved.Replace(f)))
+	}
 	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantAll(t, rep, engine.StatusChanged)
-	for _, f := range []string{"opt/tpl/bin/kubelet", "opt/tpl/bin/crictl", "opt/tpl/bin/containerd", "opt/tpl/bin/runc", "opt/tpl/cni/loopback"} {
-		if readFile(t, filepath.Join(s.machine(), f)) != readFile(t, filepath.Join(s.machine(), strings.NewReplacer("opt/tpl/bin", "usr/local/bin", "opt/tpl/cni", "opt/cni/bin").Replace(f))) {
+	for _, f := range files {
+		if readFile(t, filepath.Join(s.machine(), f)) != before[f] {
 			t.Errorf("%s differs from the baseURL-installed file", f)
+		}
+		// The steps moved their installDir: the old copies are gone.
+		if _, err := os.Stat(filepath.Join(s.machine(), moved.Replace(f))); !os.IsNotExist(err) {
+			t.Errorf("%s is still installed after the move: %v", moved.Replace(f), err)
 		}
 	}
 }
