@@ -193,6 +193,14 @@ func (c *Client) fetchOnce(ctx context.Context, rawURL string, offset int64, w i
 	total := resp.ContentLength
 	switch {
 	case offset > 0 && resp.StatusCode == http.StatusPartialContent:
+		if start, ok := rangeStart(resp.Header.Get("Content-Range")); !ok || start != offset {
+			// Not the bytes asked for: appending them would corrupt the
+			// file. Start over, without Range, on the next attempt.
+			if err := restart(w); err != nil {
+				return offset, fmt.Errorf("GET %s: server answered another range and %w", Redact(rawURL), err)
+			}
+			return 0, fmt.Errorf("GET %s: server answered a range starting elsewhere than byte %d (Content-Range %q); starting over", Redact(rawURL), offset, truncate(resp.Header.Get("Content-Range"), 80))
+		}
 		if total >= 0 {
 			total += offset
 		}
@@ -242,6 +250,21 @@ func (c *Client) copyBody(ctx context.Context, cancel context.CancelCauseFunc, r
 		return n, fmt.Errorf("GET %s: body ended after %d of %d bytes", Redact(rawURL), n, resp.ContentLength)
 	}
 	return n, nil
+}
+
+// rangeStart reads the first byte position of a Content-Range header
+// ("bytes 100-199/200").
+func rangeStart(h string) (int64, bool) {
+	rest, ok := strings.CutPrefix(h, "bytes ")
+	if !ok {
+		return 0, false
+	}
+	first, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(first, 10, 64)
+	return n, err == nil
 }
 
 func restart(w io.Writer) error {

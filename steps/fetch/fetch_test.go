@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -150,5 +151,41 @@ func TestFileURLFifoIsRefused(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("GetSmall(fifo) blocked")
+	}
+}
+
+// TestResumeAtTheWrongOffsetStartsOver: a server that answers a Range
+// request with 206 for other bytes (here from byte 0) is not appended;
+// the transfer starts over and ends with the right content.
+func TestResumeAtTheWrongOffsetStartsOver(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case calls.Add(1) == 1:
+			w.Header().Set("Content-Length", "1048576")
+			w.WriteHeader(http.StatusOK)
+			w.Write(payload[:300000])
+			w.(http.Flusher).Flush()
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+		case r.Header.Get("Range") != "":
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(payload)-1, len(payload)))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(payload)
+		default:
+			w.Write(payload)
+		}
+	}))
+	defer srv.Close()
+	c := fetch.New("test", fetch.WithRetries(4, time.Millisecond))
+	f, err := os.CreateTemp(t.TempDir(), "dl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := c.Fetch(context.Background(), srv.URL+"/blob", f, nil)
+	got, _ := os.ReadFile(f.Name())
+	if err != nil || n != int64(len(payload)) || !bytes.Equal(got, payload) {
+		t.Fatalf("Fetch(): n=%d err=%v equal=%v (%d bytes)", n, err, bytes.Equal(got, payload), len(got))
 	}
 }
