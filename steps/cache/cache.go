@@ -47,14 +47,34 @@ func New(dir string) *Cache { return &Cache{dir: dir} }
 
 func (c *Cache) init() error {
 	c.once.Do(func() {
-		for _, sub := range []string{"sha256", "tmp", "sums"} {
+		for _, sub := range subdirs {
 			if err := os.MkdirAll(filepath.Join(c.dir, sub), 0o700); err != nil {
 				c.initErr = fmt.Errorf("create cache %s: %w", c.dir, err)
 				return
 			}
 		}
+		c.initErr = c.checkDirs()
 	})
 	return c.initErr
+}
+
+var subdirs = []string{"sha256", "tmp", "sums"}
+
+// checkDirs refuses a cache whose subdirectories are not real
+// directories: a symlinked sha256/ or sums/ would make a prune remove, and
+// info count, files outside the cache.
+func (c *Cache) checkDirs() error {
+	for _, sub := range subdirs {
+		fi, err := os.Lstat(filepath.Join(c.dir, sub))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return fmt.Errorf("cache %s: %w", c.dir, err)
+		case !fi.IsDir():
+			return fmt.Errorf("cache %s: %s is not a directory (a symlink?); refusing to use the cache", c.dir, sub)
+		}
+	}
+	return nil
 }
 
 // Dir is the cache directory.
@@ -271,7 +291,12 @@ func (e *Entry) Commit(want string) error {
 		e.Abort()
 		return &MismatchError{Got: got, Want: want}
 	}
-	if err := e.root.Rename(e.tmp, path.Join("sha256", want)); err != nil {
+	dest := path.Join("sha256", want)
+	if fi, err := e.root.Lstat(dest); err == nil && fi.IsDir() {
+		// Not an entry: nothing rootfsctl made. Out of the way.
+		_ = e.root.RemoveAll(dest) // the rename below says if it did not go
+	}
+	if err := e.root.Rename(e.tmp, dest); err != nil {
 		e.Abort()
 		return fmt.Errorf("store cache entry: %w", err)
 	}
@@ -352,6 +377,9 @@ func keyName(key string) string {
 // CleanTemp removes temporary files that no running process is writing:
 // what a killed run left behind. Best effort.
 func (c *Cache) CleanTemp() {
+	if c.checkDirs() != nil {
+		return // refused: Prune and Create say why
+	}
 	root, err := os.OpenRoot(c.dir)
 	if err != nil {
 		return // no cache yet: nothing to clean
@@ -417,19 +445,25 @@ func (c *Cache) Usage() (Usage, error) {
 	var u Usage
 	entries, err := c.entries()
 	for _, e := range entries {
-		u.Entries++
-		u.Bytes += e.size
+		if !e.dir {
+			u.Entries++
+			u.Bytes += e.size
+		}
 	}
 	return u, err
 }
 
 type entryInfo struct {
-	path string
+	name string // inside the cache directory
 	size int64
 	used time.Time
+	dir  bool // not an entry at all: in the way of one
 }
 
 func (c *Cache) entries() ([]entryInfo, error) {
+	if err := c.checkDirs(); err != nil {
+		return nil, err
+	}
 	des, err := os.ReadDir(filepath.Join(c.dir, "sha256"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil // never written to
@@ -443,7 +477,7 @@ func (c *Cache) entries() ([]entryInfo, error) {
 		if err != nil {
 			continue // removed meanwhile by a concurrent prune
 		}
-		out = append(out, entryInfo{path: filepath.Join(c.dir, "sha256", d.Name()), size: fi.Size(), used: fi.ModTime()})
+		out = append(out, entryInfo{name: path.Join("sha256", d.Name()), size: fi.Size(), used: fi.ModTime(), dir: fi.IsDir()})
 	}
 	return out, nil
 }
@@ -465,16 +499,23 @@ func (c *Cache) Prune(ctx context.Context, maxBytes int64) (removed Usage, err e
 	for _, e := range entries {
 		total += e.size
 	}
+	root, err := os.OpenRoot(c.dir)
+	if err != nil {
+		return removed, err
+	}
+	defer root.Close()
 	sort.Slice(entries, func(i, j int) bool { return entries[i].used.Before(entries[j].used) })
 	for _, e := range entries {
-		if total <= maxBytes {
-			break
+		if total <= maxBytes && !e.dir {
+			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return removed, err
 		}
-		if err := os.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return removed, fmt.Errorf("prune %s: %w", e.path, err)
+		// Through the cache's root, never a path join: nothing outside it
+		// can be removed, whatever is planted inside.
+		if err := root.RemoveAll(e.name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("prune %s: %w", e.name, err)
 		}
 		total -= e.size
 		removed.Entries++
@@ -483,7 +524,7 @@ func (c *Cache) Prune(ctx context.Context, maxBytes int64) (removed Usage, err e
 	if maxBytes == 0 {
 		sums, _ := os.ReadDir(filepath.Join(c.dir, "sums"))
 		for _, s := range sums {
-			_ = os.Remove(filepath.Join(c.dir, "sums", s.Name())) // best effort
+			_ = root.Remove(path.Join("sums", s.Name())) // best effort
 		}
 	}
 	return removed, nil

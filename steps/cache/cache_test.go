@@ -1,6 +1,7 @@
 package cache_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -151,5 +152,74 @@ func TestSmallDocumentsAreBounded(t *testing.T) {
 	}
 	if _, ok := c.Index("k"); ok {
 		t.Error("Index() accepted an endless document")
+	}
+}
+
+// TestPlantedSymlinksCannotReachOutside: a cache whose sha256/ or sums/ is
+// a symlink to another directory is refused; prune and info touch nothing
+// outside the cache.
+func TestPlantedSymlinksCannotReachOutside(t *testing.T) {
+	for _, sub := range []string{"sha256", "sums", "tmp"} {
+		t.Run(sub, func(t *testing.T) {
+			dir, victim := t.TempDir(), t.TempDir()
+			if err := os.WriteFile(filepath.Join(victim, "important.conf"), []byte("keep"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []string{"sha256", "sums", "tmp"} {
+				if s == sub {
+					if err := os.Symlink(victim, filepath.Join(dir, s)); err != nil {
+						t.Fatal(err)
+					}
+				} else if err := os.Mkdir(filepath.Join(dir, s), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := cache.New(dir)
+			if _, err := c.Prune(context.Background(), 0); err == nil {
+				t.Error("Prune() used a cache with a symlinked subdirectory")
+			}
+			if _, err := c.Usage(); err == nil {
+				t.Error("Usage() used a cache with a symlinked subdirectory")
+			}
+			if _, err := c.Create(); err == nil {
+				t.Error("Create() used a cache with a symlinked subdirectory")
+			}
+			c.CleanTemp()
+			if b, err := os.ReadFile(filepath.Join(victim, "important.conf")); err != nil || string(b) != "keep" {
+				t.Errorf("a file outside the cache was touched: %q %v", b, err)
+			}
+		})
+	}
+}
+
+// TestDirectoryInPlaceOfAnEntry: a directory where an entry belongs does
+// not break storing the entry, and prune removes such junk.
+func TestDirectoryInPlaceOfAnEntry(t *testing.T) {
+	c := cache.New(t.TempDir())
+	data := random(1000)
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	if err := os.MkdirAll(filepath.Join(c.Dir(), "sha256", digest, "junk"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if c.Has(digest) {
+		t.Error("Has() takes a directory for an entry")
+	}
+	put(t, c, data)
+	if !c.Has(digest) {
+		t.Error("the entry was not stored over the directory")
+	}
+	junk := filepath.Join(c.Dir(), "sha256", "0000000000000000000000000000000000000000000000000000000000000000")
+	if err := os.MkdirAll(filepath.Join(junk, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Prune(context.Background(), 1<<30); err != nil {
+		t.Fatalf("Prune(): %v", err)
+	}
+	if _, err := os.Stat(junk); !os.IsNotExist(err) {
+		t.Errorf("prune left a directory among the entries: %v", err)
+	}
+	if !c.Has(digest) {
+		t.Error("prune removed a real entry within the budget")
 	}
 }
