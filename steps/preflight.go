@@ -229,8 +229,11 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		} else if d, err := os.Open(md); err != nil {
 			problem = fmt.Errorf("machine directory is not readable: %s", describe(err, 0))
 		} else {
-			if _, err := d.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
+			names, err := d.Readdirnames(1)
+			if err != nil && !errors.Is(err, io.EOF) {
 				problem = fmt.Errorf("machine directory is not readable: %s", describe(err, 0))
+			} else if len(names) == 0 {
+				problem = mountPointProblem(md) // only an unpack, into an empty one, trips over it
 			}
 			d.Close()
 		}

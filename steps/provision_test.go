@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps"
@@ -1021,5 +1023,87 @@ func TestHugeInstalledFileIsNotRead(t *testing.T) {
 		if st.ID == "kube" && st.Message != "usr/local/bin/kubelet was modified" {
 			t.Errorf("kube's reason: %q", st.Message)
 		}
+	}
+}
+
+// TestStalledLayerIsGivenUp: a registry that stops sending in the middle
+// of a layer blob is given up on after the fetch client's idle timeout,
+// as an artifact download is, instead of holding the run until the step's
+// timeout (or for ever without one).
+func TestStalledLayerIsGivenUp(t *testing.T) {
+	s := newStand(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	s.setRegistryFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") || r.Header.Get("X-Inner") != "" {
+			return false
+		}
+		// The real blob, from the registry itself, then half of it and silence.
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.registry+r.URL.Path, nil)
+		req.Header.Set("X-Inner", "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		blob, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(blob) < 200 { // the config: let it through whole
+			w.Write(blob)
+			return true
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(blob[:len(blob)/2])
+		w.(http.Flusher).Flush()
+		select { // silence, until the client gives up or the test ends
+		case <-r.Context().Done():
+		case <-release:
+		}
+		return true
+	})
+	opts := steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond), fetch.WithIdleTimeout(300*time.Millisecond)), Cache: mustCache(t)}
+	p, g := s.planWith(opts, nil)
+	done := make(chan *engine.Report, 1)
+	go func() {
+		rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir(), Targets: []string{"workspace"}})
+		done <- rep
+	}()
+	select {
+	case rep := <-done:
+		if st := statusOf(rep)["workspace"]; !strings.Contains(st, "sent no data") {
+			t.Errorf("workspace: %s, want it to give up on the silent registry", st)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("a stalled layer held the run")
+	}
+}
+
+// TestMountPointMachineDirectory: an empty machine directory that is a
+// mount point cannot take the rename that puts an unpacked rootfs in place:
+// preflight says so, and apply fails at once (not after three unpacks).
+func TestMountPointMachineDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	s := newStand(t)
+	if err := os.MkdirAll(s.machine(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", s.machine(), "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(s.machine(), 0) })
+	p, g := s.planWith(standOptions(t), nil)
+	pre, _ := engine.Preflight(context.Background(), p, g, engine.PreflightOptions{})
+	found := false
+	for _, c := range pre.Checks {
+		found = found || (c.Severity == engine.SeverityError && strings.Contains(c.Message, "is a mount point"))
+	}
+	if !found {
+		t.Errorf("preflight did not say the machine directory is a mount point:\n%s", table(pre))
+	}
+	rep := s.run(nil, false)
+	if r := rep.Steps[0]; r.Status != engine.StatusFailed || r.Attempts != 1 || !strings.Contains(r.Error, "is a mount point") {
+		t.Errorf("workspace: %s after %d attempts: %s", r.Status, r.Attempts, r.Error)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"text/template"
 	"time"
 
@@ -327,6 +328,21 @@ func writeHostFile(file string, content []byte, mode fs.FileMode) error {
 	return nil
 }
 
+// mountPointProblem refuses a machine directory that is a mount point
+// (an empty volume): the rootfs is unpacked beside it and renamed into
+// place when complete, and nothing can be renamed onto a mount point; the
+// unpack would end in "device or resource busy" after all its work.
+func mountPointProblem(dir string) error {
+	var st, parent unix.Stat_t
+	if unix.Lstat(dir, &st) != nil || unix.Lstat(filepath.Dir(dir), &parent) != nil {
+		return nil // missing: nothing is mounted there
+	}
+	if st.Dev != parent.Dev {
+		return engine.Permanent(fmt.Errorf("machine directory %s is a mount point: rootfsctl unpacks beside it and renames the rootfs into place, which a mount point cannot take; use a directory inside the volume as machineDir", dir))
+	}
+	return nil
+}
+
 // Names of directories beside the machine dir: the staging area of an
 // unpack in progress, and a replaced rootfs waiting to be deleted.
 func (w *workspace) stagingPrefix() string { return "." + w.machine + ".rootfsctl-staging-" }
@@ -360,6 +376,9 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 	// not reach.
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", parent, err)
+	}
+	if err := mountPointProblem(w.dir); err != nil {
+		return err
 	}
 	w.cleanLeftovers(ctx)
 	log.Debug().Str("phase", "pull").Msg("resolving the image")
@@ -524,7 +543,7 @@ func (w *workspace) cacheLayer(ctx context.Context, l v1.Layer, digest string) e
 	if w.opts.Cache.Has(digest) {
 		return nil
 	}
-	rc, err := l.Compressed()
+	rc, err := w.blob(l)
 	if err != nil {
 		return err
 	}
@@ -558,7 +577,7 @@ func (w *workspace) unpackLayer(ctx context.Context, u *unpack.Unpacker, l v1.La
 		}
 		return err
 	}
-	rc, err := l.Compressed()
+	rc, err := w.blob(l)
 	if err != nil {
 		return err
 	}
@@ -576,6 +595,52 @@ func (w *workspace) unpackLayer(ctx context.Context, u *unpack.Unpacker, l v1.La
 		return fmt.Errorf("verify layer: %w", err)
 	}
 	return nil
+}
+
+// blob opens a layer's compressed blob with the idle timeout artifact
+// downloads have: a registry that stops sending mid-blob is given up on.
+func (w *workspace) blob(l v1.Layer) (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return newIdleReader(rc, w.opts.Fetch.IdleTimeout()), nil
+}
+
+// idleReader closes its source when no byte arrives for a while, which
+// ends the read waiting on it with errIdle.
+type idleReader struct {
+	rc    io.ReadCloser
+	after time.Duration
+	timer *time.Timer
+	idle  atomic.Bool
+}
+
+var errIdle = errors.New("the registry sent no data")
+
+func newIdleReader(rc io.ReadCloser, after time.Duration) *idleReader {
+	r := &idleReader{rc: rc, after: after}
+	r.timer = time.AfterFunc(after, func() {
+		r.idle.Store(true)
+		_ = rc.Close() // unblocks the read; the reader reports errIdle
+	})
+	return r
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	if r.idle.Load() {
+		return n, fmt.Errorf("%w for %s", errIdle, r.after)
+	}
+	if n > 0 {
+		r.timer.Reset(r.after)
+	}
+	return n, err
+}
+
+func (r *idleReader) Close() error {
+	r.timer.Stop()
+	return r.rc.Close()
 }
 
 // ctxReader stops a copy when the context ends.

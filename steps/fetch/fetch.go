@@ -90,6 +90,9 @@ func (c *Client) Transport() http.RoundTripper {
 	return http.DefaultTransport
 }
 
+// IdleTimeout is how long a transfer may deliver no bytes.
+func (c *Client) IdleTimeout() time.Duration { return c.idleTimeout }
+
 // UserAgent is the User-Agent the client sends.
 func (c *Client) UserAgent() string { return c.userAgent }
 
