@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"sort"
@@ -188,6 +189,15 @@ func (d *downloads) Apply(ctx context.Context) error {
 		}
 		g.Go(func() error {
 			fs, err := d.install(gctx, root, j, plans[i])
+			if errors.Is(err, errEntryGone) {
+				// Pruned meanwhile by another run sharing the cache:
+				// fetch it again, once.
+				pl, perr := d.prepare(gctx, j)
+				if perr != nil {
+					return perr
+				}
+				fs, err = d.install(gctx, root, j, pl)
+			}
 			if err != nil {
 				return err
 			}
@@ -617,8 +627,14 @@ func (d *downloads) tidy(root *os.Root) {
 // copyFromCache stages a copy of a cache entry at dest inside the machine
 // and checks the copy's digest (the one hash of the install). A damaged
 // entry is removed, so a retry downloads it again.
+// errEntryGone: a cache entry the install was prepared with is gone.
+var errEntryGone = errors.New("cache entry removed meanwhile")
+
 func (d *downloads) copyFromCache(root *os.Root, dest, digest, what string) (*staged, error) {
 	f, err := d.opts.Cache.OpenUnverified(digest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("install %s: %w", what, errEntryGone)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("install %s: open cache entry: %w", what, err)
 	}
