@@ -89,6 +89,9 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 			err = &exitError{code: exitFailed, err: werr}
 		}
 	}()
+	if _, err := a.logger(); err != nil {
+		return rep, err
+	}
 	if err := f.check(a, cmd); err != nil {
 		return rep, err
 	}

@@ -229,6 +229,12 @@ func TestJSONOutputIsAlwaysOneDocument(t *testing.T) {
 					t.Errorf("error: %v", doc["error"])
 				}
 			}},
+		{"bad --log-level", func(d string) []string { return []string{"apply", "--log-level", "bogus", writePlan(nil, d, twoFiles)} }, engine.OutcomeError,
+			func(t *testing.T, doc map[string]any) {
+				if !strings.Contains(doc["error"].(string), "--log-level") {
+					t.Errorf("error: %v", doc["error"])
+				}
+			}},
 		{"unknown target", func(d string) []string { return []string{"plan", "--target", "nope", writePlan(nil, d, twoFiles)} }, engine.OutcomeError,
 			func(t *testing.T, doc map[string]any) {
 				if !strings.Contains(doc["error"].(string), `--target nope: no step "nope"`) {

@@ -207,9 +207,13 @@ what would change, and applies them with bounded concurrency.`,
 	root.PersistentFlags().StringVar(&a.cacheDir, "cache-dir", defaultCacheDir(), "content-addressed cache of downloads and image blobs, shared by runs and machines")
 	root.PersistentFlags().StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for performance work)")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if _, err := a.logger(); err != nil {
-			return err
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		// plan, apply and preflight check the log flags themselves, once
+		// their result document can carry the error.
+		if !emitsDocument(cmd) {
+			if _, err := a.logger(); err != nil {
+				return err
+			}
 		}
 		if a.cpuProfile == "" {
 			return nil
@@ -269,6 +273,16 @@ func (a *app) reportError(code int, msg string) {
 // jsonLogs reports whether logs go to stderr as JSON lines.
 func (a *app) jsonLogs() bool {
 	return a.logFormat == "json" || (a.logFormat == "auto" && !isTerminal(a.stderr))
+}
+
+// emitsDocument: the commands whose -o json gives one document whatever
+// the outcome.
+func emitsDocument(cmd *cobra.Command) bool {
+	switch cmd.Name() {
+	case "plan", "apply", "preflight":
+		return true
+	}
+	return false
 }
 
 // logger builds the zerolog logger the flags ask for.

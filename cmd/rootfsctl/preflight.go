@@ -56,6 +56,9 @@ change.`,
 					err = werr
 				}
 			}()
+			if _, err := a.logger(); err != nil {
+				return err
+			}
 			if err := checkNames(a.reg(), pf.ignore); err != nil {
 				return err
 			}
