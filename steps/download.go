@@ -128,6 +128,8 @@ func (d *downloads) Apply(ctx context.Context) error {
 	// artifact's destinations (downloading it and taking an archive apart
 	// into the cache). Nothing in the machine changes yet.
 	plans := make([]jobPlan, len(d.jobs))
+	hold := &pins{}
+	defer hold.release()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	for i, j := range d.jobs {
@@ -141,7 +143,7 @@ func (d *downloads) Apply(ctx context.Context) error {
 			}
 		}
 		g.Go(func() (err error) {
-			plans[i], err = d.prepare(gctx, j)
+			plans[i], err = d.prepare(gctx, j, hold)
 			return err
 		})
 	}
@@ -192,7 +194,7 @@ func (d *downloads) Apply(ctx context.Context) error {
 			if errors.Is(err, errEntryGone) {
 				// Pruned meanwhile by another run sharing the cache:
 				// fetch it again, once.
-				pl, perr := d.prepare(gctx, j)
+				pl, perr := d.prepare(gctx, j, hold)
 				if perr != nil {
 					return perr
 				}
@@ -269,15 +271,26 @@ func (p jobPlan) dests() []string {
 
 // prepare puts the job's artifact in the cache (and an archive's members)
 // and says where it goes.
-func (d *downloads) prepare(ctx context.Context, j job) (jobPlan, error) {
-	want, err := d.ensureCached(ctx, j.art)
+//
+// An entry a concurrent prune removes between two of these steps is
+// fetched again, once.
+func (d *downloads) prepare(ctx context.Context, j job, hold *pins) (jobPlan, error) {
+	pl, err := d.prepareOnce(ctx, j, hold)
+	if errors.Is(err, errEntryGone) {
+		pl, err = d.prepareOnce(ctx, j, hold)
+	}
+	return pl, err
+}
+
+func (d *downloads) prepareOnce(ctx context.Context, j job, hold *pins) (jobPlan, error) {
+	want, err := d.ensureCached(ctx, j.art, hold)
 	if err != nil {
 		return jobPlan{}, err
 	}
 	if j.pick == nil {
 		return jobPlan{digest: want, dest: j.dest}, nil
 	}
-	members, err := d.extracted(ctx, j, want)
+	members, err := d.extracted(ctx, j, want, hold)
 	if err != nil {
 		return jobPlan{}, err
 	}
@@ -314,11 +327,11 @@ func (d *downloads) Prefetch(ctx context.Context) error {
 	g.SetLimit(4)
 	for _, j := range d.jobs {
 		g.Go(func() error {
-			sum, err := d.ensureCached(gctx, j.art)
+			sum, err := d.ensureCached(gctx, j.art, nil)
 			if err != nil || j.pick == nil {
 				return err
 			}
-			_, err = d.extracted(gctx, j, sum)
+			_, err = d.extracted(gctx, j, sum, nil)
 			return err
 		})
 	}
@@ -332,7 +345,10 @@ func (d *downloads) Prefetch(ctx context.Context) error {
 // A published checksum is remembered only once an artifact verified
 // against it: a wrong document (a mirror caught mid-sync) fails this
 // attempt and is fetched again by the next, never kept.
-func (d *downloads) ensureCached(ctx context.Context, a artifact) (string, error) {
+//
+// With hold, the entry is pinned in it: a prune by another run leaves it
+// alone until the install is done.
+func (d *downloads) ensureCached(ctx context.Context, a artifact, hold *pins) (string, error) {
 	want, remembered, err := d.expectedSum(ctx, a)
 	if err != nil {
 		return "", err
@@ -347,7 +363,7 @@ func (d *downloads) ensureCached(ctx context.Context, a artifact) (string, error
 			return "", err
 		}
 		var mm *cache.MismatchError
-		if err := e.Commit(want); errors.As(err, &mm) {
+		if err := hold.commit(e, want); errors.As(err, &mm) {
 			if remembered {
 				// Not what was verified before (the entry was pruned and the
 				// release changed since): ask the publisher again next time.
@@ -357,6 +373,9 @@ func (d *downloads) ensureCached(ctx context.Context, a artifact) (string, error
 		} else if err != nil {
 			return "", err
 		}
+	}
+	if hold != nil && !hold.pinned(want) && !hold.pin(d.opts.Cache, want) {
+		return "", fmt.Errorf("download %s: %w", a.Name, errEntryGone)
 	}
 	if !remembered && a.Pinned == "" {
 		// Content with this digest is in the cache (it verified against the
@@ -498,13 +517,17 @@ func scanArchive(ctx context.Context, r io.Reader, j job, sink func(m member, co
 // extracted returns the archive's chosen members as cache entries, taking
 // them apart once (during prefetch, while the workspace is unpacked) and
 // remembering the list in the cache.
-func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]member, error) {
+func (d *downloads) extracted(ctx context.Context, j job, archive string, hold *pins) ([]member, error) {
 	key := "members:" + j.selection + ":" + archive
 	var members []member
 	if b, ok := d.opts.Cache.Index(key); ok && json.Unmarshal(b, &members) == nil && len(members) > 0 {
 		intact := true
 		for _, m := range members {
-			intact = intact && d.opts.Cache.Has(m.SHA256)
+			if hold != nil {
+				intact = intact && hold.pin(d.opts.Cache, m.SHA256)
+			} else {
+				intact = intact && d.opts.Cache.Has(m.SHA256)
+			}
 		}
 		if intact {
 			return members, nil
@@ -512,6 +535,9 @@ func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]mem
 		members = nil
 	}
 	rc, _, err := d.opts.Cache.Open(archive)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("extract %s: %w", j.art.Name, errEntryGone)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: open cache entry: %w", j.art.Name, err)
 	}
@@ -526,7 +552,7 @@ func (d *downloads) extracted(ctx context.Context, j job, archive string) ([]mem
 		}
 		m.SHA256 = e.Digest()
 		members = append(members, m)
-		return e.Commit(m.SHA256)
+		return hold.commit(e, m.SHA256)
 	})
 	// Close verifies what the scan did not read: a damaged entry, not the
 	// archive, is then the cause of a failure, and a retry downloads it.
@@ -627,6 +653,61 @@ func (d *downloads) tidy(root *os.Root) {
 // copyFromCache stages a copy of a cache entry at dest inside the machine
 // and checks the copy's digest (the one hash of the install). A damaged
 // entry is removed, so a retry downloads it again.
+// pins are the cache entries an apply is about to install, kept from a
+// concurrent prune until it is done. A nil *pins pins nothing.
+type pins struct {
+	mu      sync.Mutex
+	list    []*cache.Pin
+	digests []string // stored pinned by commit
+}
+
+// pin pins digest's entry and reports whether it is there.
+func (h *pins) pin(c *cache.Cache, digest string) bool {
+	if h == nil {
+		return false
+	}
+	p, err := c.Pin(digest)
+	if err != nil {
+		return false
+	}
+	h.mu.Lock()
+	h.list = append(h.list, p)
+	h.mu.Unlock()
+	return true
+}
+
+// commit stores an entry, pinned when h is set.
+func (h *pins) commit(e *cache.Entry, digest string) error {
+	if h == nil {
+		return e.Commit(digest)
+	}
+	p, err := e.CommitPinned(digest)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.list = append(h.list, p)
+	h.digests = append(h.digests, digest)
+	h.mu.Unlock()
+	return nil
+}
+
+// pinned reports whether digest was stored pinned by this h.
+func (h *pins) pinned(digest string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return contains(h.digests, digest)
+}
+
+func (h *pins) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.list {
+		p.Release()
+	}
+	h.list = nil
+}
+
 // errEntryGone: a cache entry the install was prepared with is gone.
 var errEntryGone = errors.New("cache entry removed meanwhile")
 

@@ -2,6 +2,7 @@ package steps_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -74,5 +75,63 @@ func TestConcurrentAppliesShareHostDirectories(t *testing.T) {
 	}
 	if len(entries) != machines {
 		t.Errorf("%s holds %d files, want one .nspawn per machine (%d)", nspawnDir, len(entries), machines)
+	}
+}
+
+// TestPruneBesideRunningApplies: a `cache prune --all` looping beside cold
+// applies that share the cache removes entries they are about to install;
+// every apply still succeeds on its first attempt.
+func TestPruneBesideRunningApplies(t *testing.T) {
+	t.Parallel()
+	s := newStand(t)
+	shared := mustCache(t)
+	stop := make(chan struct{})
+	pruned := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				pruned <- n
+				return
+			default:
+			}
+			if _, err := shared.Prune(context.Background(), 0); err == nil {
+				n++
+			}
+		}
+	}()
+	for round := range 6 {
+		var wg sync.WaitGroup
+		errs := make([]string, 2)
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				machine := fmt.Sprintf("r%dn%d", round, i)
+				var log bytes.Buffer
+				rep, err := s.apply(shared, zerolog.New(zerolog.SyncWriter(&log)).Level(zerolog.WarnLevel), map[string]string{"machine": machine})
+				if err != nil {
+					errs[i] = err.Error()
+					return
+				}
+				for _, st := range rep.Steps {
+					if st.Attempts > 1 || st.Status != engine.StatusChanged {
+						errs[i] = fmt.Sprintf("%s: step %s %s after %d attempts: %s\n%s", machine, st.ID, st.Status, st.Attempts, st.Error, log.String())
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for _, e := range errs {
+			if e != "" {
+				t.Error(e)
+			}
+		}
+	}
+	close(stop)
+	if n := <-pruned; n == 0 {
+		t.Error("the prune loop never ran")
 	}
 }

@@ -564,17 +564,17 @@ func (w *workspace) unpackLayer(ctx context.Context, u *unpack.Unpacker, l v1.La
 	size, _ := l.Size()
 	tr := engine.ProgressFrom(ctx).Track(name, size)
 	defer tr.Done()
-	if w.opts.Cache.Has(digest) {
-		rc, _, err := w.opts.Cache.Open(digest)
-		if err != nil {
-			return err
-		}
+	// An open entry can be read to its end even if a prune removes its
+	// name meanwhile; one removed before the open is pulled instead.
+	if rc, _, err := w.opts.Cache.Open(digest); err == nil {
 		err = u.Layer(ctx, &progressReader{r: rc, t: tr})
 		// Close verifies what the unpack did not read: a damaged entry is
 		// the cause of the failure (and is gone now, so a retry pulls it).
 		if cerr := rc.Close(); errors.Is(cerr, cache.ErrCorrupt) && !errors.Is(err, cache.ErrCorrupt) {
 			return fmt.Errorf("cached layer: %w; removed it, a retry pulls it again", cerr)
 		}
+		return err
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	rc, err := w.blob(l)

@@ -152,6 +152,33 @@ func (c *Cache) OpenUnverified(digest string) (*os.File, error) {
 	return f, err
 }
 
+// Pin keeps an entry from being pruned while a run uses it. It is a
+// shared flock on the entry's file, which Prune's exclusive one respects:
+// the kernel drops it if the run dies.
+type Pin struct{ f *os.File }
+
+// Pin pins the entry for digest; fs.ErrNotExist when there is none (or it
+// was removed while being pinned).
+func (c *Cache) Pin(digest string) (*Pin, error) {
+	f, fi, err := c.openEntry(digest)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("pin cache entry %s: %w", digest, err)
+	}
+	// A prune may have removed it between the open and the lock.
+	if now, err := os.Lstat(c.path(digest)); err != nil || !os.SameFile(fi, now) {
+		f.Close()
+		return nil, fmt.Errorf("pin cache entry %s: %w", digest, fs.ErrNotExist)
+	}
+	return &Pin{f: f}, nil
+}
+
+// Release lets the entry be pruned again.
+func (p *Pin) Release() { _ = p.f.Close() } // closing drops the flock
+
 // Remove drops an entry found damaged.
 func (c *Cache) Remove(digest string) {
 	_ = os.Remove(c.path(digest)) // best effort: a missing entry is fine
@@ -286,6 +313,34 @@ func (e *MismatchError) Error() string { return fmt.Sprintf("got %s, want %s", e
 // discards it otherwise (returning a *MismatchError). The file is renamed
 // while still locked, and closed only then.
 func (e *Entry) Commit(want string) error {
+	if err := e.store(want); err != nil {
+		return err
+	}
+	err := e.f.Close()
+	e.root.Close()
+	if err != nil {
+		return fmt.Errorf("close cache entry: %w", err)
+	}
+	return nil
+}
+
+// CommitPinned is Commit that leaves the stored entry pinned: the flock the
+// file was written under becomes the pin's, so no prune can slip in
+// between storing and pinning.
+func (e *Entry) CommitPinned(want string) (*Pin, error) {
+	if err := e.store(want); err != nil {
+		return nil, err
+	}
+	e.root.Close()
+	if err := unix.Flock(int(e.f.Fd()), unix.LOCK_SH); err != nil {
+		e.f.Close()
+		return nil, fmt.Errorf("pin cache entry %s: %w", want, err)
+	}
+	return &Pin{f: e.f}, nil
+}
+
+// store checks the digest and renames the file into place, still locked.
+func (e *Entry) store(want string) error {
 	got := e.Digest()
 	if got != want {
 		e.Abort()
@@ -301,11 +356,6 @@ func (e *Entry) Commit(want string) error {
 		return fmt.Errorf("store cache entry: %w", err)
 	}
 	e.tmp = ""
-	err := e.f.Close()
-	e.root.Close()
-	if err != nil {
-		return fmt.Errorf("close cache entry: %w", err)
-	}
 	return nil
 }
 
@@ -440,6 +490,25 @@ type Usage struct {
 	Bytes   int64
 }
 
+var errPinned = errors.New("pinned by a live run")
+
+// removeUnpinned removes an entry unless a live run pins it: it takes the
+// exclusive flock a pin's shared one excludes, and removes while holding it.
+func removeUnpinned(root *os.Root, e entryInfo) error {
+	if e.dir {
+		return root.RemoveAll(e.name)
+	}
+	f, err := root.OpenFile(e.name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return root.Remove(e.name) // a symlink or a vanished entry: not pinnable
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+		return errPinned
+	}
+	return root.Remove(e.name)
+}
+
 // Usage adds up the entries.
 func (c *Cache) Usage() (Usage, error) {
 	var u Usage
@@ -514,7 +583,9 @@ func (c *Cache) Prune(ctx context.Context, maxBytes int64) (removed Usage, err e
 		}
 		// Through the cache's root, never a path join: nothing outside it
 		// can be removed, whatever is planted inside.
-		if err := root.RemoveAll(e.name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := removeUnpinned(root, e); errors.Is(err, errPinned) {
+			continue // a live run is about to install it
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, fmt.Errorf("prune %s: %w", e.name, err)
 		}
 		total -= e.size
