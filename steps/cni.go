@@ -16,7 +16,7 @@ nothing is installed.`
 
 // CNIParams are the parameters of download-cni.
 type CNIParams struct {
-	MachineDir engine.AbsPath `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	MachineDir MachineDir     `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
 	Version    Version        `yaml:"version" jsonschema:"default=1.5.1" jsonschema_description:"CNI plugins version, without a leading v."`
 	Arch       Arch           `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture of the plugins (Go names: amd64, arm64)."`
 	BaseURL    URL            `yaml:"baseURL" jsonschema_description:"Replaces the upstream prefix (default https://github.com/containernetworking/plugins/releases/download); the release layout is kept."`

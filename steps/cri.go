@@ -20,7 +20,7 @@ const criCheck = "cri-artifacts"
 
 // CRIParams are the parameters of download-cri.
 type CRIParams struct {
-	MachineDir engine.AbsPath   `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	MachineDir MachineDir       `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
 	Arch       Arch             `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture of the binaries (Go names: amd64, arm64)."`
 	Containerd ContainerdSource `yaml:"containerd" jsonschema_description:"Where containerd comes from."`
 	Runc       RuncSource       `yaml:"runc" jsonschema_description:"Where runc comes from."`

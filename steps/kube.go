@@ -20,7 +20,7 @@ executed (it may be built for another architecture).`
 
 // KubeParams are the parameters of download-kube.
 type KubeParams struct {
-	MachineDir engine.AbsPath    `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	MachineDir MachineDir        `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
 	Version    Version           `yaml:"version" jsonschema:"required" jsonschema_description:"Kubernetes version, without a leading v (1.33.1)."`
 	Arch       Arch              `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture of the binaries (Go names: amd64, arm64)."`
 	BaseURL    URL               `yaml:"baseURL" jsonschema_description:"Replaces the upstream prefix (default https://dl.k8s.io); <baseURL>/v<version>/bin/linux/<arch>/<binary> is kept."`

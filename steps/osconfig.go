@@ -24,11 +24,11 @@ that content.`
 
 // OSParams are the parameters of configure-os.
 type OSParams struct {
-	MachineDir engine.AbsPath `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
-	Hostname   Hostname       `yaml:"hostname" jsonschema:"default=${host.hostname}" jsonschema_description:"Written to etc/hostname."`
-	Arch       Arch           `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture whose apt mirror is used (Go names: amd64, arm64)."`
-	Modules    []Word         `yaml:"modules" jsonschema:"default=[overlay\\, br_netfilter]" jsonschema_description:"Kernel modules listed in etc/modules-load.d/kubernetes.conf."`
-	Apt        AptParams      `yaml:"apt" jsonschema_description:"The apt sources written to etc/apt/sources.list."`
+	MachineDir MachineDir `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	Hostname   Hostname   `yaml:"hostname" jsonschema:"default=${host.hostname}" jsonschema_description:"Written to etc/hostname."`
+	Arch       Arch       `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture whose apt mirror is used (Go names: amd64, arm64)."`
+	Modules    []Word     `yaml:"modules" jsonschema:"default=[overlay\\, br_netfilter]" jsonschema_description:"Kernel modules listed in etc/modules-load.d/kubernetes.conf."`
+	Apt        AptParams  `yaml:"apt" jsonschema_description:"The apt sources written to etc/apt/sources.list."`
 }
 
 // AptParams describe the machine's apt sources.
@@ -179,7 +179,7 @@ on the host side only) is copied to etc/resolv.conf as a regular file.`
 
 // ResolvedParams are the parameters of disable-resolved.
 type ResolvedParams struct {
-	MachineDir engine.AbsPath `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	MachineDir MachineDir     `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
 	ResolvConf engine.AbsPath `yaml:"resolvConf" jsonschema:"default=/etc/resolv.conf" jsonschema_description:"The host file copied into the machine."`
 }
 

@@ -147,6 +147,9 @@ func (m *MachineDir) UnmarshalText(b []byte) error {
 	if err := p.UnmarshalText(b); err != nil {
 		return err
 	}
+	if last := path.Base(strings.TrimRight(string(b), "/")); last == "." || last == ".." {
+		return fmt.Errorf("must end in the machine's name, not %q, got %q", last, b)
+	}
 	if err := machineDirSyntax.check(string(b)); err != nil || !machineNameOK(path.Base(string(p))) {
 		return fmt.Errorf("machine name %q (the base name) must be letters, digits, _ . - (at most 64)", path.Base(string(p)))
 	}
@@ -228,3 +231,6 @@ var imageSyntax = func() pattern {
 
 func (r *ImageRef) UnmarshalText(b []byte) error { return set(r, imageSyntax, b) }
 func (ImageRef) JSONSchema() map[string]any      { return imageSyntax.schema() }
+
+// String is the cleaned path.
+func (m MachineDir) String() string { return string(m) }
