@@ -36,7 +36,7 @@ func (a *aheadReader) fill(r io.Reader) {
 		case <-a.done:
 			return
 		}
-		n, err := io.ReadFull(r, buf[:cap(buf)])
+		n, err := readChunk(r, buf[:cap(buf)])
 		if n > 0 {
 			select {
 			case a.full <- buf[:n]:
@@ -44,15 +44,28 @@ func (a *aheadReader) fill(r io.Reader) {
 				return
 			}
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			a.err = io.EOF
-			return
-		}
 		if err != nil {
-			a.err = err
+			a.err = err // io.EOF only where r ended properly
 			return
 		}
 	}
+}
+
+// readChunk fills buf as far as r goes. Unlike io.ReadFull it hands on
+// r's own errors unchanged: io.ReadFull reports a short last chunk as
+// io.ErrUnexpectedEOF, the very error a decompressor returns for a stream
+// cut short, so the two could not be told apart and a truncated layer
+// read as one that ended.
+func readChunk(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (a *aheadReader) Read(p []byte) (int, error) {

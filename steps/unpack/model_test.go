@@ -23,15 +23,25 @@ import (
 // The reference model: an in-memory tree with the layer semantics written
 // out plainly (no handles, no caching), to compare the Unpacker with.
 //
-// Paths resolve as in os.Root: symlinks in parent components are followed
-// inside the tree; an absolute target or a ".." above the root escapes and
-// is an error; so is a parent that is not a directory.
+// Paths resolve as in a chroot at the root, as container runtimes resolve
+// them: symlinks in parent components are followed inside the tree, an
+// absolute target starts again at the root, ".." at the root stays there,
+// and following more than 255 symlinks is an error (a loop); so is a
+// parent that is not a directory. Writing creates missing parents on the
+// way, through dangling symlinks too. The final component of an entry is
+// never followed.
+//
+// Opaque markers follow the OCI rule: they hide everything lower layers
+// put under their directory, at any depth; what the marker's own layer put
+// there stays, wherever in the layer it came. Each node remembers the last
+// layer that wrote it or wrote into it, and that is what stays.
 
 type node struct {
 	kind   byte // 'd', 'f' or 'l'
 	body   string
 	target string
 	kids   map[string]*node
+	layer  int // the last layer with an entry at or under this node
 }
 
 func dir() *node { return &node{kind: 'd', kids: map[string]*node{}} }
@@ -48,27 +58,22 @@ func (n *node) clone() *node {
 }
 
 var (
-	errEscape    = errors.New("escapes the root")
-	errNotDir    = errors.New("not a directory")
-	errMissing   = errors.New("missing")
-	errUndefined = errors.New("outside what the model decides") // the generator avoids these
+	errLoop    = errors.New("too many symlinks")
+	errNotDir  = errors.New("not a directory")
+	errIsDir   = errors.New("is a directory") // a hard link to a directory
+	errMissing = errors.New("missing")
 )
 
-// resolveDir finds the directory at p. With create, missing directories
-// are made (MkdirAll); without, a missing one is errMissing.
-func resolveDir(root *node, p string, create bool) (*node, error) {
-	hops := 0
-	stack, err := walk([]*node{root}, strings.Split(p, "/"), create, &hops)
-	if err != nil {
-		return nil, err
-	}
-	return stack[len(stack)-1], nil
-}
+// maxHops is the Unpacker's bound on symlinks followed in one path.
+const maxHops = 255
 
-// walk resolves the components todo from the directory stack (the root
-// first), following symlinks.
-func walk(stack []*node, todo []string, create bool, hops *int) ([]*node, error) {
-	stack = slices.Clone(stack)
+// resolveDir finds the directory at p and returns the directories from
+// the root down to it. With create, missing directories are made
+// (MkdirAll); without, a missing one is errMissing.
+func resolveDir(root *node, p string, create bool) ([]*node, error) {
+	stack := []*node{root}
+	todo := strings.Split(p, "/")
+	hops := 0
 	for len(todo) > 0 {
 		c := todo[0]
 		todo = todo[1:]
@@ -77,10 +82,9 @@ func walk(stack []*node, todo []string, create bool, hops *int) ([]*node, error)
 		case "", ".":
 			continue
 		case "..":
-			if len(stack) == 1 {
-				return nil, errEscape
+			if len(stack) > 1 {
+				stack = stack[:len(stack)-1]
 			}
-			stack = stack[:len(stack)-1]
 			continue
 		}
 		child := cur.kids[c]
@@ -91,22 +95,13 @@ func walk(stack []*node, todo []string, create bool, hops *int) ([]*node, error)
 			child = dir()
 			cur.kids[c] = child
 		case child.kind == 'l':
-			if *hops++; *hops > 40 {
-				return nil, errUndefined
+			if hops++; hops > maxHops {
+				return nil, errLoop
 			}
 			if strings.HasPrefix(child.target, "/") {
-				return nil, errEscape
+				stack = stack[:1]
 			}
-			link := strings.Split(child.target, "/")
-			// Creating through a dangling link: what MkdirAll does there is
-			// not what this model decides.
-			if create {
-				probe := 0
-				if _, err := walk(stack, link, false, &probe); errors.Is(err, errMissing) || errors.Is(err, errUndefined) {
-					return nil, errUndefined
-				}
-			}
-			todo = append(link, todo...)
+			todo = append(strings.Split(child.target, "/"), todo...)
 			continue
 		case child.kind != 'd':
 			return nil, errNotDir
@@ -118,57 +113,102 @@ func walk(stack []*node, todo []string, create bool, hops *int) ([]*node, error)
 
 type entry = fixture.Entry
 
-// applyEntry applies one layer entry to the model.
-func applyEntry(root *node, e entry, seen map[string]bool) error {
-	name := path.Clean(e.Name)
-	d, base := path.Split(name)
+// splitPath cleans a layer path as the Unpacker does (a leading "/" is
+// the rootfs) and splits it into its parent and base.
+func splitPath(p string) (d, base string) {
+	d, base = path.Split(path.Clean("/" + p)[1:])
 	d = strings.TrimSuffix(d, "/")
 	if d == "" {
 		d = "."
 	}
+	return d, base
+}
+
+// applyEntry applies one entry of layer number layer to the model.
+func applyEntry(root *node, e entry, layer int) error {
+	d, base := splitPath(e.Name)
 	switch {
 	case base == ".wh..wh..opq":
-		n, err := resolveDir(root, d, false)
+		stack, err := resolveDir(root, d, false)
 		if errors.Is(err, errMissing) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		for k := range n.kids {
-			if !seen[path.Join(d, k)] {
-				delete(n.kids, k)
-			}
-		}
+		prune(stack[len(stack)-1], layer)
 		return nil
 	case strings.HasPrefix(base, ".wh."):
-		n, err := resolveDir(root, d, false)
+		stack, err := resolveDir(root, d, false)
 		if errors.Is(err, errMissing) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		delete(n.kids, strings.TrimPrefix(base, ".wh."))
+		delete(stack[len(stack)-1].kids, strings.TrimPrefix(base, ".wh."))
 		return nil
 	}
-	parent, err := resolveDir(root, d, true)
+	stack, err := resolveDir(root, d, true)
 	if err != nil {
 		return err
 	}
-	seen[name] = true
+	for _, n := range stack[1:] {
+		n.layer = layer
+	}
+	return place(root, stack[len(stack)-1], base, e, layer)
+}
+
+// place puts entry e at base in parent, replacing what was there (but
+// keeping a directory where a directory goes).
+func place(root, parent *node, base string, e entry, layer int) error {
 	old := parent.kids[base]
 	switch e.Type {
 	case tar.TypeDir:
 		if old == nil || old.kind != 'd' {
-			parent.kids[base] = dir()
+			old = dir()
+			parent.kids[base] = old
 		}
+		old.layer = layer
+		return nil
 	case tar.TypeSymlink:
-		parent.kids[base] = &node{kind: 'l', target: e.Linkname}
+		parent.kids[base] = &node{kind: 'l', target: e.Linkname, layer: layer}
+	case tar.TypeLink:
+		// What was there goes first, as in tar: a link to itself finds nothing.
+		delete(parent.kids, base)
+		td, tbase := splitPath(e.Linkname)
+		stack, err := resolveDir(root, td, false)
+		if err != nil {
+			return err
+		}
+		t := stack[len(stack)-1].kids[tbase]
+		switch {
+		case t == nil:
+			return errMissing
+		case t.kind == 'd':
+			return errIsDir
+		}
+		// A new name for the same content; a node of its own, because
+		// what stays under an opaque marker goes by name.
+		parent.kids[base] = &node{kind: t.kind, body: t.body, target: t.target, layer: layer}
 	default:
-		parent.kids[base] = &node{kind: 'f', body: e.Body}
+		parent.kids[base] = &node{kind: 'f', body: e.Body, layer: layer}
 	}
 	return nil
+}
+
+// prune is the opaque rule: under n, whatever no entry of this layer wrote
+// (or wrote into) goes; a directory this layer wrote into stays and is
+// pruned in turn.
+func prune(n *node, layer int) {
+	for k, kid := range n.kids {
+		switch {
+		case kid.layer != layer:
+			delete(n.kids, k)
+		case kid.kind == 'd':
+			prune(kid, layer)
+		}
+	}
 }
 
 // describe flattens a tree: path -> kind and content.
@@ -223,48 +263,29 @@ func describeDisk(t *testing.T, dir string) map[string]string {
 }
 
 // generate makes a random sequence of small layers that the model can
-// decide: directories, files, symlinks to directories (retargeted later),
-// whiteouts and opaque directories over a few names. A layer may end with
-// an entry that must fail (an escaping link used as a parent).
-func generate(r *rand.Rand) (layers [][]entry, wantErr bool) {
-	names := []string{"a", "b", "c"}
-	targets := []string{"a", "b", "c", "a/b", "../a", "b/../c", ".", "a/..", "/etc", "../../outside", "nowhere"}
-	randPath := func() string {
-		n := 1 + r.IntN(3)
-		parts := make([]string, n)
-		for i := range parts {
-			parts[i] = names[r.IntN(len(names))]
-		}
-		return strings.Join(parts, "/")
-	}
+// decide: directories, files, symlinks (retargeted later, relative,
+// absolute, climbing above the root, dangling, to the real directory
+// outside the target, in chains and loops), hard links, whiteouts and
+// opaque markers (before and after the entries of their directory) over
+// a few names. A layer may end with an entry that must fail (a symlink
+// loop or a file as a parent, a hard link to nothing or to a directory).
+func generate(r *rand.Rand, outside string) (layers [][]entry, wantErr bool) {
+	g := generator{r: r, targets: []string{"a", "b", "c", "a/b", "../a", "b/../c", ".", "a/..", "..", "nowhere",
+		"/a", "/b/c", "/", "/c/../a", "/etc", "../../outside", "../outside", "a/../../b", "../../../c/a", outside}}
 	model := dir()
-	body := 0
-	for range 1 + r.IntN(4) {
+	for l := range 1 + r.IntN(4) {
 		var layer []entry
-		seen := map[string]bool{}
-		for range 1 + r.IntN(8) {
-			var e entry
-			p := randPath()
-			switch k := r.IntN(100); {
-			case k < 25:
-				e = entry{Name: p + "/", Type: tar.TypeDir}
-			case k < 50:
-				body++
-				e = entry{Name: p, Body: fmt.Sprintf("content %d", body)}
-			case k < 72:
-				e = entry{Name: p, Type: tar.TypeSymlink, Linkname: targets[r.IntN(len(targets))]}
-			case k < 88:
-				d, base := path.Split(p)
-				e = entry{Name: d + ".wh." + base}
-			default:
-				e = entry{Name: p + "/.wh..wh..opq"}
-			}
-			trial, trialSeen := model.clone(), maps.Clone(seen)
-			switch err := applyEntry(trial, e, trialSeen); {
+		for range 1 + r.IntN(10) {
+			e := g.entry(layer)
+			trial := model.clone()
+			switch err := applyEntry(trial, e, l+1); {
 			case err == nil:
-				model, seen = trial, trialSeen
+				model = trial
 				layer = append(layer, e)
-			case errors.Is(err, errEscape) && r.IntN(4) == 0:
+				if d, _ := splitPath(e.Name); d != "." {
+					g.written = append(g.written, d)
+				}
+			case r.IntN(6) == 0:
 				// Both must refuse it; nothing after it is compared.
 				return append(layers, append(layer, e)), true
 			}
@@ -274,12 +295,69 @@ func generate(r *rand.Rand) (layers [][]entry, wantErr bool) {
 	return layers, false
 }
 
+type generator struct {
+	r       *rand.Rand
+	targets []string
+	body    int
+	// Parents of earlier entries: half the new entries go there, so that
+	// layers write into (and over) what earlier entries left.
+	written []string
+}
+
+var names = []string{"a", "b", "c"}
+
+func (g *generator) path() string {
+	if len(g.written) > 0 && g.r.IntN(2) == 0 {
+		return g.written[g.r.IntN(len(g.written))] + "/" + names[g.r.IntN(len(names))]
+	}
+	parts := make([]string, 1+g.r.IntN(3))
+	for i := range parts {
+		parts[i] = names[g.r.IntN(len(names))]
+	}
+	return strings.Join(parts, "/")
+}
+
+// entry makes the next entry of a layer that has layer so far.
+func (g *generator) entry(layer []entry) entry {
+	p := g.path()
+	switch k := g.r.IntN(100); {
+	case k < 22:
+		return entry{Name: p + "/", Type: tar.TypeDir}
+	case k < 42:
+		g.body++
+		return entry{Name: p, Body: fmt.Sprintf("content %d", g.body)}
+	case k < 62:
+		return entry{Name: p, Type: tar.TypeSymlink, Linkname: g.targets[g.r.IntN(len(g.targets))]}
+	case k < 70:
+		return entry{Name: p, Type: tar.TypeLink, Linkname: g.path()}
+	case k < 80:
+		d, base := path.Split(p)
+		return entry{Name: d + ".wh." + base}
+	case len(layer) > 0 && g.r.IntN(3) > 0:
+		// After entries of its directory, or of directories below it:
+		// what the layer put there must stay, what lower layers left
+		// beneath must go.
+		return entry{Name: above(g.r, layer[g.r.IntN(len(layer))].Name) + ".wh..wh..opq"}
+	}
+	return entry{Name: p + "/.wh..wh..opq"}
+}
+
+// above returns a directory holding entry p, ending in "/": one of its
+// parents (the root is "/"), or p itself if it is a directory.
+func above(r *rand.Rand, p string) string {
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	n := len(parts) - 1
+	if strings.HasSuffix(p, "/") {
+		n++
+	}
+	return strings.Join(parts[:r.IntN(n+1)], "/") + "/"
+}
+
 func applyModel(layers [][]entry) *node {
 	root := dir()
-	for _, l := range layers {
-		seen := map[string]bool{}
+	for i, l := range layers {
 		for _, e := range l {
-			if err := applyEntry(root, e, seen); err != nil {
+			if err := applyEntry(root, e, i+1); err != nil {
 				panic(fmt.Sprintf("model: generated entry %q fails: %v", e.Name, err))
 			}
 		}
@@ -291,84 +369,93 @@ func applyModel(layers [][]entry) *node {
 // Unpacker and by the reference model give the same tree, entry by entry,
 // and nothing outside the target is ever touched. Symlinks retargeted in a
 // later layer, and whiteouts removing a symlink's target, are where cached
-// directory handles went stale.
+// directory handles went stale; opaque markers after the entries of their
+// directory are where lower content was left behind.
 func TestUnpackerMatchesModel(t *testing.T) {
 	t.Parallel()
 	const seeds = 400
 	for seed := range seeds {
-		r := rand.New(rand.NewPCG(uint64(seed), 7))
-		layers, wantErr := generate(r)
 		base := t.TempDir()
-		outside := filepath.Join(base, "outside")
-		if err := os.Mkdir(outside, 0o755); err != nil {
-			t.Fatal(err)
+		outside, target := filepath.Join(base, "outside"), filepath.Join(base, "rootfs")
+		for _, d := range []string{outside, target} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := os.WriteFile(filepath.Join(outside, "canary"), []byte("untouched"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		target := filepath.Join(base, "rootfs")
-		if err := os.Mkdir(target, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		root, err := os.OpenRoot(target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u := unpack.New(root, unpack.Options{})
-		var gotErr error
-		for _, l := range layers {
-			if gotErr = u.Layer(context.Background(), bytes.NewReader(fixture.Tar(l))); gotErr != nil {
-				break
-			}
-		}
-		u.Close()
-		root.Close()
-		show := func() string {
-			var b strings.Builder
-			for i, l := range layers {
-				fmt.Fprintf(&b, "  layer %d:", i+1)
-				for _, e := range l {
-					fmt.Fprintf(&b, " %s", e.Name)
-					if e.Type == tar.TypeSymlink {
-						fmt.Fprintf(&b, "->%s", e.Linkname)
-					}
-				}
-				b.WriteString("\n")
-			}
-			return b.String()
-		}
+		layers, wantErr := generate(rand.New(rand.NewPCG(uint64(seed), 7)), outside)
+		gotErr := unpackAll(t, target, layers)
 		if entries, _ := os.ReadDir(outside); len(entries) != 1 {
-			t.Fatalf("seed %d: written outside the target: %v\n%s", seed, entries, show())
+			t.Fatalf("seed %d: written outside the target: %v\n%s", seed, entries, show(layers))
 		}
 		if b, _ := os.ReadFile(filepath.Join(outside, "canary")); string(b) != "untouched" {
-			t.Fatalf("seed %d: the file outside was changed\n%s", seed, show())
+			t.Fatalf("seed %d: the file outside was changed\n%s", seed, show(layers))
 		}
-		if wantErr {
-			if gotErr == nil {
-				t.Errorf("seed %d: Layer() accepted an escaping entry\n%s", seed, show())
+		switch {
+		case wantErr && gotErr == nil:
+			t.Errorf("seed %d: Layer() accepted an entry the model refuses\n%s", seed, show(layers))
+		case !wantErr && gotErr != nil:
+			t.Errorf("seed %d: Layer(): %v, want success\n%s", seed, gotErr, show(layers))
+		case !wantErr:
+			want := map[string]string{}
+			describeModel(applyModel(layers), "", want)
+			if diff := treeDiff(describeDisk(t, target), want); diff != "" {
+				t.Errorf("seed %d: the unpacked tree differs from the model:\n%s\n%s", seed, diff, show(layers))
 			}
-			continue
-		}
-		if gotErr != nil {
-			t.Errorf("seed %d: Layer(): %v, want success\n%s", seed, gotErr, show())
-			continue
-		}
-		want := map[string]string{}
-		describeModel(applyModel(layers), "", want)
-		got := describeDisk(t, target)
-		if !maps.Equal(got, want) {
-			var diff []string
-			for _, k := range slices.Sorted(maps.Keys(want)) {
-				if got[k] != want[k] {
-					diff = append(diff, fmt.Sprintf("  %s: got %q, want %q", k, got[k], want[k]))
-				}
-			}
-			for _, k := range slices.Sorted(maps.Keys(got)) {
-				if _, ok := want[k]; !ok {
-					diff = append(diff, fmt.Sprintf("  %s: got %q, want nothing", k, got[k]))
-				}
-			}
-			t.Errorf("seed %d: the unpacked tree differs from the model:\n%s\n%s", seed, strings.Join(diff, "\n"), show())
 		}
 	}
+}
+
+// unpackAll applies layers to directory target, up to the first failure.
+func unpackAll(t *testing.T, target string, layers [][]entry) error {
+	t.Helper()
+	root, err := os.OpenRoot(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	u := unpack.New(root, unpack.Options{})
+	defer u.Close()
+	for _, l := range layers {
+		if err := u.Layer(context.Background(), bytes.NewReader(fixture.Tar(l))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func show(layers [][]entry) string {
+	var b strings.Builder
+	for i, l := range layers {
+		fmt.Fprintf(&b, "  layer %d:", i+1)
+		for _, e := range l {
+			fmt.Fprintf(&b, " %s", e.Name)
+			switch e.Type {
+			case tar.TypeSymlink:
+				fmt.Fprintf(&b, "->%s", e.Linkname)
+			case tar.TypeLink:
+				fmt.Fprintf(&b, "=>%s", e.Linkname)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// treeDiff says where got and want (as describeDisk puts them) differ.
+func treeDiff(got, want map[string]string) string {
+	var diff []string
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if got[k] != want[k] {
+			diff = append(diff, fmt.Sprintf("  %s: got %q, want %q", k, got[k], want[k]))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[k]; !ok {
+			diff = append(diff, fmt.Sprintf("  %s: got %q, want nothing", k, got[k]))
+		}
+	}
+	return strings.Join(diff, "\n")
 }

@@ -7,6 +7,12 @@
 // os.Root (or an openat-style call on a directory opened through it), so
 // no entry, link or symlink in a layer can make it touch anything outside
 // the target. It must never use plain path joins on the target.
+//
+// Symlinks in the parents of an entry resolve as they would inside the
+// machine, as in a chroot at the target: an absolute target from the
+// target's root, ".." no higher than it. Images rely on that (Debian's
+// var/run -> /run). It is done here, one component at a time (resolve.go),
+// because os.Root refuses absolute symlinks outright.
 package unpack
 
 import (
@@ -51,39 +57,60 @@ type Stats struct {
 
 // Unpacker applies layers to one root directory.
 //
-// Parent directories are opened once through the os.Root (which refuses any
-// path that leaves it, symlinks included) and kept as file descriptors;
-// each entry is then created with *at system calls on its base name alone,
-// never following a symlink in the final component. That is the same
-// confinement as os.Root with one system call per operation instead of one
-// per path component.
+// Parent directories are resolved once (resolve: component by component,
+// with chroot semantics, nothing ever opened outside the root) and kept as
+// file descriptors; each entry is then created with *at system calls on
+// its base name alone, never following a symlink in the final component.
+// That confines every write to the root with one system call per
+// operation instead of one per path component.
 //
-// A cached handle is only right while nothing on the path it was opened
+// A cached handle is only right while nothing on the path it was resolved
 // by changes: a symlink on it retargeted, a directory on it (or a
 // symlink's target) removed. Creating entries never changes how existing
-// paths resolve, so every removal or replacement of a directory or a
-// symlink drops all cached handles, and nothing else needs to.
+// paths resolve (a path that resolved had no missing component left), so
+// every removal or replacement of a directory or a symlink drops all
+// cached handles, and nothing else needs to.
 type Unpacker struct {
 	root  *os.Root
+	top   *os.File // the root directory, where every resolution starts
+	topFD int
 	opts  Options
 	stats Stats
 	buf   []byte
-	dirs  map[string]*os.File // open parent directories, by path inside the root
+	link  []byte            // readlinkat buffer
+	dirs  map[string]parent // resolved parent directories, by the path entries name them by
 	// forgotten are handles dropped from dirs while an entry was applied.
-	forgotten []*os.File
+	forgotten []int
 }
 
 // New returns an Unpacker writing into root. Close releases its directory
 // handles.
 func New(root *os.Root, opts Options) *Unpacker {
-	return &Unpacker{root: root, opts: opts, buf: make([]byte, 1<<20), dirs: map[string]*os.File{}}
+	return &Unpacker{root: root, opts: opts, buf: make([]byte, 1<<20), link: make([]byte, unix.PathMax), dirs: map[string]parent{}}
 }
 
-// Close releases the cached directory handles.
+// Close releases the directory handles.
 func (u *Unpacker) Close() error {
 	u.forgetDirs()
 	u.closeForgotten()
-	return nil
+	if u.top == nil {
+		return nil
+	}
+	err := u.top.Close()
+	u.top = nil
+	return err
+}
+
+// topFd returns the handle on the root directory, opened on first use.
+func (u *Unpacker) topFd() (int, error) {
+	if u.top == nil {
+		d, err := u.root.Open(".")
+		if err != nil {
+			return -1, fmt.Errorf("open root: %w", err)
+		}
+		u.top, u.topFD = d, int(d.Fd())
+	}
+	return u.topFD, nil
 }
 
 // forgetDirs closes every cached directory handle: a directory or symlink
@@ -94,40 +121,31 @@ func (u *Unpacker) Close() error {
 // they are closed only once it is done (closeForgotten).
 func (u *Unpacker) forgetDirs() {
 	for p, d := range u.dirs {
-		u.forgotten = append(u.forgotten, d)
+		u.forgotten = append(u.forgotten, d.fd)
 		delete(u.dirs, p)
 	}
 }
 
 func (u *Unpacker) closeForgotten() {
-	for _, d := range u.forgotten {
-		d.Close()
+	for _, fd := range u.forgotten {
+		unix.Close(fd) // read-only directory handle: nothing to lose
 	}
 	u.forgotten = u.forgotten[:0]
 }
 
-// dir returns a handle on directory name inside the root, creating it (and
-// its parents) when missing.
-func (u *Unpacker) dir(name string) (int, error) {
-	if d, ok := u.dirs[name]; ok {
-		return int(d.Fd()), nil
+// dir returns directory name inside the root, resolved and, with create,
+// made where missing. Without create, a missing directory is an error
+// matching fs.ErrNotExist.
+func (u *Unpacker) dir(name string, create bool) (parent, error) {
+	if p, ok := u.dirs[name]; ok {
+		return p, nil
 	}
-	d, err := u.root.Open(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := u.root.MkdirAll(name, 0o755); err != nil {
-			return -1, fmt.Errorf("create directory %s: %w", name, err)
-		}
-		d, err = u.root.Open(name)
-	}
+	p, err := u.resolve(name, create)
 	if err != nil {
-		return -1, fmt.Errorf("open directory %s: %w", name, err)
+		return parent{}, err
 	}
-	if fi, err := d.Stat(); err != nil || !fi.IsDir() {
-		d.Close()
-		return -1, fmt.Errorf("open directory %s: not a directory", name)
-	}
-	u.dirs[name] = d
-	return int(d.Fd()), nil
+	u.dirs[name] = p
+	return p, nil
 }
 
 // Stats returns the counts so far.
@@ -176,19 +194,57 @@ func (u *Unpacker) Layer(ctx context.Context, blob io.Reader) error {
 		defer zr.Close()
 		r = zr
 	}
-	if err := u.tar(ctx, tar.NewReader(r)); err != nil {
+	end := &endWatch{r: r}
+	if err := u.tar(ctx, tar.NewReader(end)); err != nil {
 		return err
 	}
-	// Read to the end so a verifying reader underneath checks the digest.
+	if end.ranOut {
+		return fmt.Errorf("read tar: stream ends before the end-of-archive marker: %w", io.ErrUnexpectedEOF)
+	}
+	// Read to the end so a verifying reader underneath checks the digest,
+	// and a decompressor its trailer (gzip's CRC and size, zstd's frame end).
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return fmt.Errorf("read layer tail: %w", err)
 	}
 	return nil
 }
 
+// endWatch tells a tar stream that ended from one that was cut short.
+// tar.Reader returns the same io.EOF after the two zero blocks that end an
+// archive as when the stream stops on a header boundary with none or one
+// of them; only in the second case did it ask for more and get nothing.
+// A layer cut there would otherwise lose its last entries (and a later
+// layer's whiteouts) without a word; a plain tar has no other way to tell.
+type endWatch struct {
+	r      io.Reader
+	ranOut bool
+}
+
+func (e *endWatch) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if n == 0 && err == io.EOF && len(p) > 0 {
+		e.ranOut = true
+	}
+	return n, err
+}
+
+// layer is what applying one layer keeps track of.
+type layer struct {
+	// seen holds the resolved paths of this layer's entries and of the
+	// directories holding them: what opaque markers must keep.
+	seen map[string]bool
+	dirs []dirAttr
+}
+
+// wrote records that the layer put an entry at p, a resolved path.
+func (l *layer) wrote(p string) {
+	for ; p != "." && !l.seen[p]; p = path.Dir(p) {
+		l.seen[p] = true
+	}
+}
+
 func (u *Unpacker) tar(ctx context.Context, tr *tar.Reader) error {
-	seen := map[string]bool{} // entries of this layer, which opaque markers must keep
-	var dirs []dirAttr
+	l := layer{seen: map[string]bool{}}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -201,79 +257,91 @@ func (u *Unpacker) tar(ctx context.Context, tr *tar.Reader) error {
 			return fmt.Errorf("read tar: %w", err)
 		}
 		u.stats.Entries++
-		name, err := entryName(hdr.Name)
-		if err != nil {
-			return err
-		}
-		if name == "." {
-			// The target directory's owner, mode and xattrs are the
-			// caller's, not the image's (a rootfs must not be opened to
-			// other users by its "./" entry); only its time is kept.
-			if hdr.Typeflag == tar.TypeDir {
-				if a, err := u.dirAttrOf(unix.AT_FDCWD, ".", ".", hdr); err == nil {
-					a.rootOnly = true
-					dirs = append(dirs, a)
-				}
-			}
-			continue
-		}
-		dir, base := splitName(name)
-		switch {
-		case base == ".wh..wh..opq":
-			u.stats.Whiteouts++
-			if err := u.opaque(dir, seen); err != nil {
-				return err
-			}
-			continue
-		case strings.HasPrefix(base, ".wh."):
-			u.stats.Whiteouts++
-			if err := u.whiteout(dir, strings.TrimPrefix(base, ".wh.")); err != nil {
-				return err
-			}
-			continue
-		}
-		dfd, err := u.dir(dir)
-		if err != nil {
-			return fmt.Errorf("parent of %s: %w", name, err)
-		}
-		seen[name] = true
-		err = u.entry(tr, hdr, dfd, dir, base, name, &dirs)
+		err = u.next(tr, hdr, &l)
 		u.closeForgotten()
 		if err != nil {
 			return err
 		}
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := u.applyDir(dirs[i]); err != nil {
+	for i := len(l.dirs) - 1; i >= 0; i-- {
+		if err := u.applyDir(l.dirs[i]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// subRoot opens directory dir inside the root as a root of its own, so
-// that what follows resolves dir once. A missing dir is (nil, nil).
-func (u *Unpacker) subRoot(dir string) (*os.Root, error) {
-	sub, err := u.root.OpenRoot(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return sub, err
+// dest is where an entry goes: base in a resolved parent directory.
+type dest struct {
+	dir  parent
+	base string
+	name string // the entry's name in the layer, for messages
+	path string // where that resolved to: a path os.Root can open as it is
 }
 
-// whiteout removes base from dir, where a lower layer put it.
+// next applies one entry of the layer.
+func (u *Unpacker) next(tr *tar.Reader, hdr *tar.Header, l *layer) error {
+	name, err := entryName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if name == "." {
+		// The target directory's owner, mode and xattrs are the
+		// caller's, not the image's (a rootfs must not be opened to
+		// other users by its "./" entry); only its time is kept.
+		if hdr.Typeflag == tar.TypeDir {
+			if a, err := u.dirAttrOf(unix.AT_FDCWD, ".", ".", hdr); err == nil {
+				a.rootOnly = true
+				l.dirs = append(l.dirs, a)
+			}
+		}
+		return nil
+	}
+	dir, base := splitName(name)
+	switch {
+	case base == ".wh..wh..opq":
+		u.stats.Whiteouts++
+		return u.opaque(dir, l.seen)
+	case strings.HasPrefix(base, ".wh."):
+		u.stats.Whiteouts++
+		return u.whiteout(dir, strings.TrimPrefix(base, ".wh."))
+	}
+	p, err := u.dir(dir, true)
+	if err != nil {
+		return fmt.Errorf("parent of %s: %w", name, err)
+	}
+	at := dest{dir: p, base: base, name: name, path: name}
+	if p.path != dir {
+		at.path = path.Join(p.path, base) // reached through a symlink
+	}
+	l.wrote(at.path)
+	return u.entry(tr, hdr, at, &l.dirs)
+}
+
+// whiteout removes base from dir, where a lower layer put it. dir resolves
+// as an entry's parent does; base itself is removed, never followed.
 func (u *Unpacker) whiteout(dir, base string) error {
 	target := path.Join(dir, base)
-	sub, err := u.subRoot(dir)
+	if base == "" || base == "." || base == ".." {
+		return fmt.Errorf("whiteout %s: not a name; refusing", target)
+	}
+	p, err := u.dir(dir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing there to hide
+	}
 	if err != nil {
 		return fmt.Errorf("whiteout %s: %w", target, err)
 	}
-	if sub == nil {
-		return nil // nothing there to hide
+	var st unix.Stat_t
+	switch err := unix.Fstatat(p.fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); {
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	case err != nil:
+		return fmt.Errorf("whiteout %s: %w", target, err)
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		u.forgetDirs() // paths through it resolve elsewhere now, or not at all
 	}
-	defer sub.Close()
-	u.forgetDirs()
-	if err := sub.RemoveAll(base); err != nil {
+	if err := u.root.RemoveAll(path.Join(p.path, base)); err != nil {
 		return fmt.Errorf("whiteout %s: %w", target, err)
 	}
 	return nil
@@ -307,38 +375,40 @@ func entryName(raw string) (string, error) {
 	return name, nil
 }
 
-// replace removes whatever is at base in dfd unless it is a directory and a
-// directory is wanted. It reports whether a directory is there to keep.
-func (u *Unpacker) replace(dfd int, base, name string, wantDir bool) (keptDir bool, err error) {
+// replace removes whatever is at the destination unless it is a
+// directory and a directory is wanted. It reports whether a directory is
+// there to keep.
+func (u *Unpacker) replace(at dest, wantDir bool) (keptDir bool, err error) {
 	var st unix.Stat_t
-	err = unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	err = unix.Fstatat(at.dir.fd, at.base, &st, unix.AT_SYMLINK_NOFOLLOW)
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("stat %s: %w", name, err)
+		return false, fmt.Errorf("stat %s: %w", at.name, err)
 	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 		if wantDir {
 			return true, nil
 		}
 		u.forgetDirs()
-		if err := u.root.RemoveAll(name); err != nil {
-			return false, fmt.Errorf("replace %s: %w", name, err)
+		if err := u.root.RemoveAll(at.path); err != nil {
+			return false, fmt.Errorf("replace %s: %w", at.name, err)
 		}
 		return false, nil
 	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
 		u.forgetDirs() // paths through the symlink resolve elsewhere now
 	}
-	if err := unix.Unlinkat(dfd, base, 0); err != nil {
-		return false, fmt.Errorf("replace %s: %w", name, err)
+	if err := unix.Unlinkat(at.dir.fd, at.base, 0); err != nil {
+		return false, fmt.Errorf("replace %s: %w", at.name, err)
 	}
 	return false, nil
 }
 
-func (u *Unpacker) entry(tr *tar.Reader, hdr *tar.Header, dfd int, dir, base, name string, dirs *[]dirAttr) error {
+func (u *Unpacker) entry(tr *tar.Reader, hdr *tar.Header, at dest, dirs *[]dirAttr) error {
+	dfd, base, name := at.dir.fd, at.base, at.name
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		kept, err := u.replace(dfd, base, name, true)
+		kept, err := u.replace(at, true)
 		if err != nil {
 			return err
 		}
@@ -347,16 +417,16 @@ func (u *Unpacker) entry(tr *tar.Reader, hdr *tar.Header, dfd int, dir, base, na
 				return fmt.Errorf("create directory %s: %w", name, err)
 			}
 		}
-		a, err := u.dirAttrOf(dfd, base, name, hdr)
+		a, err := u.dirAttrOf(dfd, base, at.path, hdr)
 		if err != nil {
 			return err
 		}
 		*dirs = append(*dirs, a)
 		return nil
 	case tar.TypeReg, tar.TypeRegA:
-		return u.regular(tr, hdr, dfd, base, name)
+		return u.regular(tr, hdr, at)
 	case tar.TypeSymlink:
-		if _, err := u.replace(dfd, base, name, false); err != nil {
+		if _, err := u.replace(at, false); err != nil {
 			return err
 		}
 		// The target is stored as it is and never followed here.
@@ -365,33 +435,45 @@ func (u *Unpacker) entry(tr *tar.Reader, hdr *tar.Header, dfd int, dir, base, na
 		}
 		return u.owner(dfd, base, name, hdr)
 	case tar.TypeLink:
-		target, err := entryName(hdr.Linkname)
-		if err != nil || target == "." {
-			return fmt.Errorf("hard link %s -> %q: target outside the rootfs; refusing", name, hdr.Linkname)
-		}
-		if _, err := u.replace(dfd, base, name, false); err != nil {
-			return err
-		}
-		// Both names are paths: os.Root resolves them inside the rootfs.
-		if err := u.root.Link(target, name); err != nil {
-			return fmt.Errorf("hard link %s -> %s: %w", name, target, err)
-		}
-		return nil
+		return u.hardLink(hdr, at)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		if !u.opts.Privileged && hdr.Typeflag != tar.TypeFifo {
 			u.stats.SkippedDevices++
 			return nil
 		}
-		return u.special(hdr, dfd, base, name)
+		return u.special(hdr, at)
 	}
 	u.stats.IgnoredEntries++ // global headers and other entries with no file
 	return nil
 }
 
-func (u *Unpacker) regular(tr *tar.Reader, hdr *tar.Header, dfd int, base, name string) error {
-	if _, err := u.replace(dfd, base, name, false); err != nil {
+// hardLink links the destination to an earlier entry. The target's
+// parents resolve as an entry's do; the target itself is linked as it is,
+// a symlink too, never followed.
+func (u *Unpacker) hardLink(hdr *tar.Header, at dest) error {
+	target, err := entryName(hdr.Linkname)
+	if err != nil || target == "." {
+		return fmt.Errorf("hard link %s -> %q: target outside the rootfs; refusing", at.name, hdr.Linkname)
+	}
+	if _, err := u.replace(at, false); err != nil {
 		return err
 	}
+	dir, base := splitName(target)
+	p, err := u.dir(dir, false)
+	if err != nil {
+		return fmt.Errorf("hard link %s -> %s: %w", at.name, target, err)
+	}
+	if err := unix.Linkat(p.fd, base, at.dir.fd, at.base, 0); err != nil {
+		return fmt.Errorf("hard link %s -> %s: %w", at.name, target, err)
+	}
+	return nil
+}
+
+func (u *Unpacker) regular(tr *tar.Reader, hdr *tar.Header, at dest) error {
+	if _, err := u.replace(at, false); err != nil {
+		return err
+	}
+	dfd, base, name := at.dir.fd, at.base, at.name
 	fd, err := unix.Openat(dfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
@@ -441,10 +523,11 @@ type fileWriter struct{ f *os.File }
 func (w fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
 
 // special creates a device node or fifo with mknodat.
-func (u *Unpacker) special(hdr *tar.Header, dfd int, base, name string) error {
-	if _, err := u.replace(dfd, base, name, false); err != nil {
+func (u *Unpacker) special(hdr *tar.Header, at dest) error {
+	if _, err := u.replace(at, false); err != nil {
 		return err
 	}
+	dfd, base, name := at.dir.fd, at.base, at.name
 	mode := uint32(hdr.Mode & 0o7777)
 	switch hdr.Typeflag {
 	case tar.TypeChar:
@@ -600,37 +683,71 @@ func (u *Unpacker) xattrs(fd int, name string, pax map[string]string) error {
 	return nil
 }
 
-// opaque empties dir of everything lower layers put there (entries of
-// this layer, seen, stay). dir is resolved once: its entries are removed
-// through a handle on it.
+// opaque empties dir of everything lower layers put there, at any depth;
+// what this layer wrote there (seen) stays. dir resolves as an entry's
+// parent does.
 func (u *Unpacker) opaque(dir string, seen map[string]bool) error {
-	sub, err := u.subRoot(dir)
-	if err != nil {
-		return fmt.Errorf("opaque %s: %w", dir, err)
-	}
-	if sub == nil {
+	p, err := u.dir(dir, false)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	defer sub.Close()
-	d, err := sub.Open(".")
 	if err != nil {
 		return fmt.Errorf("opaque %s: %w", dir, err)
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
+	if err := u.prune(p.fd, p.path, seen); err != nil {
 		return fmt.Errorf("opaque %s: %w", dir, err)
+	}
+	return nil
+}
+
+// prune removes from directory dfd, at resolved path dir, every name the
+// layer did not write. A directory the layer wrote, or wrote into, stays
+// and is pruned in turn: the marker hides the lower content of the whole
+// tree, also below directories the layer declared before the marker came.
+func (u *Unpacker) prune(dfd int, dir string, seen map[string]bool) error {
+	names, err := readNames(dfd)
+	if err != nil {
+		return err
 	}
 	for _, n := range names {
-		if seen[path.Join(dir, n)] {
+		p := path.Join(dir, n)
+		if !seen[p] {
+			u.forgetDirs()
+			if err := u.root.RemoveAll(p); err != nil {
+				return fmt.Errorf("remove %s: %w", p, err)
+			}
 			continue
 		}
-		u.forgetDirs()
-		if err := sub.RemoveAll(n); err != nil {
-			return fmt.Errorf("opaque %s: %w", dir, err)
+		sub, err := openDir(dfd, n)
+		if errors.Is(err, unix.ENOTDIR) {
+			continue // a file or symlink of this layer
+		}
+		if err != nil {
+			return fmt.Errorf("open %s: %w", p, err)
+		}
+		err = u.prune(sub, p, seen)
+		unix.Close(sub) // read-only directory handle: nothing to lose
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// readNames lists directory dfd through a handle of its own, so that the
+// read position of dfd (a cached handle) is left alone.
+func readNames(dfd int) ([]string, error) {
+	fd, err := openDir(dfd, ".")
+	if err != nil {
+		return nil, fmt.Errorf("open directory: %w", err)
+	}
+	d := os.NewFile(uintptr(fd), ".")
+	defer d.Close() // read-only directory handle: nothing to lose
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("read directory: %w", err)
+	}
+	return names, nil
 }
 
 // tarMode converts a tar header's mode, including setuid, setgid and

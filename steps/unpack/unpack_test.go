@@ -4,9 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -80,62 +84,311 @@ func TestLayerSemantics(t *testing.T) {
 	}
 }
 
-// TestHostileLayers: no entry, link or symlink can reach outside the target.
-func TestHostileLayers(t *testing.T) {
+// symlinkChain is n symlinks, each to the next, the last to dir "end",
+// and an entry written through the first.
+func symlinkChain(n int) []fixture.Entry {
+	l := []fixture.Entry{{Name: "end/", Type: tar.TypeDir}}
+	for i := range n {
+		target := fmt.Sprintf("/l%d", i+1)
+		if i == n-1 {
+			target = "/end"
+		}
+		l = append(l, fixture.Entry{Name: fmt.Sprintf("l%d", i), Type: tar.TypeSymlink, Linkname: target})
+	}
+	return append(l, fixture.Entry{Name: "l0/x", Body: "through the chain"})
+}
+
+// hostile is a stand for layers that try to reach outside the target: a
+// directory outside with one file in it, and a name under the host's /etc
+// that an escaping write would create.
+type hostile struct {
+	outside, victim, probe string
+	in                     string // where outside's path lands inside the target
+	up                     string // more ".." than any test path is deep
+}
+
+func newHostile(t *testing.T) hostile {
 	outside := t.TempDir()
-	victim := filepath.Join(outside, "victim")
-	if err := os.WriteFile(victim, []byte("untouched"), 0o644); err != nil {
+	h := hostile{outside: outside, victim: filepath.Join(outside, "victim"), in: strings.TrimPrefix(outside, "/"),
+		probe: fmt.Sprintf("rootfsctl-hostile-probe-%d", os.Getpid()), up: strings.Repeat("../", 16)}
+	if err := os.WriteFile(h.victim, []byte("untouched"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		name    string
-		layer   []fixture.Entry
-		wantErr string
-	}{
-		{"dotdot entry", []fixture.Entry{{Name: "../escape", Body: "x"}}, ".. in name"},
-		{"dotdot inside", []fixture.Entry{{Name: "a/../../escape", Body: "x"}}, ".. in name"},
-		{"absolute symlink dir", []fixture.Entry{
-			{Name: "evil", Type: tar.TypeSymlink, Linkname: outside},
-			{Name: "evil/victim", Body: "pwned"},
-		}, "escapes"},
-		{"relative symlink dir", []fixture.Entry{
-			{Name: "evil", Type: tar.TypeSymlink, Linkname: "../../../../../../../../" + outside},
-			{Name: "evil/victim", Body: "pwned"},
-		}, "escapes"},
-		{"hard link out", []fixture.Entry{{Name: "h", Type: tar.TypeLink, Linkname: "../../" + victim}}, "target outside the rootfs"},
-		{"hard link through symlink", []fixture.Entry{
-			{Name: "evil", Type: tar.TypeSymlink, Linkname: outside},
-			{Name: "h", Type: tar.TypeLink, Linkname: "evil/victim"},
-		}, "escapes"},
-		{"whiteout through symlink", []fixture.Entry{
-			{Name: "evil", Type: tar.TypeSymlink, Linkname: outside},
-			{Name: "evil/.wh.victim"},
-		}, "escapes"},
-		{"opaque through symlink", []fixture.Entry{
-			{Name: "evil", Type: tar.TypeSymlink, Linkname: outside},
-			{Name: "evil/.wh..wh..opq"},
-		}, "escapes"},
-	} {
+	return h
+}
+
+type hostileCase struct {
+	name    string
+	layers  [][]fixture.Entry
+	wantErr error  // errors.Is; nil with wantMsg "": must succeed
+	wantMsg string // refusals without a sentinel
+	inside  map[string]string
+}
+
+// run applies each case's layers and checks the outcome, that nothing
+// outside the target changed, and where inside the writes went.
+func (h hostile) run(t *testing.T, cases []hostileCase) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := apply(t, false, tc.layer)
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("got %v, want an error containing %q", err, tc.wantErr)
+			dir, _, err := apply(t, false, tc.layers...)
+			switch {
+			case tc.wantMsg != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
+					t.Errorf("Layer(): %v, want an error containing %q", err, tc.wantMsg)
+				}
+			case !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil):
+				t.Errorf("Layer(): %v, want %v", err, tc.wantErr)
 			}
-			if b, _ := os.ReadFile(victim); string(b) != "untouched" {
-				t.Fatalf("the file outside was changed: %q", b)
-			}
-			if entries, _ := os.ReadDir(outside); len(entries) != 1 {
-				t.Fatalf("something was created outside: %v", entries)
+			h.checkOutside(t)
+			for p, want := range tc.inside {
+				if b, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(b) != want {
+					t.Errorf("%s in the target: %q %v, want %q", p, b, err, want)
+				}
 			}
 		})
 	}
+}
+
+func (h hostile) checkOutside(t *testing.T) {
+	t.Helper()
+	if b, _ := os.ReadFile(h.victim); string(b) != "untouched" {
+		t.Fatalf("the file outside was changed: %q", b)
+	}
+	if fi, err := os.Stat(h.victim); err != nil || fi.Sys().(*syscall.Stat_t).Nlink != 1 {
+		t.Fatalf("the file outside was linked to: %v", err)
+	}
+	if entries, _ := os.ReadDir(h.outside); len(entries) != 1 {
+		t.Fatalf("something was created outside: %v", entries)
+	}
+	if p := filepath.Join("/etc", h.probe); exists(p) {
+		os.Remove(p) // best effort: the test has failed anyway
+		t.Fatalf("%s was created outside the target", p)
+	}
+}
+
+// TestHostileLayers: no entry, link or symlink can reach outside the
+// target. Symlinks resolve as in a chroot at the target, as container
+// runtimes resolve them: what a hostile one points at is inside the
+// target, or the entry fails.
+func TestHostileLayers(t *testing.T) {
+	h := newHostile(t)
+	type layers = [][]fixture.Entry
+	h.run(t, []hostileCase{
+		{name: "dotdot entry", layers: layers{{{Name: "../escape", Body: "x"}}}, wantMsg: ".. in name"},
+		{name: "dotdot inside", layers: layers{{{Name: "a/../../escape", Body: "x"}}}, wantMsg: ".. in name"},
+		{name: "hard link out", layers: layers{{{Name: "h", Type: tar.TypeLink, Linkname: "../../" + h.victim}}}, wantMsg: "target outside the rootfs"},
+		{name: "absolute symlink dir", layers: layers{{
+			{Name: "evil", Type: tar.TypeSymlink, Linkname: h.outside},
+			{Name: "evil/victim", Body: "pwned"},
+		}}, inside: map[string]string{h.in + "/victim": "pwned"}},
+		{name: "absolute symlink dir from a lower layer", layers: layers{
+			{{Name: "evil", Type: tar.TypeSymlink, Linkname: h.outside}},
+			{{Name: "evil/victim", Body: "pwned"}},
+		}, inside: map[string]string{h.in + "/victim": "pwned"}},
+		{name: "relative symlink climbing above the root", layers: layers{{
+			{Name: "a/b/evil", Type: tar.TypeSymlink, Linkname: h.up + h.outside},
+			{Name: "a/b/evil/victim", Body: "pwned"},
+		}}, inside: map[string]string{h.in + "/victim": "pwned"}},
+		{name: "absolute symlink to /etc", layers: layers{{
+			{Name: "evil", Type: tar.TypeSymlink, Linkname: "/etc"},
+			{Name: "evil/" + h.probe, Body: "pwned"},
+		}}, inside: map[string]string{"etc/" + h.probe: "pwned"}},
+		{name: "hard link through symlink", layers: layers{{
+			{Name: "evil", Type: tar.TypeSymlink, Linkname: h.outside},
+			{Name: "h", Type: tar.TypeLink, Linkname: "evil/victim"},
+		}}, wantErr: fs.ErrNotExist},
+		{name: "whiteout through symlink", layers: layers{
+			{{Name: "evil", Type: tar.TypeSymlink, Linkname: h.outside}},
+			{{Name: "evil/.wh.victim"}},
+		}},
+		{name: "opaque through symlink", layers: layers{
+			{{Name: "evil", Type: tar.TypeSymlink, Linkname: h.up + h.outside}},
+			{{Name: "evil/.wh..wh..opq"}},
+		}},
+		{name: "whiteout of dot dot", layers: layers{{{Name: "a/.wh..."}}}, wantMsg: "not a name"},
+	})
 	// An absolute entry name is relative to the rootfs, as in every runtime.
-	dir, _, err := apply(t, false, []fixture.Entry{{Name: outside + "/victim", Body: "inside"}})
+	dir, _, err := apply(t, false, []fixture.Entry{{Name: h.outside + "/victim", Body: "inside"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, outside, "victim")); string(b) != "inside" {
+	if b, _ := os.ReadFile(filepath.Join(dir, h.outside, "victim")); string(b) != "inside" {
 		t.Errorf("absolute entry not placed inside the rootfs: %q", b)
+	}
+}
+
+// TestHostileSymlinkChains: chains of symlinks stay inside the target
+// however they climb, and loops end in ELOOP.
+func TestHostileSymlinkChains(t *testing.T) {
+	h := newHostile(t)
+	type layers = [][]fixture.Entry
+	h.run(t, []hostileCase{
+		{name: "symlink chain", layers: layers{
+			{{Name: "a", Type: tar.TypeSymlink, Linkname: "/b/.."}, {Name: "b/", Type: tar.TypeDir}},
+			{{Name: "c", Type: tar.TypeSymlink, Linkname: "a/../../" + h.up + "etc"}, {Name: "d", Type: tar.TypeSymlink, Linkname: "/c"}},
+			{{Name: "d/" + h.probe, Body: "pwned"}},
+		}, inside: map[string]string{"etc/" + h.probe: "pwned"}},
+		{name: "symlink loop", layers: layers{{
+			{Name: "a", Type: tar.TypeSymlink, Linkname: "b"},
+			{Name: "b", Type: tar.TypeSymlink, Linkname: "/a"},
+			{Name: "a/x", Body: "x"},
+		}}, wantErr: unix.ELOOP},
+		{name: "symlink to itself below", layers: layers{{
+			{Name: "a", Type: tar.TypeSymlink, Linkname: "a/b"},
+			{Name: "a/x", Body: "x"},
+		}}, wantErr: unix.ELOOP},
+		{name: "hard link through a loop", layers: layers{{
+			{Name: "a", Type: tar.TypeSymlink, Linkname: "/a"},
+			{Name: "h", Type: tar.TypeLink, Linkname: "a/x"},
+		}}, wantErr: unix.ELOOP},
+		{name: "longer chain than followed", layers: layers{symlinkChain(256)}, wantErr: unix.ELOOP},
+	})
+}
+
+// TestEntriesReplaceHostileSymlinks: an entry at a symlink's name
+// replaces the symlink; it never writes through it.
+func TestEntriesReplaceHostileSymlinks(t *testing.T) {
+	h := newHostile(t)
+	type layers = [][]fixture.Entry
+	h.run(t, []hostileCase{
+		{name: "file", layers: layers{
+			{{Name: "evil", Type: tar.TypeSymlink, Linkname: h.victim}},
+			{{Name: "evil", Body: "replaced"}},
+		}, inside: map[string]string{"evil": "replaced"}},
+		{name: "hard link", layers: layers{
+			{{Name: "f", Body: "inside"}, {Name: "evil", Type: tar.TypeSymlink, Linkname: h.victim}},
+			{{Name: "evil", Type: tar.TypeLink, Linkname: "f"}},
+		}, inside: map[string]string{"evil": "inside"}},
+		{name: "directory", layers: layers{
+			{{Name: "evil", Type: tar.TypeSymlink, Linkname: h.outside}},
+			{{Name: "evil/", Type: tar.TypeDir}, {Name: "evil/victim", Body: "inside"}},
+		}, inside: map[string]string{"evil/victim": "inside"}},
+	})
+}
+
+// TestSymlinksResolveAsInAChroot: parents (of entries, hard link targets
+// and whiteouts) resolve through symlinks as they would inside the
+// running machine: absolute targets from the rootfs root, as images use
+// them (Debian's var/run -> /run). The entry itself never goes through a
+// symlink: it replaces it.
+func TestSymlinksResolveAsInAChroot(t *testing.T) {
+	t.Parallel()
+	debian := []fixture.Entry{
+		{Name: "run/", Type: tar.TypeDir},
+		{Name: "var/run", Type: tar.TypeSymlink, Linkname: "/run"},
+		{Name: "var/lock", Type: tar.TypeSymlink, Linkname: "/run/lock"},
+		{Name: "etc/passwd", Body: "root:x:0:0::/root:/bin/sh\n"},
+	}
+	for _, tc := range []struct {
+		name   string
+		layers [][]fixture.Entry
+		want   map[string]string // path -> as describeDisk puts it
+		absent []string
+	}{
+		{"through an absolute symlink of a lower layer", [][]fixture.Entry{debian, {{Name: "var/run/foo", Body: "x"}}},
+			map[string]string{"run/foo": "file x", "var/run": "symlink -> /run"}, nil},
+		{"within one layer", [][]fixture.Entry{append(debian[:2:2], fixture.Entry{Name: "var/run/foo", Body: "x"})},
+			map[string]string{"run/foo": "file x"}, nil},
+		{"through a dangling absolute symlink", [][]fixture.Entry{debian, {{Name: "var/lock/subsys/x", Body: "x"}}},
+			map[string]string{"run/lock/subsys/x": "file x", "var/lock": "symlink -> /run/lock"}, nil},
+		{"dot dot above the root stays at the root", [][]fixture.Entry{{
+			{Name: "a/b/up", Type: tar.TypeSymlink, Linkname: "../../../../../.."},
+			{Name: "a/b/up/x", Body: "x"},
+		}}, map[string]string{"x": "file x"}, nil},
+		{"255 symlinks in a row", [][]fixture.Entry{symlinkChain(255)}, map[string]string{"end/x": "file through the chain"}, nil},
+		{"hard link target through an absolute symlink", [][]fixture.Entry{
+			append(debian, fixture.Entry{Name: "lnk", Type: tar.TypeSymlink, Linkname: "/etc"}),
+			{{Name: "passwd", Type: tar.TypeLink, Linkname: "lnk/passwd"}},
+		}, map[string]string{"passwd": "file root:x:0:0::/root:/bin/sh\n"}, nil},
+		{"hard link to a symlink links the symlink", [][]fixture.Entry{debian, {{Name: "run2", Type: tar.TypeLink, Linkname: "var/run"}}},
+			map[string]string{"run2": "symlink -> /run"}, nil},
+		{"whiteout through an absolute symlink", [][]fixture.Entry{
+			append(debian, fixture.Entry{Name: "run/pid", Body: "1"}),
+			{{Name: "var/run/.wh.pid"}},
+		}, map[string]string{"run": "dir"}, []string{"run/pid"}},
+		{"opaque through an absolute symlink", [][]fixture.Entry{
+			append(debian, fixture.Entry{Name: "run/old", Body: "1"}),
+			{{Name: "var/run/new", Body: "2"}, {Name: "var/run/.wh..wh..opq"}},
+		}, map[string]string{"run/new": "file 2"}, []string{"run/old"}},
+		{"an entry replaces a symlink, never writes through it", [][]fixture.Entry{
+			append(debian, fixture.Entry{Name: "etc/motd", Type: tar.TypeSymlink, Linkname: "/etc/passwd"}),
+			{{Name: "etc/motd", Body: "hello"}},
+		}, map[string]string{"etc/motd": "file hello", "etc/passwd": "file root:x:0:0::/root:/bin/sh\n"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir, _, err := apply(t, false, tc.layers...)
+			if err != nil {
+				t.Fatalf("Layer(): %v", err)
+			}
+			checkTree(t, dir, tc.want, tc.absent)
+		})
+	}
+}
+
+// TestOpaqueHidesLowerContentAtAnyDepth: an opaque marker hides all that
+// lower layers put under its directory, also under subdirectories its own
+// layer declared (or wrote into) before the marker; what the layer wrote
+// stays, wherever the marker comes.
+func TestOpaqueHidesLowerContentAtAnyDepth(t *testing.T) {
+	t.Parallel()
+	lower := []fixture.Entry{
+		{Name: "a/b/old", Body: "old"},
+		{Name: "a/b/c/older", Body: "older"},
+		{Name: "a/top", Body: "top"},
+		{Name: "a/l", Type: tar.TypeSymlink, Linkname: "/a/b"},
+	}
+	gone := []string{"a/b/old", "a/b/c", "a/top", "a/l"}
+	for _, tc := range []struct {
+		name   string
+		upper  []fixture.Entry
+		want   map[string]string
+		absent []string
+	}{
+		{"marker after a declared subdirectory", []fixture.Entry{
+			{Name: "a/b/", Type: tar.TypeDir}, {Name: "a/b/new", Body: "new"}, {Name: "a/.wh..wh..opq"},
+		}, map[string]string{"a/b/new": "file new"}, gone},
+		{"marker after a subdirectory written into", []fixture.Entry{
+			{Name: "a/b/new", Body: "new"}, {Name: "a/.wh..wh..opq"},
+		}, map[string]string{"a/b/new": "file new"}, gone},
+		{"marker after a deeper entry", []fixture.Entry{
+			{Name: "a/b/c/new", Body: "new"}, {Name: "a/.wh..wh..opq"},
+		}, map[string]string{"a/b/c/new": "file new"}, []string{"a/b/old", "a/b/c/older", "a/top", "a/l"}},
+		{"marker after an entry through a symlink", []fixture.Entry{
+			{Name: "a/l/new", Body: "new"}, {Name: "a/.wh..wh..opq"},
+		}, map[string]string{"a/b/new": "file new"}, gone},
+		{"marker first", []fixture.Entry{
+			{Name: "a/.wh..wh..opq"}, {Name: "a/b/", Type: tar.TypeDir}, {Name: "a/b/new", Body: "new"},
+		}, map[string]string{"a/b/new": "file new"}, gone},
+		{"marker after a declared directory only", []fixture.Entry{
+			{Name: "a/b/", Type: tar.TypeDir}, {Name: "a/.wh..wh..opq"},
+		}, map[string]string{"a/b": "dir"}, gone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir, _, err := apply(t, false, lower, tc.upper)
+			if err != nil {
+				t.Fatalf("Layer(): %v", err)
+			}
+			checkTree(t, dir, tc.want, tc.absent)
+		})
+	}
+}
+
+// checkTree compares the tree at dir with want (paths as describeDisk
+// puts them) and checks that nothing is at absent.
+func checkTree(t *testing.T, dir string, want map[string]string, absent []string) {
+	t.Helper()
+	got := describeDisk(t, dir)
+	for p, w := range want {
+		if got[p] != w {
+			t.Errorf("%s: %q, want %q", p, got[p], w)
+		}
+	}
+	for _, p := range absent {
+		if g, ok := got[p]; ok {
+			t.Errorf("%s: %q, want nothing there", p, g)
+		}
 	}
 }
 
@@ -243,6 +496,19 @@ func TestPathsChangedByLaterEntries(t *testing.T) {
 			{{Name: "a/", Type: tar.TypeDir}, {Name: "d", Type: tar.TypeSymlink, Linkname: "a"}, {Name: "d/x", Body: "x"}},
 			{{Name: ".wh.a"}, {Name: "a/", Type: tar.TypeDir}, {Name: "d/z", Body: "z"}},
 		}, map[string]string{"a/z": "z", "a": ""}, []string{"a/x"}},
+		{"absolute symlink retargeted within a layer", [][]fixture.Entry{
+			{{Name: "a/", Type: tar.TypeDir}, {Name: "b/", Type: tar.TypeDir}, {Name: "d", Type: tar.TypeSymlink, Linkname: "/a"}, {Name: "d/x", Body: "x"},
+				{Name: "d", Type: tar.TypeSymlink, Linkname: "/b"}, {Name: "d/y", Body: "y"}},
+		}, map[string]string{"a/x": "x", "b/y": "y"}, []string{"a/y"}},
+		{"absolute symlink target whited out and made again", [][]fixture.Entry{
+			{{Name: "a/", Type: tar.TypeDir}, {Name: "d", Type: tar.TypeSymlink, Linkname: "/a"}, {Name: "d/x", Body: "x"}},
+			{{Name: ".wh.a"}, {Name: "a/", Type: tar.TypeDir}, {Name: "d/z", Body: "z"}},
+		}, map[string]string{"a/z": "z", "a": ""}, []string{"a/x"}},
+		{"symlink on the way retargeted", [][]fixture.Entry{
+			{{Name: "a/c/", Type: tar.TypeDir}, {Name: "b/c/", Type: tar.TypeDir}, {Name: "d", Type: tar.TypeSymlink, Linkname: "/a"},
+				{Name: "e", Type: tar.TypeSymlink, Linkname: "/d/c"}, {Name: "e/x", Body: "x"}},
+			{{Name: "d", Type: tar.TypeSymlink, Linkname: "b"}, {Name: "e/y", Body: "y"}},
+		}, map[string]string{"a/c/x": "x", "b/c/y": "y"}, []string{"a/c/y"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
