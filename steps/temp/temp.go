@@ -24,8 +24,10 @@ import (
 )
 
 // attempts bounds the retries when another process's cleanup removed or
-// locked a name in the moment between its creation and our lock.
-const attempts = 8
+// locked a name in the moment between its creation and our lock (a cache
+// prune looping beside an apply wins that race now and then, rarely
+// several times in a row).
+const attempts = 64
 
 // Create makes a new file dir/<prefix><random> inside root, opened for
 // writing with mode 0600, and returns it locked, with its name inside
