@@ -2,27 +2,24 @@ package engine
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"gopkg.in/yaml.v3"
 )
 
-// The decoder turns a yaml.Node into a typed parameter struct. The struct's
-// tags are the single source of truth: `yaml` names the key, `jsonschema`
-// (the same tag invopop/jsonschema reads for the published schema) carries
-// required, default=, enum=, pattern=, minimum=, maximum= and minItems=.
-// Decoding reports every problem with its position instead of stopping at the
-// first, which yaml.v3's own Decode cannot do.
+// The decoder turns a yaml.Node into a typed parameter struct, starting
+// from the struct's default value (see Register) and reporting every
+// problem with its position instead of stopping at the first, which
+// yaml.v3's own Decode cannot do. The struct's tags (fields.go) are the
+// rest of its description.
 
-// FieldError is returned by a parameter struct's Validate method to place a
-// problem at one of its fields. Path uses the yaml names, dot-separated, with
-// [i] for list items: "crictl.url", "binaries[1]".
+// FieldError places a problem at one field of a step's parameters. Path
+// uses the yaml names, dot-separated, with [i] for list items:
+// "crictl.url", "binaries[1]".
 type FieldError struct {
 	Path    string
 	Message string
@@ -33,10 +30,23 @@ type FieldError struct {
 
 func (e FieldError) Error() string { return e.Path + ": " + e.Message }
 
-// Validator is implemented by parameter structs that check more than types,
-// for example that a version is well-formed or a URL template is known.
-type Validator interface {
-	Validate() []FieldError
+// FieldErrors is what a step type's builder returns when its parameters,
+// taken together, do not make a step (url and baseURL both set, a pin for
+// a binary not installed). The loader places each at its field.
+type FieldErrors []FieldError
+
+func (es FieldErrors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// checker is implemented by the engine's own plan structs (Retry) whose
+// fields relate to each other.
+type checker interface {
+	check() []FieldError
 }
 
 var (
@@ -46,15 +56,15 @@ var (
 
 type decoder struct {
 	d *diags
-	// expand, when set, expands ${...} in default= values, so a default can
-	// be "${host.arch}"; defaultNote says where such a value came from.
+	// expand expands ${...} in default values, so a default can be
+	// "${host.arch}"; defaultNote says where such a value came from.
 	expand      func(string) string
 	defaultNote func(string) string
 	// fields maps a yaml path (relative to the decode root) to its node, so
-	// that Validate errors can be positioned.
+	// that builders' findings can be positioned.
 	fields map[string]*yaml.Node
-	// failed holds the paths whose value was reported as wrong; Validate's
-	// findings about them would only repeat the problem.
+	// failed holds the paths whose value was reported as wrong; findings
+	// about them would only repeat the problem.
 	failed map[string]bool
 	// errs counts the problems found, including those left unsaid.
 	errs int
@@ -63,17 +73,15 @@ type decoder struct {
 	quiet map[*yaml.Node]bool
 	// notes are appended to messages about a node (where its value came from).
 	notes map[*yaml.Node]string
-	// noValidate skips the structs' Validate: the values are not the
-	// user's (a variable they use failed).
-	noValidate bool
-	// expanded holds scalars written with ${...}: an editor sees the
-	// reference, which the schema accepts for any field, so only their
-	// expanded value is checked.
+	// expanded holds scalars written with ${...} (and defaults): an editor
+	// sees the reference, which the schema accepts for any field, so only
+	// their expanded value is checked.
 	expanded map[*yaml.Node]bool
 }
 
 func newDecoder(d *diags) *decoder {
-	return &decoder{d: d, fields: map[string]*yaml.Node{}, failed: map[string]bool{}}
+	return &decoder{d: d, fields: map[string]*yaml.Node{}, failed: map[string]bool{},
+		notes: map[*yaml.Node]string{}, expanded: map[*yaml.Node]bool{}}
 }
 
 // report records a problem with the value at n.
@@ -85,16 +93,17 @@ func (dec *decoder) report(n *yaml.Node, format string, args ...any) {
 	dec.d.at(n, "%s", fmt.Sprintf(format, args...)+dec.notes[n])
 }
 
-// decode fills v (a settable value) from n. prefix is how messages name the
-// value ("prepare.with"); path is the yaml path relative to the root.
-func (dec *decoder) decode(n *yaml.Node, v reflect.Value, prefix, path string) {
-	dec.decodeField(n, v, prefix, path, nil)
+// decode fills v (a settable value) from n, starting from def (a value of
+// v's type, or invalid for none). prefix is how messages name the value
+// ("prepare.with"); path is the yaml path relative to the root.
+func (dec *decoder) decode(n *yaml.Node, v, def reflect.Value, prefix, path string) {
+	dec.decodeField(n, v, def, prefix, path, nil)
 }
 
 // decodeField is decode for the value of a struct field f (nil for list
 // items and map values): a field with a pattern or an enum is text for
 // the schema.
-func (dec *decoder) decodeField(n *yaml.Node, v reflect.Value, prefix, path string, f *field) {
+func (dec *decoder) decodeField(n *yaml.Node, v, def reflect.Value, prefix, path string, f *field) {
 	n = resolveAlias(n)
 	if !dec.d.spend(n) {
 		return
@@ -104,43 +113,46 @@ func (dec *decoder) decodeField(n *yaml.Node, v reflect.Value, prefix, path stri
 	if n.Kind == yaml.ScalarNode && !dec.expanded[n] && !isNull(n) && v.Type() != yamlNodeType {
 		// The YAML type an editor sees must be one the schema allows, so
 		// that the schema and this decoder agree on every literal value.
-		constrained := f != nil && (len(f.enum) > 0 || f.pattern != nil)
-		if allowed := allowedTypes(v.Type(), constrained); !typeAllowed(yamlType(n), allowed) {
+		if allowed := allowedTypes(v.Type(), f.constrained()); !typeAllowed(yamlType(n), allowed) {
 			dec.report(n, "%sexpected %s, got %s%s", pre(name), typeWords(allowed), describeScalar(n), quoteHint(n, allowed, v.Type(), f))
 			return
 		}
 	}
-
-	if v.Kind() == reflect.Pointer {
+	switch {
+	case v.Kind() == reflect.Pointer:
 		if isNull(n) {
 			return
 		}
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
 		}
-		dec.decode(n, v.Elem(), prefix, path)
-		return
-	}
-	if v.Type() == yamlNodeType {
+		if def.IsValid() && def.Kind() == reflect.Pointer {
+			def = def.Elem()
+		}
+		dec.decode(n, v.Elem(), def, prefix, path)
+	case v.Type() == yamlNodeType:
 		v.Set(reflect.ValueOf(*n))
-		return
-	}
-	if reflect.PointerTo(v.Type()).Implements(textUnmarshalerType) {
-		if !dec.expectScalar(n, name, "a string") {
-			return
+	case reflect.PointerTo(v.Type()).Implements(textUnmarshalerType):
+		if dec.expectScalar(n, name, "a string") {
+			if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
+				dec.report(n, "%s%v", pre(name), err)
+			}
 		}
-		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
-			dec.report(n, "%s%v", pre(name), err)
-		}
-		return
+	case v.Kind() == reflect.Slice:
+		dec.decodeList(n, v, prefix, path)
+	case v.Kind() == reflect.Map:
+		dec.decodeMap(n, v, prefix, path)
+	case v.Kind() == reflect.Struct:
+		dec.decodeStruct(n, v, def, prefix, path)
+	default:
+		dec.decodeScalar(n, v, name)
 	}
+}
 
+func (dec *decoder) decodeScalar(n *yaml.Node, v reflect.Value, name string) {
 	switch v.Kind() {
 	case reflect.String:
-		if isNull(n) {
-			return
-		}
-		if dec.expectScalar(n, name, "a string") {
+		if !isNull(n) && dec.expectScalar(n, name, "a string") {
 			v.SetString(n.Value)
 		}
 	case reflect.Bool:
@@ -165,49 +177,54 @@ func (dec *decoder) decodeField(n *yaml.Node, v reflect.Value, prefix, path stri
 			return
 		}
 		v.SetInt(i)
-	case reflect.Slice:
-		if isNull(n) {
-			return
-		}
-		if n.Kind != yaml.SequenceNode {
-			dec.report(n, "%sexpected a list, got %s", pre(name), kindName(n))
-			return
-		}
-		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
-		for i, item := range n.Content {
-			dec.decode(item, s.Index(i), prefix, fmt.Sprintf("%s[%d]", path, i))
-		}
-		v.Set(s)
-	case reflect.Map:
-		if isNull(n) {
-			return
-		}
-		if n.Kind != yaml.MappingNode {
-			dec.report(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
-			return
-		}
-		m := reflect.MakeMap(v.Type())
-		seen := map[string]bool{}
-		for _, kv := range dec.d.pairs(n) {
-			k, val := kv[0], kv[1]
-			if seen[k.Value] {
-				dec.report(k, "%sduplicate key %q", pre(name), k.Value)
-				continue
-			}
-			seen[k.Value] = true
-			elem := reflect.New(v.Type().Elem()).Elem()
-			dec.decode(val, elem, prefix, joinPath(path, k.Value))
-			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), elem)
-		}
-		v.Set(m)
-	case reflect.Struct:
-		dec.decodeStruct(n, v, prefix, path)
 	default:
 		panic(fmt.Sprintf("engine: cannot decode into %s", v.Type()))
 	}
 }
 
-func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path string) {
+// decodeList replaces a list's default as a whole: items are not merged.
+func (dec *decoder) decodeList(n *yaml.Node, v reflect.Value, prefix, path string) {
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		dec.report(n, "%sexpected a list, got %s", pre(joinName(prefix, path)), kindName(n))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		dec.decode(item, s.Index(i), reflect.Value{}, prefix, fmt.Sprintf("%s[%d]", path, i))
+	}
+	v.Set(s)
+}
+
+// decodeMap replaces a map's default as a whole: keys are not merged.
+func (dec *decoder) decodeMap(n *yaml.Node, v reflect.Value, prefix, path string) {
+	name := joinName(prefix, path)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		dec.report(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
+		return
+	}
+	m := reflect.MakeMap(v.Type())
+	seen := map[string]bool{}
+	for _, kv := range dec.d.pairs(n) {
+		k, val := kv[0], kv[1]
+		if seen[k.Value] {
+			dec.report(k, "%sduplicate key %q", pre(name), k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		elem := reflect.New(v.Type().Elem()).Elem()
+		dec.decode(val, elem, reflect.Value{}, prefix, joinPath(path, k.Value))
+		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), elem)
+	}
+	v.Set(m)
+}
+
+func (dec *decoder) decodeStruct(n *yaml.Node, v, def reflect.Value, prefix, path string) {
 	name := joinName(prefix, path)
 	fields := structFields(v.Type())
 	if isNull(n) {
@@ -218,29 +235,47 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 		dec.failed[path] = true
 		return
 	}
+	set := dec.decodeGiven(n, v, def, fields, prefix, path)
+	for _, f := range fields.list {
+		if set[f.name] {
+			continue
+		}
+		fpath := joinPath(path, f.name)
+		if f.required {
+			dec.report(n, "%smissing required field %q", pre(name), f.name)
+			dec.failed[fpath] = true
+			continue
+		}
+		dec.applyDefault(n, v.FieldByIndex(f.index), defaultOf(def, f), prefix, fpath, f)
+	}
+	dec.check(n, v, prefix, path)
+}
+
+// decodeGiven decodes the fields the mapping gives, and returns their names.
+func (dec *decoder) decodeGiven(n *yaml.Node, v, def reflect.Value, fields fieldSet, prefix, path string) map[string]bool {
+	name := joinName(prefix, path)
 	set := map[string]bool{}
 	for _, kv := range dec.d.pairs(n) {
 		k, val := kv[0], kv[1]
 		f, ok := fields.byName[k.Value]
-		if !ok && fields.extension(k.Value) {
+		switch {
+		case !ok && fields.extension(k.Value):
 			continue // x-... keys hold anchors for the rest of the document
-		}
-		if !ok {
+		case !ok:
 			dec.report(k, "%sunknown field %q%s", pre(name), k.Value, suggest(k.Value, fields.names))
 			continue
-		}
-		if set[k.Value] {
+		case set[k.Value]:
 			dec.report(k, "%sduplicate key %q", pre(name), k.Value)
 			continue
 		}
-		if unset(resolveAlias(val), v.Field(f.index).Type()) {
+		fv := v.FieldByIndex(f.index)
+		if unset(resolveAlias(val), fv.Type()) {
 			continue // not given: the default applies, or it is missing
 		}
 		set[k.Value] = true
-		fv := v.Field(f.index)
 		fpath := joinPath(path, f.name)
 		before := dec.errs
-		dec.decodeField(val, fv, prefix, fpath, &f)
+		dec.decodeField(val, fv, defaultOf(def, f), prefix, fpath, &f)
 		if dec.errs == before { // constraints only make sense for a well-typed value
 			dec.checkConstraints(resolveAlias(val), fv, f, joinName(prefix, fpath))
 		}
@@ -248,54 +283,78 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, path str
 			dec.failed[fpath] = true
 		}
 	}
-	for _, f := range fields.list {
-		if set[f.name] {
-			continue
-		}
-		if f.required {
-			dec.report(n, "%smissing required field %q", pre(name), f.name)
-			dec.failed[joinPath(path, f.name)] = true
-			continue
-		}
-		if f.def == "" {
-			// An omitted nested struct still gets its own fields' defaults.
-			if ft := v.Field(f.index).Type(); ft.Kind() == reflect.Struct && ft != yamlNodeType &&
-				!reflect.PointerTo(ft).Implements(textUnmarshalerType) {
-				empty := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
-				dec.decode(empty, v.Field(f.index), prefix, joinPath(path, f.name))
-				delete(dec.fields, joinPath(path, f.name))
-			}
-			continue
-		}
-		{
-			def := f.def
-			if dec.expand != nil {
-				def = dec.expand(def)
-			}
-			dn := defaultNode(def, n)
-			if dec.defaultNote != nil && dec.notes != nil {
-				if note := dec.defaultNote(f.def); note != "" {
-					dec.notes[dn] = note
-				}
-			}
-			dec.decode(dn, v.Field(f.index), prefix, joinPath(path, f.name))
-			delete(dec.fields, joinPath(path, f.name)) // a default has no position of its own
-		}
-	}
-	dec.validate(n, v, prefix, path)
+	return set
 }
 
-// validate runs a struct's own Validate (checks that relate its fields)
-// once its fields are decoded, and places each finding at its field. A
-// finding about a field that failed, or built on one (Uses), would only
-// repeat or garble what decoding said, and is dropped; so is everything
-// when a value was poisoned by a failed variable.
-func (dec *decoder) validate(n *yaml.Node, v reflect.Value, prefix, path string) {
-	val, ok := v.Addr().Interface().(Validator)
-	if !ok || dec.noValidate || dec.failed[path] {
+// applyDefault gives an omitted field its default: a nested struct its
+// own fields' defaults, any other field the registered value, decoded as
+// if the plan had written it (so ${host.arch} in a default is expanded and
+// checked like a plan's value). A default has no position of its own: its
+// messages point at the mapping that omitted it.
+func (dec *decoder) applyDefault(at *yaml.Node, v, def reflect.Value, prefix, path string, f field) {
+	if isStruct(v.Type()) {
+		dec.decodeStruct(&yaml.Node{Kind: yaml.MappingNode, Line: at.Line, Column: at.Column}, v, def, prefix, path)
+		delete(dec.fields, path)
 		return
 	}
-	for _, fe := range val.Validate() {
+	if !def.IsValid() || def.IsZero() {
+		return
+	}
+	dn, refs := dec.defaultNode(def, at)
+	if dn == nil {
+		return
+	}
+	if dec.defaultNote != nil && refs != "" {
+		if note := dec.defaultNote(refs); note != "" {
+			dec.notes[dn] = note
+		}
+	}
+	dec.decodeField(dn, v, reflect.Value{}, prefix, path, &f)
+	delete(dec.fields, path)
+}
+
+// defaultNode writes a default value as the YAML a plan would hold, with
+// ${...} expanded, positioned at the mapping that lacks it. refs is the
+// default's text with its references, for the note on where they came from.
+func (dec *decoder) defaultNode(def reflect.Value, at *yaml.Node) (*yaml.Node, string) {
+	var doc yaml.Node
+	if err := doc.Encode(def.Interface()); err != nil {
+		panic(fmt.Sprintf("engine: default %v cannot be written as YAML: %v", def, err))
+	}
+	var refs strings.Builder
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		n.Line, n.Column = at.Line, at.Column
+		dec.expanded[n] = true
+		if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+			refs.WriteString(n.Value)
+			if dec.expand != nil {
+				n.Value, n.Tag, n.Style = dec.expand(n.Value), "!!str", 0
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&doc)
+	return &doc, refs.String()
+}
+
+// check runs a struct's own relations (Retry: delay within maxDelay) once
+// its fields are decoded, and places each finding at its field.
+func (dec *decoder) check(n *yaml.Node, v reflect.Value, prefix, path string) {
+	c, ok := v.Addr().Interface().(checker)
+	if !ok || dec.failed[path] {
+		return
+	}
+	dec.place(n, c.check(), prefix, path)
+}
+
+// place reports findings at their fields (below path), dropping those
+// about a field that failed or built on one (Uses): they would only
+// repeat or garble what decoding said.
+func (dec *decoder) place(n *yaml.Node, findings []FieldError, prefix, path string) {
+	for _, fe := range findings {
 		fpath := joinPath(path, fe.Path)
 		uses := make([]string, len(fe.Uses))
 		for i, u := range fe.Uses {
@@ -312,11 +371,22 @@ func (dec *decoder) validate(n *yaml.Node, v reflect.Value, prefix, path string)
 	}
 }
 
+// fieldErrors unwraps the findings a builder returned.
+func fieldErrors(err error) (FieldErrors, bool) {
+	var fes FieldErrors
+	if errors.As(err, &fes) {
+		return fes, true
+	}
+	var fe FieldError
+	if errors.As(err, &fe) {
+		return FieldErrors{fe}, true
+	}
+	return nil, false
+}
+
 func (dec *decoder) checkConstraints(n *yaml.Node, v reflect.Value, f field, name string) {
-	if len(f.enum) > 0 && v.Kind() == reflect.String && v.String() != "" {
-		if !contains(f.enum, v.String()) {
-			dec.report(n, "%s%q is not one of %s", pre(name), v.String(), strings.Join(f.enum, ", "))
-		}
+	if len(f.enum) > 0 && v.Kind() == reflect.String && v.String() != "" && !contains(f.enum, v.String()) {
+		dec.report(n, "%s%q is not one of %s", pre(name), v.String(), strings.Join(f.enum, ", "))
 	}
 	if f.pattern != nil && v.Kind() == reflect.String && !f.pattern.MatchString(v.String()) {
 		dec.report(n, "%s%q does not match %s", pre(name), v.String(), f.pattern)
@@ -330,7 +400,7 @@ func (dec *decoder) checkConstraints(n *yaml.Node, v reflect.Value, f field, nam
 		}
 	}
 	if v.Kind() == reflect.Slice && f.minItems > 0 && v.Len() < f.minItems && n.Kind == yaml.SequenceNode {
-		dec.report(n, "%sneeds at least %d item(s)", pre(name), f.minItems)
+		dec.report(n, "%sneeds at least %s", pre(name), Plural(f.minItems, "item"))
 	}
 }
 
@@ -340,297 +410,6 @@ func (dec *decoder) expectScalar(n *yaml.Node, name, want string) bool {
 	}
 	dec.report(n, "%sexpected %s, got %s", pre(name), want, kindName(n))
 	return false
-}
-
-// field is what the tags of one struct field say.
-type field struct {
-	index    int
-	name     string
-	required bool
-	def      string
-	enum     []string
-	pattern  *regexp.Regexp
-	minimum  *int64
-	maximum  *int64
-	minItems int
-}
-
-type fieldSet struct {
-	list   []field
-	byName map[string]field
-	names  []string
-	// prefixes are the key prefixes (from yaml:"x-*" tags) of keys that
-	// are accepted and ignored.
-	prefixes []string
-}
-
-// extension reports whether key is an accepted-and-ignored extension key.
-func (fs fieldSet) extension(key string) bool {
-	for _, p := range fs.prefixes {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func structFields(t reflect.Type) fieldSet {
-	fs := fieldSet{byName: map[string]field{}}
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(sf.Name[:1]) + sf.Name[1:]
-		}
-		if prefix, ok := strings.CutSuffix(name, "*"); ok {
-			fs.prefixes = append(fs.prefixes, prefix)
-			continue
-		}
-		f := field{index: i, name: name}
-		for _, item := range splitTag(sf.Tag.Get("jsonschema")) {
-			key, val, _ := strings.Cut(item, "=")
-			switch key {
-			case "required":
-				f.required = true
-			case "default":
-				f.def = val
-			case "enum":
-				f.enum = append(f.enum, val)
-			case "pattern":
-				f.pattern = regexp.MustCompile(val)
-			case "minimum", "maximum":
-				n, err := strconv.ParseInt(val, 10, 64)
-				if err != nil {
-					panic(fmt.Sprintf("engine: %s.%s: bad %s tag %q", t, sf.Name, key, val))
-				}
-				if key == "minimum" {
-					f.minimum = &n
-				} else {
-					f.maximum = &n
-				}
-			case "minItems":
-				f.minItems, _ = strconv.Atoi(val)
-			}
-		}
-		fs.list = append(fs.list, f)
-		fs.byName[name] = f
-		fs.names = append(fs.names, name)
-	}
-	return fs
-}
-
-// splitTag splits a jsonschema tag on commas that are not escaped with a
-// backslash, the same rule invopop/jsonschema applies.
-func splitTag(tag string) []string {
-	if tag == "" {
-		return nil
-	}
-	var out []string
-	var cur strings.Builder
-	for i := 0; i < len(tag); i++ {
-		switch {
-		case tag[i] == '\\' && i+1 < len(tag) && tag[i+1] == ',':
-			cur.WriteByte(',')
-			i++
-		case tag[i] == ',':
-			out = append(out, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(tag[i])
-		}
-	}
-	return append(out, cur.String())
-}
-
-// pairs returns the key/value pairs of a mapping, expanding YAML merge
-// keys ("<<: *anchor"); explicit keys come after merged ones so they win.
-// Results are remembered per node and every merged mapping is counted in
-// the node budget: a few lines of merge keys that fan out (<<: [*a, *a,
-// ...] over nested anchors) would otherwise take exponential time.
-func (d *diags) pairs(n *yaml.Node) [][2]*yaml.Node { return d.mergedPairs(n, 0) }
-
-// maxMergeDepth bounds chains of merge keys; a merge that includes its own
-// mapping would otherwise never end.
-const maxMergeDepth = 16
-
-func (d *diags) mergedPairs(n *yaml.Node, depth int) [][2]*yaml.Node {
-	if p, ok := d.merged[n]; ok {
-		return p
-	}
-	var merged, own [][2]*yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Value == "<<" && k.Tag == "!!merge" {
-			src := resolveAlias(v)
-			srcs := []*yaml.Node{src}
-			if src.Kind == yaml.SequenceNode {
-				srcs = src.Content
-			}
-			for _, s := range srcs {
-				if s = resolveAlias(s); s.Kind == yaml.MappingNode && depth < maxMergeDepth && d.spend(s) {
-					merged = append(merged, d.mergedPairs(s, depth+1)...)
-				}
-			}
-			continue
-		}
-		own = append(own, [2]*yaml.Node{k, v})
-	}
-	out := own
-	if len(merged) > 0 {
-		// Explicit keys override merged ones: drop merged keys set here.
-		explicit := map[string]bool{}
-		for _, kv := range own {
-			explicit[kv[0].Value] = true
-		}
-		out = nil
-		seen := map[string]bool{}
-		for _, kv := range merged {
-			if !explicit[kv[0].Value] && !seen[kv[0].Value] {
-				seen[kv[0].Value] = true
-				out = append(out, kv)
-			}
-		}
-		out = append(out, own...)
-	}
-	if d.merged == nil {
-		d.merged = map[*yaml.Node][][2]*yaml.Node{}
-	}
-	d.merged[n] = out
-	return out
-}
-
-func resolveAlias(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if isNull(n) {
-			return "nothing"
-		}
-		return fmt.Sprintf("%q", n.Value)
-	}
-	return "an unsupported YAML node"
-}
-
-func joinPath(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
-}
-
-func joinName(prefix, path string) string {
-	switch {
-	case path == "":
-		return prefix
-	case prefix == "":
-		return path
-	case strings.HasPrefix(path, "["):
-		return prefix + path
-	}
-	return prefix + "." + path
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// Suggest returns ` (did you mean "x"?)` for the candidate closest to got
-// within a small edit distance, or "" when nothing is close.
-func Suggest(got string, candidates []string) string { return suggest(got, candidates) }
-
-func suggest(got string, candidates []string) string {
-	// The edit distance costs the product of the lengths: names longer
-	// than any sensible identifier get no suggestion.
-	const maxLen = 64
-	if len(got) > maxLen {
-		return ""
-	}
-	best, bestD := "", 0
-	for _, c := range candidates {
-		if len(c) > maxLen {
-			continue
-		}
-		d := levenshtein(strings.ToLower(got), strings.ToLower(c))
-		if best == "" || d < bestD || (d == bestD && c < best) {
-			best, bestD = c, d
-		}
-	}
-	limit := max(2, len(got)/3)
-	if best == "" || bestD > limit {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// validNames formats candidates for "expected one of" messages.
-func validNames(candidates []string) string {
-	c := append([]string(nil), candidates...)
-	sort.Strings(c)
-	return strings.Join(c, ", ")
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
-// defaultNode parses a default= tag value as YAML (so lists can be given in
-// flow style, "[a\\, b]"), positioned at the mapping that lacks the field.
-func defaultNode(def string, at *yaml.Node) *yaml.Node {
-	var doc yaml.Node
-	n := &yaml.Node{Kind: yaml.ScalarNode, Value: def}
-	if err := yaml.Unmarshal([]byte(def), &doc); err == nil && len(doc.Content) == 1 {
-		n = doc.Content[0]
-	}
-	setPos(n, at.Line, at.Column)
-	return n
-}
-
-func setPos(n *yaml.Node, line, col int) {
-	n.Line, n.Column = line, col
-	for _, c := range n.Content {
-		setPos(c, line, col)
-	}
 }
 
 // pre is the "name: " that starts a message about a value, or nothing at the
@@ -664,160 +443,4 @@ func (dec *decoder) failedAt(path string) bool {
 		}
 		p = p[:i]
 	}
-}
-
-// unset reports whether n gives no value for a field of type t: null, or
-// an empty string for a typed value (a version, a path), which is what an
-// empty variable expands to.
-func unset(n *yaml.Node, t reflect.Type) bool {
-	if isNull(n) {
-		return true
-	}
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	return n.Kind == yaml.ScalarNode && n.Value == "" && reflect.PointerTo(t).Implements(textUnmarshalerType)
-}
-
-// yamlType is the JSON Schema type an editor gives a YAML scalar: the tag
-// yaml.v3 resolved, which follows the YAML 1.2 core schema as
-// yaml-language-server does.
-func yamlType(n *yaml.Node) string {
-	switch n.ShortTag() {
-	case "!!int":
-		return "integer"
-	case "!!float":
-		return "number"
-	case "!!bool":
-		return "boolean"
-	case "!!null":
-		return "null"
-	}
-	return "string"
-}
-
-func typeAllowed(yt string, allowed []string) bool {
-	for _, a := range allowed {
-		if a == yt || (a == "number" && yt == "integer") {
-			return true
-		}
-	}
-	return false
-}
-
-var allowedCache sync.Map // allowedKey -> []string
-
-type allowedKey struct {
-	t           reflect.Type
-	constrained bool
-}
-
-// allowedTypes are the JSON types the schema allows for a value of Go type
-// t (before expansion), read from the schema fragment schemaFor generates:
-// one source for both.
-func allowedTypes(t reflect.Type, constrained bool) []string {
-	key := allowedKey{t, constrained}
-	if v, ok := allowedCache.Load(key); ok {
-		return v.([]string)
-	}
-	var out []string
-	if constrained {
-		out = []string{"string"}
-	} else {
-		out = schemaTypes(schemaFor(t, false))
-	}
-	allowedCache.Store(key, out)
-	return out
-}
-
-// schemaTypes collects the types a schema fragment admits: its type,
-// its anyOf branches and its const.
-func schemaTypes(s map[string]any) []string {
-	var out []string
-	switch t := s["type"].(type) {
-	case string:
-		out = append(out, t)
-	case []string:
-		out = append(out, t...)
-	}
-	if c, ok := s["const"]; ok {
-		switch c.(type) {
-		case int, int64:
-			out = append(out, "integer")
-		case string:
-			out = append(out, "string")
-		}
-	}
-	if branches, ok := s["anyOf"].([]any); ok {
-		for _, b := range branches {
-			if m, ok := b.(map[string]any); ok {
-				out = append(out, schemaTypes(m)...)
-			}
-		}
-	}
-	return out
-}
-
-func typeWords(allowed []string) string {
-	var words []string
-	for _, a := range allowed {
-		w := map[string]string{"string": "a string", "integer": "an integer", "number": "a number",
-			"boolean": "true or false", "object": "a mapping", "array": "a list", "null": ""}[a]
-		if w != "" && !contains(words, w) {
-			words = append(words, w)
-		}
-	}
-	if len(words) == 0 {
-		return "a value"
-	}
-	if len(words) == 1 {
-		return words[0]
-	}
-	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
-}
-
-func describeScalar(n *yaml.Node) string {
-	switch yamlType(n) {
-	case "integer", "number":
-		return "the number " + n.Value
-	case "boolean":
-		return n.Value
-	case "string":
-		return fmt.Sprintf("the string %q", n.Value)
-	}
-	return kindName(n)
-}
-
-// quoteHint says how to write the value the field wants, when writing it
-// so would make it right: quoting 1.5 for a version would only trade one
-// error for another.
-func quoteHint(n *yaml.Node, allowed []string, t reflect.Type, f *field) string {
-	if yamlType(n) != "string" && typeAllowed("string", allowed) && validText(n.Value, t, f) {
-		return fmt.Sprintf(" (quote it: %q)", n.Value)
-	}
-	plain := &yaml.Node{Kind: yaml.ScalarNode, Value: n.Value}
-	if yamlType(n) == "string" && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 &&
-		typeAllowed(yamlType(plain), allowed) {
-		return " (remove the quotes)"
-	}
-	return ""
-}
-
-// validText reports whether s, as text, is a value of type t for field f.
-func validText(s string, t reflect.Type, f *field) bool {
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
-		return reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)) == nil
-	}
-	if f != nil {
-		if f.pattern != nil && !f.pattern.MatchString(s) {
-			return false
-		}
-		if len(f.enum) > 0 && !contains(f.enum, s) {
-			return false
-		}
-	}
-	return true
 }

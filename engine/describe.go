@@ -1,8 +1,13 @@
 package engine
 
 import (
+	"sort"
+	"strings"
+
 	"fmt"
 	"reflect"
+
+	"gopkg.in/yaml.v3"
 )
 
 // ParamDoc documents one parameter of a step type, for `rootfsctl steps`.
@@ -16,26 +21,74 @@ type ParamDoc struct {
 }
 
 // Params documents the step type's parameters, in declaration order.
-func (t *StepType) Params() []ParamDoc { return describeStruct(t.params, "") }
+func (t *StepType) Params() []ParamDoc { return describeStruct(t.params, "", t.defaults) }
 
-func describeStruct(t reflect.Type, prefix string) []ParamDoc {
+func describeStruct(t reflect.Type, prefix string, def reflect.Value) []ParamDoc {
 	var out []ParamDoc
 	for _, f := range structFields(t).list {
-		sf := t.Field(f.index)
+		sf := t.FieldByIndex(f.index)
 		name := joinPath(prefix, f.name)
-		out = append(out, ParamDoc{
-			Name: name, Type: typeName(sf.Type), Required: f.required, Default: f.def,
-			Enum: f.enum, Description: sf.Tag.Get("jsonschema_description"),
-		})
+		dv := defaultOf(def, f)
+		doc := ParamDoc{Name: name, Type: typeName(sf.Type), Required: f.required,
+			Enum: f.enum, Description: sf.Tag.Get("jsonschema_description")}
 		ft := sf.Type
 		if ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
-		if ft.Kind() == reflect.Struct && ft != yamlNodeType && !reflect.PointerTo(ft).Implements(textUnmarshalerType) {
-			out = append(out, describeStruct(ft, name)...)
+		if !isStruct(ft) {
+			doc.Default = defaultText(dv)
+		}
+		out = append(out, doc)
+		if isStruct(ft) {
+			out = append(out, describeStruct(ft, name, dv)...)
 		}
 	}
 	return out
+}
+
+// defaultText shows a default as a plan would write it: "usr/local/bin",
+// "kubelet, kubectl", "amd64: http://..., arm64: http://...".
+func defaultText(v reflect.Value) string {
+	val, ok := plainDefault(v)
+	if !ok {
+		return ""
+	}
+	switch x := val.(type) {
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = fmt.Sprint(e)
+		}
+		return strings.Join(parts, ", ")
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s: %v", k, x[k])
+		}
+		return strings.Join(parts, ", ")
+	}
+	return fmt.Sprint(val)
+}
+
+// plainDefault is a default value as plain data (what its YAML says).
+func plainDefault(v reflect.Value) (any, bool) {
+	if !v.IsValid() || v.IsZero() {
+		return nil, false
+	}
+	var n yaml.Node
+	if err := n.Encode(v.Interface()); err != nil {
+		return nil, false
+	}
+	var out any
+	if err := n.Decode(&out); err != nil {
+		return nil, false
+	}
+	return out, true
 }
 
 func typeName(t reflect.Type) string {

@@ -14,7 +14,7 @@ import (
 func TestAncestorsAgree(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
 	reg := NewRegistry()
-	Register(reg, "noop", "", "", func(string, *struct{}) (Step, error) { return nil, nil })
+	Register(reg, StepType{Name: "noop"}, struct{}{}, func(string, *struct{}) (Step, error) { return nil, nil })
 	for round := range 40 {
 		n := 2 + rng.IntN(150)
 		var b strings.Builder

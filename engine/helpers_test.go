@@ -96,7 +96,7 @@ func (s *probe) Apply(ctx context.Context) error {
 func newRegistry(tr *tracker) *engine.Registry {
 	reg := engine.NewRegistry()
 	steps.Register(reg, steps.Options{})
-	engine.Register(reg, "probe", "Test step.", "", func(id string, p *probeParams) (engine.Step, error) {
+	engine.Register(reg, engine.StepType{Name: "probe", Summary: "Test step."}, probeParams{}, func(id string, p *probeParams) (engine.Step, error) {
 		return &probe{id: id, p: *p, t: tr}, nil
 	})
 	return reg

@@ -39,7 +39,7 @@ func (s *holder) Resources() []string { return []string{s.p.Dir} }
 
 func holdRegistry(started chan<- string) *engine.Registry {
 	reg := engine.NewRegistry()
-	engine.Register(reg, "hold", "", "", func(id string, p *holdParams) (engine.Step, error) {
+	engine.Register(reg, engine.StepType{Name: "hold", Summary: ""}, holdParams{}, func(id string, p *holdParams) (engine.Step, error) {
 		return &holder{p: *p, started: started}, nil
 	})
 	return reg

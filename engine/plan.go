@@ -123,12 +123,15 @@ type planDoc struct {
 	Name          string    `yaml:"name" jsonschema:"required,pattern=^[a-z0-9][a-z0-9-]*$" jsonschema_description:"Name of the plan: lowercase letters, digits and dashes."`
 	Description   string    `yaml:"description" jsonschema_description:"Free text."`
 	Vars          yaml.Node `yaml:"vars" jsonschema_description:"String variables, used as ${name} in any value under steps. Values may use other variables and the built-ins ${host.arch}, ${host.os}, ${host.hostname}, ${host.kernel}, ${plan.dir}. $${ writes a literal ${."`
-	Parallelism   int       `yaml:"parallelism" jsonschema:"minimum=1,maximum=1024,default=4" jsonschema_description:"How many steps may run at once. --parallelism/-j overrides."`
-	FailurePolicy string    `yaml:"failurePolicy" jsonschema:"enum=fail-fast,enum=keep-going,default=fail-fast" jsonschema_description:"fail-fast cancels everything on the first failure; keep-going runs independent branches to the end."`
+	Parallelism   int       `yaml:"parallelism" jsonschema:"minimum=1,maximum=1024" jsonschema_description:"How many steps may run at once."`
+	FailurePolicy string    `yaml:"failurePolicy" jsonschema:"enum=fail-fast,enum=keep-going" jsonschema_description:"fail-fast cancels everything on the first failure; keep-going runs independent branches to the end."`
 	Defaults      *defaults `yaml:"defaults" jsonschema_description:"Applied to every step that does not set its own."`
 	Steps         yaml.Node `yaml:"steps" jsonschema:"required" jsonschema_description:"The steps, keyed by id."`
 	Extensions    yaml.Node `yaml:"x-*" jsonschema_description:"Keys starting with x- are ignored: a place for YAML anchors shared by steps."`
 }
+
+// planDefaults is what a plan's header starts from.
+var planDefaults = planDoc{Parallelism: DefaultParallelism, FailurePolicy: string(FailFast)}
 
 type defaults struct {
 	Timeout Duration `yaml:"timeout" jsonschema_description:"Time limit for each attempt of a step (Go duration: 90s, 15m; 0 for none)."`
@@ -193,7 +196,7 @@ func (l *loader) parse(data []byte, opts LoadOptions) *Plan {
 
 	var hdr planDoc
 	dec := newDecoder(d)
-	dec.decode(root, reflect.ValueOf(&hdr).Elem(), "", "")
+	dec.decode(root, reflect.ValueOf(&hdr).Elem(), reflect.ValueOf(planDefaults), "", "")
 	if root.Kind != yaml.MappingNode {
 		return nil
 	}
@@ -341,8 +344,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	var sd stepDoc
 	dec := newDecoder(d)
 	dec.quiet, dec.notes, dec.expanded = e.poisoned, e.notes, e.expanded
-	dec.noValidate = len(e.poisoned) > 0
-	dec.decode(ex, reflect.ValueOf(&sd).Elem(), s.ID, "")
+	dec.decode(ex, reflect.ValueOf(&sd).Elem(), reflect.Value{}, s.ID, "")
 	s.Type, s.Description, s.Needs = sd.Type, sd.Description, sd.Needs
 	for i := range sd.Needs {
 		s.needPositions = append(s.needPositions, nodePos(d.file, dec.fields[fmt.Sprintf("needs[%d]", i)]))
@@ -365,44 +367,68 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	if withNode.Kind == 0 {
 		withNode = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 	}
+	if len(d.list) > before || dec.errs > 0 {
+		l.buildParams(s, st, withNode, e, false)
+		return
+	}
+	l.buildParams(s, st, withNode, e, true)
+}
+
+// buildParams decodes a step's with: into its type's parameters, starting
+// from the type's defaults, and has the type build the step from them.
+// The builder runs even when some fields failed, so every problem shows
+// at once; its findings about failed fields are dropped (place), and no
+// step is kept unless everything held (keep false: the step itself failed).
+func (l *loader) buildParams(s *PlanStep, st *StepType, withNode *yaml.Node, e *expander, keep bool) {
 	params := st.NewParams()
-	pdec := newDecoder(d)
+	pdec := newDecoder(l.d)
 	pdec.quiet, pdec.notes, pdec.expanded = e.poisoned, e.notes, e.expanded
-	pdec.noValidate = len(e.poisoned) > 0
-	pdec.expand = func(def string) string {
-		if _, problem, _ := scanRefs(def); problem != "" {
-			return def
+	pdec.expand = l.expandDefault
+	pdec.defaultNote = l.defaultNote
+	pdec.decode(withNode, reflect.ValueOf(params).Elem(), st.defaults, s.ID+".with", "")
+	if len(e.poisoned) > 0 || pdec.failed[""] {
+		// A value whose variables did not resolve is not the user's
+		// value: checking it would only repeat the variable's problem.
+		return
+	}
+	impl, err := st.build(s.ID, params)
+	if fes, ok := fieldErrors(err); ok {
+		pdec.place(withNode, fes, s.ID+".with", "")
+	} else if err != nil {
+		// Built from fields that failed, the error would only garble
+		// what decoding said.
+		if pdec.errs == 0 {
+			l.d.at(withNode, "%s: %v", s.ID, err)
 		}
-		if v, ok, _ := substitute(def, l.vars.resolve); ok {
-			return v
-		}
+		return
+	}
+	if keep && pdec.errs == 0 {
+		s.Params, s.Impl = params, impl
+	}
+}
+
+// expandDefault expands the variables in a default value ("${host.arch}").
+func (l *loader) expandDefault(def string) string {
+	if _, problem, _ := scanRefs(def); problem != "" {
 		return def
 	}
-	pdec.defaultNote = func(def string) string {
-		refs, _, _ := scanRefs(def)
-		var from []string
-		for _, r := range refs {
-			from = appendNew(from, l.vars.from[r.name]...)
-		}
-		if len(from) == 0 {
-			return ""
-		}
-		return " (value from " + strings.Join(from, ", ") + ")"
+	if v, ok, _ := substitute(def, l.vars.resolve); ok {
+		return v
 	}
-	pdec.decode(withNode, reflect.ValueOf(params).Elem(), s.ID+".with", "")
-	// A value whose variables did not resolve is not the user's value:
-	// checking it would only repeat the variable's problem.
-	poisoned := len(e.poisoned) > 0
-	if len(d.list) > before || poisoned || pdec.errs > 0 || dec.errs > 0 {
-		return
+	return def
+}
+
+// defaultNote says which overrides a default's variables came from.
+func (l *loader) defaultNote(def string) string {
+	refs, _, _ := scanRefs(def)
+	var from []string
+	for _, r := range refs {
+		from = appendNew(from, l.vars.from[r.name]...)
 	}
-	s.Params = params
-	impl, err := st.build(s.ID, params)
-	if err != nil {
-		d.at(withNode, "%s: %v", s.ID, err)
-		return
+	if len(from) == 0 {
+		return ""
 	}
-	s.Impl = impl
+	return " (value from " + strings.Join(from, ", ") + ")"
 }
 
 // policy is a step's timeout and retry policy: its own, else the plan's

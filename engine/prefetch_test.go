@@ -77,10 +77,11 @@ func (s *fetchingStep) Apply(context.Context) error {
 func TestPrefetchOverlapsNeeds(t *testing.T) {
 	ev := &eventLog{}
 	reg := engine.NewRegistry()
-	engine.Register(reg, "slow", "", "", func(id string, _ *struct{}) (engine.Step, error) { return &slowStep{id, ev}, nil })
-	engine.Register(reg, "fetching", "", "", func(id string, p *struct {
+	engine.Register(reg, engine.StepType{Name: "slow"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) { return &slowStep{id, ev}, nil })
+	type fetchingParams struct {
 		UpToDate bool `yaml:"upToDate"`
-	}) (engine.Step, error) {
+	}
+	engine.Register(reg, engine.StepType{Name: "fetching"}, fetchingParams{}, func(id string, p *fetchingParams) (engine.Step, error) {
 		return &fetchingStep{slowStep{id, ev}, p.UpToDate}, nil
 	})
 	p, g := loadString(t, reg, header+`steps:
@@ -132,7 +133,7 @@ func TestSecondRunOnSameResourceIsRefused(t *testing.T) {
 	lockDir := t.TempDir()
 	started := make(chan struct{})
 	reg := engine.NewRegistry()
-	engine.Register(reg, "hold", "", "", func(id string, _ *struct{}) (engine.Step, error) {
+	engine.Register(reg, engine.StepType{Name: "hold"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) {
 		return &lockingStep{dir: machine, started: started}, nil
 	})
 	p, g := loadString(t, reg, header+"steps:\n  a: {type: hold}\n", nil)
@@ -163,7 +164,7 @@ func TestSecondRunOnSameResourceIsRefused(t *testing.T) {
 	<-first
 	started2 := make(chan struct{})
 	reg2 := engine.NewRegistry()
-	engine.Register(reg2, "hold", "", "", func(id string, _ *struct{}) (engine.Step, error) {
+	engine.Register(reg2, engine.StepType{Name: "hold"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) {
 		return &lockingStep{dir: machine, started: started2}, nil
 	})
 	p2, g2 := loadString(t, reg2, header+"steps:\n  a: {type: hold}\n", nil)

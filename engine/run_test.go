@@ -429,7 +429,7 @@ func TestCheckRunsOncePerStepPerApply(t *testing.T) {
 	var counts sync.Map
 	var mu sync.Mutex
 	reg := engine.NewRegistry()
-	engine.Register(reg, "count", "", "", func(id string, _ *struct{}) (engine.Step, error) {
+	engine.Register(reg, engine.StepType{Name: "count"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) {
 		return &countingStep{file: filepath.Join(dir, id), checks: &counts, mu: &mu}, nil
 	})
 	p, g := loadString(t, reg, header+"steps:\n  a: {type: count}\n  b: {type: count, needs: [a]}\n  c: {type: count, needs: [a, b]}\n", nil)
@@ -456,7 +456,7 @@ func TestUpToDateStepIsCheckedAgainAfterItsNeedChanged(t *testing.T) {
 	var counts sync.Map
 	var mu sync.Mutex
 	reg := engine.NewRegistry()
-	engine.Register(reg, "count", "", "", func(id string, _ *struct{}) (engine.Step, error) {
+	engine.Register(reg, engine.StepType{Name: "count"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) {
 		return &countingStep{file: filepath.Join(dir, id), checks: &counts, mu: &mu}, nil
 	})
 	if err := os.WriteFile(filepath.Join(dir, "b"), nil, 0o644); err != nil {
@@ -496,7 +496,7 @@ func TestInterruptDuringPreflight(t *testing.T) {
 	load := func() (*engine.Plan, *engine.Graph, context.Context) {
 		started := make(chan struct{})
 		reg := engine.NewRegistry()
-		engine.Register(reg, "pf", "", "", func(string, *struct{}) (engine.Step, error) {
+		engine.Register(reg, engine.StepType{Name: "pf"}, struct{}{}, func(string, *struct{}) (engine.Step, error) {
 			return preflightStep{blockingCheck{started}}, nil
 		})
 		p, g := loadString(t, reg, header+"steps:\n  a: {type: pf}\n", nil)

@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
-	"strconv"
-	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // SchemaProvider lets a parameter type describe itself in the JSON Schema
@@ -43,7 +39,7 @@ func Schema(reg *Registry) ([]byte, error) {
 	var branches []any
 	for _, t := range reg.Types() {
 		typeNames = append(typeNames, t.Name)
-		params := schemaFor(t.params, true)
+		params := schemaFor(t.params, true, t.defaults)
 		params["description"] = t.Summary
 		defs["with."+t.Name] = params
 		then := map[string]any{"properties": map[string]any{"with": map[string]any{"$ref": "#/definitions/with." + t.Name}}}
@@ -55,7 +51,7 @@ func Schema(reg *Registry) ([]byte, error) {
 			"then": then,
 		})
 	}
-	step := schemaFor(reflect.TypeFor[stepDoc](), true)
+	step := schemaFor(reflect.TypeFor[stepDoc](), true, reflect.Value{})
 	props := step["properties"].(map[string]any)
 	props["type"] = map[string]any{"enum": typeNames, "description": props["type"].(map[string]any)["description"]}
 	props["needs"].(map[string]any)["items"] = map[string]any{"type": "string", "pattern": stepIDPattern.String()}
@@ -64,7 +60,7 @@ func Schema(reg *Registry) ([]byte, error) {
 	step["allOf"] = branches
 	defs["step"] = step
 
-	root := schemaFor(reflect.TypeFor[planDoc](), false)
+	root := schemaFor(reflect.TypeFor[planDoc](), false, reflect.ValueOf(planDefaults))
 	root["$schema"] = "http://json-schema.org/draft-07/schema#"
 	root["title"] = "rootfsctl plan"
 	root["definitions"] = defs
@@ -94,7 +90,7 @@ func Schema(reg *Registry) ([]byte, error) {
 
 // schemaFor describes values of type t. interp says whether ${...} strings
 // are allowed in place of typed values (everywhere under steps).
-func schemaFor(t reflect.Type, interp bool) map[string]any {
+func schemaFor(t reflect.Type, interp bool, def reflect.Value) map[string]any {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -116,15 +112,16 @@ func schemaFor(t reflect.Type, interp bool) map[string]any {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return map[string]any{"type": "integer"}
 	case reflect.Slice:
-		return map[string]any{"type": "array", "items": wrapInterp(schemaFor(t.Elem(), interp), interp)}
+		return map[string]any{"type": "array", "items": wrapInterp(schemaFor(t.Elem(), interp, reflect.Value{}), interp)}
 	case reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": wrapInterp(schemaFor(t.Elem(), interp), interp)}
+		return map[string]any{"type": "object", "additionalProperties": wrapInterp(schemaFor(t.Elem(), interp, reflect.Value{}), interp)}
 	case reflect.Struct:
 		props := map[string]any{}
 		var required []string
 		for _, f := range structFields(t).list {
-			sf := t.Field(f.index)
-			s := schemaFor(sf.Type, interp)
+			sf := t.FieldByIndex(f.index)
+			dv := defaultOf(def, f)
+			s := schemaFor(sf.Type, interp, dv)
 			if (len(f.enum) > 0 || f.pattern != nil) && sf.Type.Kind() == reflect.String {
 				s["type"] = "string" // a constrained value is text, as written
 			}
@@ -162,8 +159,8 @@ func schemaFor(t reflect.Type, interp bool) map[string]any {
 			if d := sf.Tag.Get("jsonschema_description"); d != "" {
 				s["description"] = d
 			}
-			if f.def != "" {
-				s["default"] = typedDefault(sf.Type, f.def)
+			if d, ok := plainDefault(dv); ok && !isStruct(derefType(sf.Type)) {
+				s["default"] = d
 			}
 			if f.required {
 				required = append(required, f.name)
@@ -283,27 +280,6 @@ func wrapInterp(s map[string]any, interp bool) map[string]any {
 		return map[string]any{"anyOf": []any{s, interpolated()}}
 	}
 	return s
-}
-
-func typedDefault(t reflect.Type, def string) any {
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Bool:
-		return def == "true"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		if n, err := strconv.ParseInt(def, 10, 64); err == nil {
-			return n
-		}
-	case reflect.Slice:
-		var list []string
-		if err := yaml.Unmarshal([]byte(def), &list); err == nil {
-			return list
-		}
-		return strings.Split(def, " ")
-	}
-	return def
 }
 
 // JSONSchema describes durations as the decoder reads them: duration text,

@@ -50,9 +50,7 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// StepType is one kind of step a plan can use. Params is a pointer to the
-// zero value of the typed parameter struct: its tags drive decoding,
-// defaults, validation and the JSON Schema.
+// StepType is one kind of step a plan can use.
 type StepType struct {
 	Name    string
 	Summary string // one line, shown by `rootfsctl steps`
@@ -60,15 +58,14 @@ type StepType struct {
 	// Checks names the preflight checks the type's steps may contribute,
 	// so that a command line can be checked before any plan is loaded.
 	Checks []string
-	params reflect.Type
-	build  func(id string, params any) (Step, error)
+
+	params   reflect.Type
+	defaults reflect.Value // a P: what decoding starts from
+	build    func(id string, params any) (Step, error)
 }
 
 // NewParams returns a fresh pointer to the type's parameter struct.
 func (t *StepType) NewParams() any { return reflect.New(t.params).Interface() }
-
-// ParamsType is the parameter struct type.
-func (t *StepType) ParamsType() reflect.Type { return t.params }
 
 // Registry maps step type names to their definitions. cmd builds one and
 // hands it to the engine; the engine knows no concrete step type.
@@ -78,38 +75,28 @@ type Registry struct {
 
 func NewRegistry() *Registry { return &Registry{types: map[string]*StepType{}} }
 
-// Register adds a step type whose parameters are P. build receives the
-// decoded, defaulted and validated parameters.
-func Register[P any](r *Registry, name, summary, doc string, build func(id string, p *P) (Step, error)) {
-	if _, dup := r.types[name]; dup {
-		panic(fmt.Sprintf("engine: step type %q registered twice", name))
+// Register adds a step type whose parameters are a P. The parameters a
+// plan leaves out keep their value in defaults (a default string may use
+// ${host.arch} and the other variables). build receives the decoded
+// parameters and parses them, once, into the step; when they do not make
+// one, it returns FieldErrors, which the loader places at their fields.
+func Register[P any](r *Registry, t StepType, defaults P, build func(id string, p *P) (Step, error)) {
+	if _, dup := r.types[t.Name]; dup {
+		panic(fmt.Sprintf("engine: step type %q registered twice", t.Name))
 	}
-	r.types[name] = &StepType{
-		Name: name, Summary: summary, Doc: doc,
-		params: reflect.TypeFor[P](),
-		build:  func(id string, p any) (Step, error) { return build(id, p.(*P)) },
-	}
-}
-
-// DeclareChecks records the preflight check names a step type contributes.
-func (r *Registry) DeclareChecks(typeName string, checks ...string) {
-	t, ok := r.types[typeName]
-	if !ok {
-		panic(fmt.Sprintf("engine: DeclareChecks for unknown step type %q", typeName))
-	}
-	t.Checks = append(t.Checks, checks...)
+	structFields(reflect.TypeFor[P]()) // tags are checked now, not in a plan
+	t.params = reflect.TypeFor[P]()
+	t.defaults = reflect.ValueOf(defaults)
+	t.build = func(id string, p any) (Step, error) { return build(id, p.(*P)) }
+	r.types[t.Name] = &t
 }
 
 // CheckNames is every preflight check name the registered types declare, sorted.
 func (r *Registry) CheckNames() []string {
-	seen := map[string]bool{}
 	var out []string
-	for _, t := range r.types {
+	for _, t := range r.Types() {
 		for _, c := range t.Checks {
-			if !seen[c] {
-				seen[c] = true
-				out = append(out, c)
-			}
+			out = appendNew(out, c)
 		}
 	}
 	sort.Strings(out)

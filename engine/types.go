@@ -66,8 +66,8 @@ const (
 	DefaultRetryMaxDelay = 30 * time.Second
 )
 
-// Validate: the first wait cannot be longer than the longest.
-func (r *Retry) Validate() []FieldError {
+// check: the first wait cannot be longer than the longest.
+func (r *Retry) check() []FieldError {
 	d, m := time.Duration(r.Delay), time.Duration(r.MaxDelay)
 	if d == 0 {
 		d = DefaultRetryDelay

@@ -30,7 +30,7 @@ type echoStep struct{ engine.Step }
 
 func echoRegistry() *engine.Registry {
 	reg := engine.NewRegistry()
-	engine.Register(reg, "echo", "Test step.", "", func(string, *echoParams) (engine.Step, error) { return echoStep{}, nil })
+	engine.Register(reg, engine.StepType{Name: "echo", Summary: "Test step."}, echoParams{}, func(string, *echoParams) (engine.Step, error) { return echoStep{}, nil })
 	return reg
 }
 

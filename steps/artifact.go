@@ -12,48 +12,66 @@ import (
 
 var placeholderPattern = regexp.MustCompile(`\{[^{}]*\}`)
 
-// sourceProblems checks what the typed fields of an artifact source
-// cannot: the url template's placeholders (allowed lists them) and that
-// url and baseURL are not both set. prefix is the source's path in the
-// step's parameters ("" or "crictl.").
-func sourceProblems(prefix string, tmpl URLTemplate, base URL, allowed ...string) []engine.FieldError {
-	var errs []engine.FieldError
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, engine.FieldError{Path: prefix + field, Message: fmt.Sprintf(format, args...), Uses: []string{prefix + "baseURL"}})
+// Source is where an artifact comes from: the upstream release layout
+// under another prefix (baseURL), or a whole URL template (url). Every
+// download step embeds it; an empty Source is the upstream release.
+type Source struct {
+	BaseURL URL         `yaml:"baseURL" jsonschema_description:"Replaces the upstream prefix (the step type's doc names it); the release layout below it is kept."`
+	URL     URLTemplate `yaml:"url" jsonschema_description:"Whole-URL template with {version}, {arch} and {os} (download-kube adds {binary}); the checksum is looked up beside it as the step type's doc says. Not with baseURL."`
+}
+
+// Release is one versioned artifact: its version, its source and an
+// optional pin.
+type Release struct {
+	Version Version `yaml:"version" jsonschema_description:"Version, without a leading v."`
+	Source  `yaml:",inline"`
+	SHA256  Digest `yaml:"sha256" jsonschema_description:"Pinned SHA-256 of the downloaded file, checked instead of the published checksum."`
+}
+
+// ExtendSchema is the schema's half of Source.problems: url and baseURL
+// exclude each other. Every struct embedding a Source inherits it.
+func (Source) ExtendSchema(s map[string]any) {
+	s["not"] = map[string]any{"required": []string{"url", "baseURL"}}
+}
+
+// problems checks what the typed fields cannot: the url template's
+// placeholders (allowed lists them) and that url and baseURL are not both
+// set. prefix is the source's path in the step's parameters ("" or
+// "crictl.").
+func (s Source) problems(prefix string, allowed ...string) engine.FieldErrors {
+	var errs engine.FieldErrors
+	bad := func(format string, args ...any) {
+		errs = append(errs, engine.FieldError{Path: prefix + "url", Message: fmt.Sprintf(format, args...), Uses: []string{prefix + "baseURL"}})
 	}
-	if tmpl == "" {
+	if s.URL == "" {
 		return nil
 	}
-	for _, ph := range placeholderPattern.FindAllString(string(tmpl), -1) {
+	for _, ph := range placeholderPattern.FindAllString(string(s.URL), -1) {
 		if !contains(allowed, ph[1:len(ph)-1]) {
-			bad("url", "unknown placeholder %s (allowed: {%s})", ph, strings.Join(allowed, "}, {"))
+			bad("unknown placeholder %s (allowed: {%s})", ph, strings.Join(allowed, "}, {"))
 		}
 	}
-	if err := checkURL(placeholderPattern.ReplaceAllString(string(tmpl), "x")); err != nil {
-		bad("url", "%v", err)
+	if err := checkURL(placeholderPattern.ReplaceAllString(string(s.URL), "x")); err != nil {
+		bad("%v", err)
 	}
-	if base != "" {
-		bad("url", "set url or baseURL, not both")
+	if s.BaseURL != "" {
+		bad("set url or baseURL, not both")
 	}
 	return errs
 }
 
-// urlOrBase is the schema's half of sourceProblems: url and baseURL
-// exclude each other.
-func urlOrBase(s map[string]any) { s["not"] = map[string]any{"required": []string{"url", "baseURL"}} }
-
-func (KubeParams) ExtendSchema(s map[string]any)       { urlOrBase(s) }
-func (CrictlSource) ExtendSchema(s map[string]any)     { urlOrBase(s) }
-func (ContainerdSource) ExtendSchema(s map[string]any) { urlOrBase(s) }
-func (RuncSource) ExtendSchema(s map[string]any)       { urlOrBase(s) }
-func (CNIParams) ExtendSchema(s map[string]any)        { urlOrBase(s) }
-
-// orDefault is the source's baseURL, or the upstream one.
-func orDefault(base URL, upstream string) string {
-	if base == "" {
-		return upstream
+// locate is the artifact's URL: the url template filled in with vals, or
+// layout under baseURL (upstream when baseURL is empty).
+func (s Source) locate(vals map[string]string, upstream, layout string) string {
+	if s.URL != "" {
+		return expandTemplate(string(s.URL), vals)
 	}
-	return string(base)
+	base := string(s.BaseURL)
+	if base == "" {
+		base = upstream
+	}
+	p, rest := splitQuery(base)
+	return strings.TrimSuffix(p, "/") + "/" + layout + rest
 }
 
 func checkURL(raw string) error {
@@ -100,16 +118,6 @@ func expandTemplate(tmpl string, vals map[string]string) string {
 	return placeholderPattern.ReplaceAllStringFunc(tmpl, func(ph string) string {
 		return vals[ph[1:len(ph)-1]]
 	})
-}
-
-// locate is an artifact's URL: the url template filled in with vals, or
-// the upstream layout path under base.
-func locate(tmpl URLTemplate, vals map[string]string, base, layout string) string {
-	if tmpl != "" {
-		return expandTemplate(string(tmpl), vals)
-	}
-	p, rest := splitQuery(base)
-	return strings.TrimSuffix(p, "/") + "/" + layout + rest
 }
 
 // splitQuery splits a URL before its query or fragment, which belong at the

@@ -13,18 +13,27 @@ verified against <tarball>.sha256sum; every file under bin/ in it is installed
 (containerd, ctr, containerd-shim-runc-v2, ...). runc comes from
 <runc.baseURL>/v<v>/runc.<arch>, verified against <baseURL>/v<v>/runc.sha256sum
 (which lists every architecture). Versions are compared exactly (2.0.4 is not
-2.0.41). Files are verified before they become visible.`
+2.0.41). Files are verified before they become visible.
+Upstream containerd.baseURL: ` + containerdUpstream + `;
+runc.baseURL: ` + runcUpstream + `.`
 
 // criCheck is the preflight check of every download of download-cri.
 const criCheck = "cri-artifacts"
 
 // CRIParams are the parameters of download-cri.
 type CRIParams struct {
-	MachineDir MachineDir       `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
-	Arch       Arch             `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture of the binaries (Go names: amd64, arm64)."`
-	Containerd ContainerdSource `yaml:"containerd" jsonschema_description:"Where containerd comes from."`
-	Runc       RuncSource       `yaml:"runc" jsonschema_description:"Where runc comes from."`
-	InstallDir engine.RelPath   `yaml:"installDir" jsonschema:"default=usr/local/bin" jsonschema_description:"Directory inside the machine."`
+	MachineDir MachineDir     `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	Arch       Arch           `yaml:"arch" jsonschema_description:"Architecture of the binaries (Go names: amd64, arm64)."`
+	Containerd Release        `yaml:"containerd" jsonschema_description:"Where containerd comes from."`
+	Runc       Release        `yaml:"runc" jsonschema_description:"Where runc comes from (its checksums are in runc.sha256sum beside the binary)."`
+	InstallDir engine.RelPath `yaml:"installDir" jsonschema_description:"Directory inside the machine."`
+}
+
+var criDefaults = CRIParams{
+	Arch:       hostArch,
+	Containerd: Release{Version: "2.0.4"},
+	Runc:       Release{Version: "1.1.12"},
+	InstallDir: "usr/local/bin",
 }
 
 const (
@@ -32,34 +41,17 @@ const (
 	runcUpstream       = "https://github.com/opencontainers/runc/releases/download"
 )
 
-// ContainerdSource configures the containerd download.
-type ContainerdSource struct {
-	Version Version     `yaml:"version" jsonschema:"default=2.0.4" jsonschema_description:"containerd version, without a leading v."`
-	BaseURL URL         `yaml:"baseURL" jsonschema_description:"Replaces the upstream prefix (default https://github.com/containerd/containerd/releases/download); the release layout is kept."`
-	URL     URLTemplate `yaml:"url" jsonschema_description:"Whole-URL template with {version}, {arch} and {os}; checksum at <url>.sha256sum. Not with baseURL."`
-	SHA256  Digest      `yaml:"sha256" jsonschema_description:"Pinned SHA-256 of the tarball."`
-}
-
-// RuncSource configures the runc download.
-type RuncSource struct {
-	Version Version     `yaml:"version" jsonschema:"default=1.1.12" jsonschema_description:"runc version, without a leading v."`
-	BaseURL URL         `yaml:"baseURL" jsonschema_description:"Replaces the upstream prefix (default https://github.com/opencontainers/runc/releases/download); the release layout is kept."`
-	URL     URLTemplate `yaml:"url" jsonschema_description:"Whole-URL template with {version}, {arch} and {os}; checksums in runc.sha256sum next to it. Not with baseURL."`
-	SHA256  Digest      `yaml:"sha256" jsonschema_description:"Pinned SHA-256 of the runc binary."`
-}
-
-func (p *CRIParams) Validate() []engine.FieldError {
-	errs := sourceProblems("containerd.", p.Containerd.URL, p.Containerd.BaseURL, "version", "arch", "os")
-	return append(errs, sourceProblems("runc.", p.Runc.URL, p.Runc.BaseURL, "version", "arch", "os")...)
-}
-
 func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
+	errs := p.Containerd.Source.problems("containerd.", "version", "arch", "os")
+	if errs = append(errs, p.Runc.Source.problems("runc.", "version", "arch", "os")...); len(errs) > 0 {
+		return nil, errs
+	}
 	d := &downloads{id: id, machineDir: p.MachineDir.String(), installDir: p.InstallDir.String(), opts: o}
 	cv, rv := p.Containerd.Version, p.Runc.Version
 
 	tarball := fmt.Sprintf("containerd-%s-linux-%s.tar.gz", cv, p.Arch)
 	ca := artifact{Name: fmt.Sprintf("containerd %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Containerd.SHA256)}
-	ca.URL = locate(p.Containerd.URL, linuxVals(cv, p.Arch), orDefault(p.Containerd.BaseURL, containerdUpstream), "v"+string(cv)+"/"+tarball)
+	ca.URL = p.Containerd.Source.locate(linuxVals(cv, p.Arch), containerdUpstream, "v"+string(cv)+"/"+tarball)
 	ca.SumURL = withSuffix(ca.URL, ".sha256sum")
 	installDir := d.installDir
 	d.jobs = append(d.jobs, job{art: ca, label: "containerd", check: criCheck, require: []string{"containerd"}, selection: "bin/*", pick: func(m string) (string, bool) {
@@ -70,7 +62,7 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	runcFile := "runc." + string(p.Arch)
 	ra := artifact{Name: fmt.Sprintf("runc %s linux/%s", rv, p.Arch), SumFile: runcFile, Pinned: string(p.Runc.SHA256)}
 	// runc publishes one checksum file for all architectures, beside the binaries.
-	ra.URL = locate(p.Runc.URL, linuxVals(rv, p.Arch), orDefault(p.Runc.BaseURL, runcUpstream), "v"+string(rv)+"/"+runcFile)
+	ra.URL = p.Runc.Source.locate(linuxVals(rv, p.Arch), runcUpstream, "v"+string(rv)+"/"+runcFile)
 	ra.SumURL = sibling(ra.URL, "runc.sha256sum")
 	d.jobs = append(d.jobs, job{art: ra, label: "runc", check: criCheck, dest: path.Join(installDir, "runc")})
 

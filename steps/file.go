@@ -24,8 +24,10 @@ device node, a fifo or a socket is not a file to overwrite.`
 type FileParams struct {
 	Path    engine.AbsPath  `yaml:"path" jsonschema:"required" jsonschema_description:"Absolute path of the file."`
 	Content string          `yaml:"content" jsonschema_description:"The file's content, exactly (use a YAML block scalar for several lines)."`
-	Mode    engine.FileMode `yaml:"mode" jsonschema:"default=0644" jsonschema_description:"Permission bits, in octal."`
+	Mode    engine.FileMode `yaml:"mode" jsonschema_description:"Permission bits, in octal."`
 }
+
+var fileDefaults = FileParams{Mode: 0o644}
 
 type fileStep struct {
 	p    FileParams

@@ -16,28 +16,31 @@ verified against <url>.sha256, and crictl from
 before it becomes visible; on any failure the previous file stays in place.
 Up to date when the install record in the machine matches the plan and every
 installed file still has its recorded digest; nothing from the rootfs is
-executed (it may be built for another architecture).`
+executed (it may be built for another architecture).
+Upstream baseURL: ` + kubeUpstream + `; crictl.baseURL: ` + crictlUpstream + `.`
 
 // KubeParams are the parameters of download-kube.
 type KubeParams struct {
-	MachineDir MachineDir        `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
-	Version    Version           `yaml:"version" jsonschema:"required" jsonschema_description:"Kubernetes version, without a leading v (1.33.1)."`
-	Arch       Arch              `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture of the binaries (Go names: amd64, arm64)."`
-	BaseURL    URL               `yaml:"baseURL" jsonschema_description:"Replaces the upstream prefix (default https://dl.k8s.io); <baseURL>/v<version>/bin/linux/<arch>/<binary> is kept."`
-	URL        URLTemplate       `yaml:"url" jsonschema_description:"Whole-URL template with {version}, {arch}, {os} and {binary}; checksums at <url>.sha256. Not with baseURL."`
+	MachineDir MachineDir `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
+	Version    Version    `yaml:"version" jsonschema:"required" jsonschema_description:"Kubernetes version, without a leading v (1.33.1)."`
+	Arch       Arch       `yaml:"arch" jsonschema_description:"Architecture of the binaries (Go names: amd64, arm64)."`
+	Source     `yaml:",inline"`
 	SHA256     map[string]Digest `yaml:"sha256" jsonschema_description:"Pinned SHA-256 per binary, checked instead of the published checksums."`
-	Binaries   []Name            `yaml:"binaries" jsonschema:"default=[kubelet\\, kubectl\\, kube-proxy],minItems=1" jsonschema_description:"Which binaries to install."`
-	Crictl     CrictlSource      `yaml:"crictl" jsonschema_description:"Where crictl comes from."`
-	InstallDir engine.RelPath    `yaml:"installDir" jsonschema:"default=usr/local/bin" jsonschema_description:"Directory inside the machine."`
+	Binaries   []Name            `yaml:"binaries" jsonschema:"minItems=1" jsonschema_description:"Which binaries to install."`
+	Crictl     CrictlSource      `yaml:"crictl" jsonschema_description:"Where crictl comes from; its version defaults to <major>.<minor>.0 of the Kubernetes version."`
+	InstallDir engine.RelPath    `yaml:"installDir" jsonschema_description:"Directory inside the machine."`
 }
 
 // CrictlSource configures the crictl download.
 type CrictlSource struct {
-	Version Version     `yaml:"version" jsonschema_description:"crictl version; default <major>.<minor>.0 of the Kubernetes version."`
-	BaseURL URL         `yaml:"baseURL" jsonschema_description:"Replaces the upstream prefix (default https://github.com/kubernetes-sigs/cri-tools/releases/download); the release layout is kept."`
-	URL     URLTemplate `yaml:"url" jsonschema_description:"Whole-URL template with {version}, {arch} and {os}; checksum at <url>.sha256. Not with baseURL."`
-	SHA256  Digest      `yaml:"sha256" jsonschema_description:"Pinned SHA-256 of the tarball."`
-	Skip    bool        `yaml:"skip" jsonschema:"default=false" jsonschema_description:"Do not install crictl."`
+	Release `yaml:",inline"`
+	Skip    bool `yaml:"skip" jsonschema_description:"Do not install crictl."`
+}
+
+var kubeDefaults = KubeParams{
+	Arch:       hostArch,
+	Binaries:   []Name{"kubelet", "kubectl", "kube-proxy"},
+	InstallDir: "usr/local/bin",
 }
 
 // kubeCheck is the preflight check of every download of download-kube.
@@ -48,14 +51,15 @@ const (
 	crictlUpstream = "https://github.com/kubernetes-sigs/cri-tools/releases/download"
 )
 
-func (p *KubeParams) Validate() []engine.FieldError {
-	errs := sourceProblems("", p.URL, p.BaseURL, "version", "arch", "os", "binary")
+// problems are the findings no single field shows.
+func (p *KubeParams) problems() engine.FieldErrors {
+	errs := p.Source.problems("", "version", "arch", "os", "binary")
 	for b := range p.SHA256 {
 		if !contains(p.Binaries, Name(b)) {
 			errs = append(errs, engine.FieldError{Path: "sha256", Uses: []string{"binaries"}, Message: fmt.Sprintf("pins %q, which is not in binaries", b)})
 		}
 	}
-	return append(errs, sourceProblems("crictl.", p.Crictl.URL, p.Crictl.BaseURL, "version", "arch", "os")...)
+	return append(errs, p.Crictl.Source.problems("crictl.", "version", "arch", "os")...)
 }
 
 // minorZero turns 1.33.1 into 1.33.0, crictl's default version.
@@ -68,6 +72,9 @@ func minorZero(v Version) Version {
 }
 
 func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
+	if errs := p.problems(); len(errs) > 0 {
+		return nil, errs
+	}
 	d := &downloads{id: id, machineDir: p.MachineDir.String(), installDir: p.InstallDir.String(), opts: o}
 	vals := linuxVals(p.Version, p.Arch)
 	var names []string
@@ -76,7 +83,7 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		names = append(names, b)
 		vals["binary"] = b
 		a := artifact{Name: fmt.Sprintf("%s %s linux/%s", b, p.Version, p.Arch), SumFile: b, Pinned: string(p.SHA256[b])}
-		a.URL = locate(p.URL, vals, orDefault(p.BaseURL, kubeUpstream), fmt.Sprintf("v%s/bin/linux/%s/%s", p.Version, p.Arch, b))
+		a.URL = p.Source.locate(vals, kubeUpstream, fmt.Sprintf("v%s/bin/linux/%s/%s", p.Version, p.Arch, b))
 		a.SumURL = withSuffix(a.URL, ".sha256")
 		d.jobs = append(d.jobs, job{art: a, label: b, check: kubeCheck, dest: path.Join(d.installDir, b)})
 	}
@@ -88,7 +95,7 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		}
 		tarball := fmt.Sprintf("crictl-v%s-linux-%s.tar.gz", cv, p.Arch)
 		a := artifact{Name: fmt.Sprintf("crictl %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Crictl.SHA256)}
-		a.URL = locate(p.Crictl.URL, linuxVals(cv, p.Arch), orDefault(p.Crictl.BaseURL, crictlUpstream), "v"+string(cv)+"/"+tarball)
+		a.URL = p.Crictl.Source.locate(linuxVals(cv, p.Arch), crictlUpstream, "v"+string(cv)+"/"+tarball)
 		a.SumURL = withSuffix(a.URL, ".sha256")
 		dest := path.Join(d.installDir, "crictl")
 		d.jobs = append(d.jobs, job{art: a, label: "crictl", check: kubeCheck, require: []string{"crictl"}, selection: "crictl", pick: func(m string) (string, bool) {

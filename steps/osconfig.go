@@ -25,21 +25,33 @@ that content.`
 // OSParams are the parameters of configure-os.
 type OSParams struct {
 	MachineDir MachineDir `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
-	Hostname   Hostname   `yaml:"hostname" jsonschema:"default=${host.hostname}" jsonschema_description:"Written to etc/hostname."`
-	Arch       Arch       `yaml:"arch" jsonschema:"default=${host.arch}" jsonschema_description:"Architecture whose apt mirror is used (Go names: amd64, arm64)."`
-	Modules    []Word     `yaml:"modules" jsonschema:"default=[overlay\\, br_netfilter]" jsonschema_description:"Kernel modules listed in etc/modules-load.d/kubernetes.conf."`
+	Hostname   Hostname   `yaml:"hostname" jsonschema_description:"Written to etc/hostname."`
+	Arch       Arch       `yaml:"arch" jsonschema_description:"Architecture whose apt mirror is used (Go names: amd64, arm64)."`
+	Modules    []Word     `yaml:"modules" jsonschema_description:"Kernel modules listed in etc/modules-load.d/kubernetes.conf."`
 	Apt        AptParams  `yaml:"apt" jsonschema_description:"The apt sources written to etc/apt/sources.list."`
 }
 
 // AptParams describe the machine's apt sources.
 type AptParams struct {
-	Suite      Word           `yaml:"suite" jsonschema:"default=noble" jsonschema_description:"Distribution suite (noble, jammy, bookworm)."`
-	Components []Word         `yaml:"components" jsonschema:"default=[main\\, restricted\\, universe\\, multiverse]" jsonschema_description:"Archive components."`
-	Mirrors    map[string]URL `yaml:"mirrors" jsonschema:"default={amd64: 'http://archive.ubuntu.com/ubuntu/'\\, arm64: 'http://ports.ubuntu.com/ubuntu-ports/'}" jsonschema_description:"Mirror URL per architecture; an architecture without one is an error."`
-	Skip       bool           `yaml:"skip" jsonschema:"default=false" jsonschema_description:"Leave etc/apt/sources.list alone."`
+	Suite      Word           `yaml:"suite" jsonschema_description:"Distribution suite (noble, jammy, bookworm)."`
+	Components []Word         `yaml:"components" jsonschema_description:"Archive components."`
+	Mirrors    map[string]URL `yaml:"mirrors" jsonschema_description:"Mirror URL per architecture; an architecture without one is an error."`
+	Skip       bool           `yaml:"skip" jsonschema_description:"Leave etc/apt/sources.list alone."`
 }
 
-func (p *OSParams) Validate() []engine.FieldError {
+var osDefaults = OSParams{
+	Hostname: hostHostname,
+	Arch:     hostArch,
+	Modules:  []Word{"overlay", "br_netfilter"},
+	Apt: AptParams{
+		Suite:      "noble",
+		Components: []Word{"main", "restricted", "universe", "multiverse"},
+		Mirrors:    map[string]URL{"amd64": "http://archive.ubuntu.com/ubuntu/", "arm64": "http://ports.ubuntu.com/ubuntu-ports/"},
+	},
+}
+
+// problems are the findings no single field shows.
+func (p *OSParams) problems() engine.FieldErrors {
 	if p.Apt.Skip {
 		return nil
 	}
@@ -49,7 +61,7 @@ func (p *OSParams) Validate() []engine.FieldError {
 			have = append(have, a)
 		}
 		sort.Strings(have)
-		return []engine.FieldError{{Path: "apt.mirrors", Uses: []string{"arch"},
+		return engine.FieldErrors{{Path: "apt.mirrors", Uses: []string{"arch"},
 			Message: fmt.Sprintf("no mirror for architecture %s (mirrors are set for: %s)", p.Arch, strings.Join(have, ", "))}}
 	}
 	return nil
@@ -62,6 +74,9 @@ type osConfig struct {
 }
 
 func newOSConfig(id string, p *OSParams, _ *Options) (engine.Step, error) {
+	if errs := p.problems(); len(errs) > 0 {
+		return nil, errs
+	}
 	s := &osConfig{id: id, machineDir: p.MachineDir.String(), files: map[string][]byte{}}
 	render := func(file, tmpl string, data any) error {
 		var b bytes.Buffer
@@ -180,8 +195,10 @@ on the host side only) is copied to etc/resolv.conf as a regular file.`
 // ResolvedParams are the parameters of disable-resolved.
 type ResolvedParams struct {
 	MachineDir MachineDir     `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
-	ResolvConf engine.AbsPath `yaml:"resolvConf" jsonschema:"default=/etc/resolv.conf" jsonschema_description:"The host file copied into the machine."`
+	ResolvConf engine.AbsPath `yaml:"resolvConf" jsonschema_description:"The host file copied into the machine."`
 }
+
+var resolvedDefaults = ResolvedParams{ResolvConf: "/etc/resolv.conf"}
 
 const (
 	resolvedUnit  = "etc/systemd/system/systemd-resolved.service"

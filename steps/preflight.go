@@ -155,7 +155,7 @@ func (d *downloads) Preflight() []engine.Check {
 // pulling layers. Its time is the context's (engine.CheckTimeout).
 type imageCheck struct{ w *workspace }
 
-func (imageCheck) Name() string { return "oci-image-reachable" }
+func (imageCheck) Name() string { return imageCheckName }
 
 func (c imageCheck) Run(ctx context.Context) []engine.CheckResult {
 	budget := budgetOf(ctx)
@@ -210,7 +210,13 @@ func describeImageErr(err error, budget time.Duration) string {
 // directory, and the places rootfsctl will create files in are writable.
 type provisioningCheck struct{ w *workspace }
 
-func (provisioningCheck) Name() string { return "nspawn-machine-provisioning" }
+func (provisioningCheck) Name() string { return provisioningCheckName }
+
+// The preflight checks of ensure-workspace.
+const (
+	imageCheckName        = "oci-image-reachable"
+	provisioningCheckName = "nspawn-machine-provisioning"
+)
 
 func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 	res := func(target string, err error, ok string) engine.CheckResult {

@@ -55,8 +55,9 @@ type RunParams struct {
 	Creates string            `yaml:"creates" jsonschema_description:"A path; when it exists the step is up to date and the command does not run."`
 }
 
-func (p *RunParams) Validate() []engine.FieldError {
-	var errs []engine.FieldError
+// problems are the findings no single field shows.
+func (p *RunParams) problems() engine.FieldErrors {
+	var errs engine.FieldErrors
 	if len(p.Command) > 0 && p.Command[0] == "" {
 		errs = append(errs, engine.FieldError{Path: "command[0]", Message: "the program name must not be empty"})
 	}
@@ -77,6 +78,9 @@ type runStep struct {
 }
 
 func newRun(_ string, p *RunParams, o *Options) (engine.Step, error) {
+	if errs := p.problems(); len(errs) > 0 {
+		return nil, errs
+	}
 	return &runStep{p: *p, grace: o.KillGrace}, nil
 }
 

@@ -47,23 +47,23 @@ func Register(reg *engine.Registry, opts Options) {
 		opts.KillGrace = DefaultKillGrace
 	}
 	o := &opts
-	engine.Register(reg, "run", "Run a command.", runDoc,
+	engine.Register(reg, engine.StepType{Name: "run", Summary: "Run a command.", Doc: runDoc}, RunParams{},
 		func(id string, p *RunParams) (engine.Step, error) { return newRun(id, p, o) })
-	engine.Register(reg, "file", "Write a file with the given content and mode.", fileDoc, newFile)
-	engine.Register(reg, "ensure-workspace", "Unpack an OCI image as the machine's rootfs and write its nspawn settings.", workspaceDoc,
+	engine.Register(reg, engine.StepType{Name: "file", Summary: "Write a file with the given content and mode.", Doc: fileDoc}, fileDefaults, newFile)
+	engine.Register(reg, engine.StepType{Name: "ensure-workspace", Summary: "Unpack an OCI image as the machine's rootfs and write its nspawn settings.", Doc: workspaceDoc,
+		Checks: []string{imageCheckName, provisioningCheckName}}, workspaceDefaults,
 		func(id string, p *WorkspaceParams) (engine.Step, error) { return newWorkspace(id, p, o) })
-	engine.Register(reg, "configure-os", "Write kmsg, modules, apt sources and hostname into the machine.", osDoc,
+	engine.Register(reg, engine.StepType{Name: "configure-os", Summary: "Write kmsg, modules, apt sources and hostname into the machine.", Doc: osDoc}, osDefaults,
 		func(id string, p *OSParams) (engine.Step, error) { return newOSConfig(id, p, o) })
-	engine.Register(reg, "disable-resolved", "Mask systemd-resolved in the machine and copy the host's resolv.conf.", resolvedDoc,
+	engine.Register(reg, engine.StepType{Name: "disable-resolved", Summary: "Mask systemd-resolved in the machine and copy the host's resolv.conf.", Doc: resolvedDoc}, resolvedDefaults,
 		func(id string, p *ResolvedParams) (engine.Step, error) { return newResolved(id, p, o) })
-	engine.Register(reg, "download-kube", "Install kubelet, kubectl, kube-proxy and crictl into the machine.", kubeDoc,
+	engine.Register(reg, engine.StepType{Name: "download-kube", Summary: "Install kubelet, kubectl, kube-proxy and crictl into the machine.", Doc: kubeDoc,
+		Checks: []string{kubeCheck}}, kubeDefaults,
 		func(id string, p *KubeParams) (engine.Step, error) { return newKube(id, p, o) })
-	engine.Register(reg, "download-cri", "Install containerd and runc into the machine.", criDoc,
+	engine.Register(reg, engine.StepType{Name: "download-cri", Summary: "Install containerd and runc into the machine.", Doc: criDoc,
+		Checks: []string{criCheck}}, criDefaults,
 		func(id string, p *CRIParams) (engine.Step, error) { return newCRI(id, p, o) })
-	engine.Register(reg, "download-cni", "Install the CNI plugins into the machine.", cniDoc,
+	engine.Register(reg, engine.StepType{Name: "download-cni", Summary: "Install the CNI plugins into the machine.", Doc: cniDoc,
+		Checks: []string{cniCheck}}, cniDefaults,
 		func(id string, p *CNIParams) (engine.Step, error) { return newCNI(id, p, o) })
-	reg.DeclareChecks("ensure-workspace", "oci-image-reachable", "nspawn-machine-provisioning")
-	reg.DeclareChecks("download-kube", "kubernetes-artifacts")
-	reg.DeclareChecks("download-cri", "cri-artifacts")
-	reg.DeclareChecks("download-cni", "cni-artifacts")
 }

@@ -234,3 +234,9 @@ func (ImageRef) JSONSchema() map[string]any      { return imageSyntax.schema() }
 
 // String is the cleaned path.
 func (m MachineDir) String() string { return string(m) }
+
+// hostArch and hostHostname are defaults that take the host's value.
+const (
+	hostArch     Arch     = "${host.arch}"
+	hostHostname Hostname = "${host.hostname}"
+)

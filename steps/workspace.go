@@ -51,20 +51,19 @@ machine to a new image, change the reference (a digest pins it exactly).`
 type WorkspaceParams struct {
 	MachineDir      MachineDir     `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute); its base name is the machine name."`
 	Image           ImageRef       `yaml:"image" jsonschema:"required" jsonschema_description:"registry/repo:tag, registry/repo@sha256:..., or oci:/path/to/layout[:tag]."`
-	Platform        Platform       `yaml:"platform" jsonschema:"default=linux/${host.arch}" jsonschema_description:"Only this platform's manifest and layers are fetched."`
-	Insecure        bool           `yaml:"insecure" jsonschema:"default=false" jsonschema_description:"Allow a plain-HTTP registry (loopback and private addresses need no flag)."`
-	OnImageChange   string         `yaml:"onImageChange" jsonschema:"enum=fail,enum=recreate,enum=keep,default=fail" jsonschema_description:"What to do when the machine holds another image (or one rootfsctl did not unpack)."`
+	Platform        Platform       `yaml:"platform" jsonschema_description:"Only this platform's manifest and layers are fetched."`
+	Insecure        bool           `yaml:"insecure" jsonschema_description:"Allow a plain-HTTP registry (loopback and private addresses need no flag)."`
+	OnImageChange   string         `yaml:"onImageChange" jsonschema:"enum=fail,enum=recreate,enum=keep" jsonschema_description:"What to do when the machine holds another image (or one rootfsctl did not unpack)."`
 	NspawnConfig    engine.AbsPath `yaml:"nspawnConfig" jsonschema_description:"Path of the .nspawn file; default /etc/systemd/nspawn/<machine>.nspawn."`
 	ServiceOverride engine.AbsPath `yaml:"serviceOverride" jsonschema_description:"Path of the service drop-in; default /etc/systemd/system/systemd-nspawn@<machine>.service.d/override.conf."`
-	BindReadOnly    []BindPath     `yaml:"bindReadOnly" jsonschema:"default=[/lib/modules]" jsonschema_description:"Host paths bound read-only into the machine."`
+	BindReadOnly    []BindPath     `yaml:"bindReadOnly" jsonschema_description:"Host paths bound read-only into the machine."`
 	HostDevices     []BindPath     `yaml:"hostDevices" jsonschema_description:"Host device paths bound into the machine (each becomes Bind=<path>)."`
 }
 
-func (p *WorkspaceParams) Validate() []engine.FieldError {
-	if _, err := parseImageRef(string(p.Image), p.Insecure); err != nil {
-		return []engine.FieldError{{Path: "image", Message: err.Error(), Uses: []string{"insecure"}}}
-	}
-	return nil
+var workspaceDefaults = WorkspaceParams{
+	Platform:      "linux/" + Platform(hostArch),
+	OnImageChange: "fail",
+	BindReadOnly:  []BindPath{"/lib/modules"},
 }
 
 //go:embed templates/*.tmpl
@@ -91,7 +90,7 @@ func newWorkspace(_ string, p *WorkspaceParams, o *Options) (engine.Step, error)
 		binds: texts(p.BindReadOnly), devices: texts(p.HostDevices)}
 	var err error
 	if w.ref, err = parseImageRef(string(p.Image), p.Insecure); err != nil {
-		return nil, err
+		return nil, engine.FieldError{Path: "image", Message: err.Error(), Uses: []string{"insecure"}}
 	}
 	pl, err := v1.ParsePlatform(string(p.Platform))
 	if err != nil {
