@@ -61,4 +61,3 @@ func levenshtein(a, b string) int {
 	return prev[len(b)]
 }
 
-// flow style, "[a\\, b]"), positioned at the mapping that lacks the field.
