@@ -77,7 +77,7 @@ func BenchmarkSchedulerOverhead(b *testing.B) {
 		b.Run(fmt.Sprintf("steps=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()})
+				rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop()})
 				if err != nil || rep.Failed() {
 					b.Fatalf("Run(): %v %s", err, rep.Summary())
 				}

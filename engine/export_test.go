@@ -7,7 +7,7 @@ import (
 
 // WithSleep replaces the wait between retry attempts, so tests can observe
 // the backoff without waiting for it.
-func WithSleep(o RunOptions, f func(ctx context.Context, d time.Duration) error) RunOptions {
+func WithSleep(o ApplyOptions, f func(ctx context.Context, d time.Duration) error) ApplyOptions {
 	o.sleep = f
 	return o
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rootfsctl/rootfsctl/internal/retry"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
@@ -71,7 +72,7 @@ func lockFile(dir, resource string) string {
 	return filepath.Join(dir, filepath.Base(resource)+"-"+hex.EncodeToString(sum[:6])+".lock")
 }
 
-// DefaultLockDir is where locks live unless RunOptions.LockDir says
+// DefaultLockDir is where locks live unless ApplyOptions.LockDir says
 // otherwise: /run/lock/rootfsctl for root (cleared at boot), else the
 // user's runtime directory ($XDG_RUNTIME_DIR), else a per-user directory in
 // the temporary directory.
@@ -181,7 +182,7 @@ func acquireLocks(ctx context.Context, log zerolog.Logger, p *Plan, ids []string
 				waiting = true
 				log.Info().Str("phase", "lock-wait").Str("resource", res).Dur("waitMs", wait).Msg("another run holds the machine; waiting")
 			}
-			if serr := sleepCtx(ctx, 100*time.Millisecond); serr != nil {
+			if serr := retry.Sleep(ctx, 100*time.Millisecond); serr != nil {
 				f.Close()
 				release()
 				return nil, serr

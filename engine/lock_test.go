@@ -65,16 +65,16 @@ func TestLockHoldsWhateverPathSpellsTheMachine(t *testing.T) {
 		t.Run(machine, func(t *testing.T) {
 			started := make(chan string, 1)
 			reg := holdRegistry(started)
-			p, g := loadString(t, reg, header+"steps:\n  a: {type: hold, with: {dir: "+filepath.Join(real, machine)+", block: true}}\n", nil)
+			_, g := loadString(t, reg, header+"steps:\n  a: {type: hold, with: {dir: "+filepath.Join(real, machine)+", block: true}}\n", nil)
 			ctx, cancel := context.WithCancel(context.Background())
 			first := make(chan error, 1)
 			go func() {
-				_, err := engine.Run(ctx, p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir})
+				_, err := engine.Apply(ctx, g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: lockDir})
 				first <- err
 			}()
 			<-started
-			p2, g2 := loadString(t, reg, header+"steps:\n  a: {type: hold, with: {dir: "+filepath.Join(alias, machine)+"}}\n", nil)
-			_, err := engine.Run(context.Background(), p2, g2, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir})
+			_, g2 := loadString(t, reg, header+"steps:\n  a: {type: hold, with: {dir: "+filepath.Join(alias, machine)+"}}\n", nil)
+			_, err := engine.Apply(context.Background(), g2, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: lockDir})
 			var le *engine.LockedError
 			if !errors.As(err, &le) {
 				t.Errorf("a run on %s while %s is held: %v, want a LockedError", filepath.Join(alias, machine), filepath.Join(real, machine), err)
@@ -86,10 +86,10 @@ func TestLockHoldsWhateverPathSpellsTheMachine(t *testing.T) {
 
 	// One plan, one machine spelled two ways: it must not refuse itself.
 	reg := holdRegistry(make(chan string, 2))
-	p, g := loadString(t, reg, header+"steps:\n  a: {type: hold, with: {dir: "+filepath.Join(real, "existing")+"}}\n  b: {type: hold, with: {dir: "+filepath.Join(alias, "existing")+"}}\n", nil)
+	_, g := loadString(t, reg, header+"steps:\n  a: {type: hold, with: {dir: "+filepath.Join(real, "existing")+"}}\n  b: {type: hold, with: {dir: "+filepath.Join(alias, "existing")+"}}\n", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if rep, err := engine.Run(ctx, p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir}); err != nil || rep.Failed() {
+	if rep, err := engine.Apply(ctx, g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: lockDir}); err != nil || rep.Failed() {
 		t.Errorf("a plan naming one machine twice: %v", err)
 	}
 }
@@ -105,9 +105,9 @@ func TestLockDirectoryMustBeOurs(t *testing.T) {
 		t.Fatal(err)
 	}
 	machine := filepath.Join(base, "machines", "m1")
-	p, g := loadString(t, holdRegistry(nil), header+"steps:\n  a: {type: hold, with: {dir: "+machine+"}}\n", nil)
+	_, g := loadString(t, holdRegistry(nil), header+"steps:\n  a: {type: hold, with: {dir: "+machine+"}}\n", nil)
 	run := func(lockDir string) error {
-		_, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir})
+		_, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: lockDir})
 		return err
 	}
 	symlinked := filepath.Join(base, "symlinked")

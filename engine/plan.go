@@ -50,11 +50,21 @@ type PlanStep struct {
 	Needs       []string
 	Timeout     time.Duration // 0: none
 	Retry       Retry         // Attempts >= 1
+	retrySet    bool          // Retry came from the plan, not the built-in default
 	Params      any           // pointer to the type's parameter struct
 	Impl        Step
 	Pos         Pos // position of the step's key
 
 	needPositions []Pos
+}
+
+// ids is the set of the plan's step ids.
+func (p *Plan) ids() map[string]bool {
+	ids := make(map[string]bool, len(p.Steps))
+	for _, st := range p.Steps {
+		ids[st.ID] = true
+	}
+	return ids
 }
 
 // Step returns the step with the given id.
@@ -349,7 +359,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	for i := range sd.Needs {
 		s.needPositions = append(s.needPositions, nodePos(d.file, dec.fields[fmt.Sprintf("needs[%d]", i)]))
 	}
-	s.Timeout, s.Retry = l.policy(sd)
+	s.Timeout, s.Retry, s.retrySet = l.policy(sd)
 	if sd.Type == "" {
 		return
 	}
@@ -433,7 +443,7 @@ func (l *loader) defaultNote(def string) string {
 
 // policy is a step's timeout and retry policy: its own, else the plan's
 // defaults, else the built-in ones.
-func (l *loader) policy(sd stepDoc) (time.Duration, Retry) {
+func (l *loader) policy(sd stepDoc) (time.Duration, Retry, bool) {
 	var timeout time.Duration
 	switch {
 	case sd.Timeout != nil:
@@ -441,12 +451,14 @@ func (l *loader) policy(sd stepDoc) (time.Duration, Retry) {
 	case l.defs != nil:
 		timeout = time.Duration(l.defs.Timeout)
 	}
-	r := Retry{Attempts: 1}
+	r, set := Retry{Attempts: 1}, true
 	switch {
 	case sd.Retry != nil:
 		r = *sd.Retry
 	case l.defs != nil && l.defs.Retry != nil:
 		r = *l.defs.Retry
+	default:
+		set = false
 	}
 	if r.Attempts == 0 {
 		r.Attempts = 1
@@ -457,7 +469,7 @@ func (l *loader) policy(sd stepDoc) (time.Duration, Retry) {
 	if r.MaxDelay == 0 {
 		r.MaxDelay = Duration(DefaultRetryMaxDelay)
 	}
-	return timeout, r
+	return timeout, r, set
 }
 
 func suggestOrList(got string, candidates []string) string {

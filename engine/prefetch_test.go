@@ -84,12 +84,12 @@ func TestPrefetchOverlapsNeeds(t *testing.T) {
 	engine.Register(reg, engine.StepType{Name: "fetching"}, fetchingParams{}, func(id string, p *fetchingParams) (engine.Step, error) {
 		return &fetchingStep{slowStep{id, ev}, p.UpToDate}, nil
 	})
-	p, g := loadString(t, reg, header+`steps:
+	_, g := loadString(t, reg, header+`steps:
   base: {type: slow}
   dl: {type: fetching, needs: [base]}
   done: {type: fetching, needs: [base], with: {upToDate: true}}
 `, nil)
-	if _, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()}); err != nil {
+	if _, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop()}); err != nil {
 		t.Fatal(err)
 	}
 	pre, base, dl := ev.index("prefetch dl"), ev.index("applied base"), ev.index("applied dl")
@@ -103,7 +103,7 @@ func TestPrefetchOverlapsNeeds(t *testing.T) {
 		t.Errorf("an up-to-date step prefetched: %v", ev.events)
 	}
 	ev.events = nil
-	if _, err := engine.Run(context.Background(), p, g, engine.RunOptions{CheckOnly: true, Logger: zerolog.Nop()}); err != nil {
+	if _, err := engine.Apply(context.Background(), g, engine.ApplyOptions{CheckOnly: true, Logger: zerolog.Nop()}); err != nil {
 		t.Fatal(err)
 	}
 	if len(ev.events) != 0 {
@@ -136,15 +136,15 @@ func TestSecondRunOnSameResourceIsRefused(t *testing.T) {
 	engine.Register(reg, engine.StepType{Name: "hold"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) {
 		return &lockingStep{dir: machine, started: started}, nil
 	})
-	p, g := loadString(t, reg, header+"steps:\n  a: {type: hold}\n", nil)
+	_, g := loadString(t, reg, header+"steps:\n  a: {type: hold}\n", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() {
-		_, err := engine.Run(ctx, p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir})
+		_, err := engine.Apply(ctx, g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: lockDir})
 		first <- err
 	}()
 	<-started
-	_, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir, LockWait: 200 * time.Millisecond})
+	_, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: lockDir, LockWait: 200 * time.Millisecond})
 	var le *engine.LockedError
 	if !errors.As(err, &le) || le.Holder.PID != os.Getpid() || le.Resource != machine {
 		t.Fatalf("second run: %v, want a LockedError naming pid %d and %s", err, os.Getpid(), machine)
@@ -156,7 +156,7 @@ func TestSecondRunOnSameResourceIsRefused(t *testing.T) {
 	// the wait is over.
 	wctx, wcancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, wcancel)
-	rep, err := engine.Run(wctx, p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir, LockWait: time.Hour})
+	rep, err := engine.Apply(wctx, g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: lockDir, LockWait: time.Hour})
 	if !errors.Is(err, engine.ErrInterrupted) || rep.Status != engine.OutcomeInterrupted {
 		t.Errorf("run interrupted while waiting for the lock: %v, %+v", err, rep)
 	}
@@ -167,10 +167,10 @@ func TestSecondRunOnSameResourceIsRefused(t *testing.T) {
 	engine.Register(reg2, engine.StepType{Name: "hold"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) {
 		return &lockingStep{dir: machine, started: started2}, nil
 	})
-	p2, g2 := loadString(t, reg2, header+"steps:\n  a: {type: hold}\n", nil)
+	_, g2 := loadString(t, reg2, header+"steps:\n  a: {type: hold}\n", nil)
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	go func() { <-started2; cancel2() }()
-	if _, err := engine.Run(ctx2, p2, g2, engine.RunOptions{Logger: zerolog.Nop(), LockDir: lockDir}); !errors.Is(err, engine.ErrInterrupted) {
+	if _, err := engine.Apply(ctx2, g2, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: lockDir}); !errors.Is(err, engine.ErrInterrupted) {
 		t.Errorf("after the first run ended, the lock was not free: %v", err)
 	}
 }

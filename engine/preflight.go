@@ -7,9 +7,10 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rootfsctl/rootfsctl/internal/budget"
 )
 
 // Severity grades a preflight result.
@@ -77,43 +78,42 @@ type PreflightReport struct {
 // Preflight runs the checks contributed by the plan's (selected) steps,
 // concurrently, each under CheckTimeout. It changes nothing on the system.
 // When ctx is cancelled it returns the partial report and ErrInterrupted.
-func Preflight(ctx context.Context, p *Plan, g *Graph, opts PreflightOptions) (*PreflightReport, error) {
+func Preflight(ctx context.Context, g *Graph, opts PreflightOptions) (*PreflightReport, error) {
 	ids, err := g.Select(opts.Targets)
 	if err != nil {
 		return nil, err
 	}
 	steps := make([]*PlanStep, len(ids))
 	for i, id := range ids {
-		steps[i] = p.byID[id]
+		steps[i] = g.plan.byID[id]
 	}
-	return preflight(ctx, steps, opts)
+	if opts.Parallelism <= 0 {
+		opts.Parallelism = DefaultPreflightParallelism
+	}
+	b := budget.New(opts.Parallelism)
+	return runPreflight(budget.With(ctx, b), b, steps, opts)
 }
 
-func preflight(ctx context.Context, steps []*PlanStep, opts PreflightOptions) (*PreflightReport, error) {
+// DefaultPreflightParallelism is how many checks a plain preflight runs at
+// once.
+const DefaultPreflightParallelism = 8
+
+// runPreflight runs the checks of steps, each holding a slot of b (the
+// apply's budget, also in ctx for the probes inside a check).
+func runPreflight(ctx context.Context, b *budget.Budget, steps []*PlanStep, opts PreflightOptions) (*PreflightReport, error) {
 	var checks []Check
 	for _, st := range steps {
 		if pf, ok := st.Impl.(Preflighter); ok {
 			checks = append(checks, pf.Preflight()...)
 		}
 	}
-	if opts.Parallelism <= 0 {
-		opts.Parallelism = 8
-	}
 	results := make([][]CheckResult, len(checks))
-	sem := make(chan struct{}, opts.Parallelism)
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			cctx, cancel := context.WithTimeout(ctx, CheckTimeout)
-			defer cancel()
-			results[i] = runCheck(cctx, c)
-		}()
-	}
-	wg.Wait()
+	b.Run(ctx, len(checks), func(ctx context.Context, i int) error {
+		cctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+		defer cancel()
+		results[i] = runCheck(cctx, checks[i])
+		return nil
+	})
 
 	ignoreAll, ignore := false, map[string]bool{}
 	for _, n := range opts.Ignore {

@@ -62,8 +62,8 @@ func TestRunOrderWithRealSteps(t *testing.T) {
 	src := header + "vars: {dir: " + dir + "}\nsteps:\n" +
 		step("a", "") + step("b", "a") + step("c", "a") + step("d", "b, c") + step("e", "") +
 		"  f:\n    type: file\n    needs: [d]\n    with: {path: '${dir}/out/f.txt', content: done, mode: '0640'}\n"
-	p, g := loadString(t, newRegistry(newTracker()), src, nil)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Parallelism: 4, Logger: zerolog.Nop()})
+	_, g := loadString(t, newRegistry(newTracker()), src, nil)
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Parallelism: 4, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestRunOrderWithRealSteps(t *testing.T) {
 		t.Fatalf("file step result: %v, mode %v; want mode 0640", err, fi)
 	}
 
-	rep, err = engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()})
+	rep, err = engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +108,8 @@ func TestParallelismLimit(t *testing.T) {
 	for _, j := range []int{1, 3, 8} {
 		t.Run(fmt.Sprintf("j=%d", j), func(t *testing.T) {
 			tr := newTracker()
-			p, g := loadString(t, newRegistry(tr), wide(16, "{hold: 10ms}"), nil)
-			rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Parallelism: j, Logger: zerolog.Nop()})
+			_, g := loadString(t, newRegistry(tr), wide(16, "{hold: 10ms}"), nil)
+			rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Parallelism: j, Logger: zerolog.Nop()})
 			if err != nil || rep.Failed() {
 				t.Fatalf("Run(): %v, %s", err, rep.Summary())
 			}
@@ -129,8 +129,8 @@ func TestParallelismLimit(t *testing.T) {
 func TestParallelismFromPlan(t *testing.T) {
 	tr := newTracker()
 	src := strings.Replace(wide(6, "{hold: 10ms}"), "steps:", "parallelism: 2\nsteps:", 1)
-	p, g := loadString(t, newRegistry(tr), src, nil)
-	if _, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()}); err != nil {
+	_, g := loadString(t, newRegistry(tr), src, nil)
+	if _, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop()}); err != nil {
 		t.Fatal(err)
 	}
 	if tr.peak != 2 {
@@ -156,8 +156,8 @@ func TestFailFast(t *testing.T) {
     needs: [boom]
     with: {command: ["true"]}
 `
-	p, g := loadString(t, newRegistry(newTracker()), src, nil)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Parallelism: 2, Logger: zerolog.Nop()})
+	_, g := loadString(t, newRegistry(newTracker()), src, nil)
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Parallelism: 2, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ steps:
 `
 	tr := newTracker()
 	p, g := loadString(t, newRegistry(tr), src, nil)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()})
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ steps:
 	// The flag overrides the plan: fail-fast from the command line is not
 	// offered, but keep-going on a fail-fast plan is.
 	p.FailurePolicy = engine.FailFast
-	rep, _ = engine.Run(context.Background(), p, g, engine.RunOptions{FailurePolicy: engine.KeepGoing, Logger: zerolog.Nop()})
+	rep, _ = engine.Apply(context.Background(), g, engine.ApplyOptions{FailurePolicy: engine.KeepGoing, Logger: zerolog.Nop()})
 	if got := result(t, rep, "e").Status; got != engine.StatusChanged {
 		t.Errorf("with RunOptions keep-going: e is %s, want changed", got)
 	}
@@ -213,8 +213,8 @@ func TestTimeout(t *testing.T) {
     timeout: 100ms
     with: {command: [sleep, "10"]}
 `
-	p, g := loadString(t, newRegistry(newTracker()), src, nil)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()})
+	_, g := loadString(t, newRegistry(newTracker()), src, nil)
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,17 +240,17 @@ func TestRetry(t *testing.T) {
     retry: {attempts: 2, delay: 1ms}
     with: {command: ["false"]}
 `
-	p, g := loadString(t, newRegistry(newTracker()), src, nil)
+	_, g := loadString(t, newRegistry(newTracker()), src, nil)
 	var mu sync.Mutex
 	var all []time.Duration
-	opts := engine.WithSleep(engine.RunOptions{Parallelism: 1, FailurePolicy: engine.KeepGoing, Logger: zerolog.Nop()},
+	opts := engine.WithSleep(engine.ApplyOptions{Parallelism: 1, FailurePolicy: engine.KeepGoing, Logger: zerolog.Nop()},
 		func(ctx context.Context, d time.Duration) error {
 			mu.Lock()
 			all = append(all, d)
 			mu.Unlock()
 			return nil
 		})
-	rep, err := engine.Run(context.Background(), p, g, opts)
+	rep, err := engine.Apply(context.Background(), g, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,8 +277,8 @@ func TestRetry(t *testing.T) {
 func TestPermanentErrorIsNotRetried(t *testing.T) {
 	tr := newTracker()
 	src := header + "steps:\n  p: {type: probe, retry: {attempts: 5, delay: 1ms}, with: {permanent: true}}\n"
-	p, g := loadString(t, newRegistry(tr), src, nil)
-	rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()})
+	_, g := loadString(t, newRegistry(tr), src, nil)
+	rep, _ := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop()})
 	if r := result(t, rep, "p"); r.Status != engine.StatusFailed || r.Attempts != 1 || tr.attempts["p"] != 1 {
 		t.Errorf("p: got %s after %d attempts (%d applies), want failed after 1", r.Status, r.Attempts, tr.attempts["p"])
 	}
@@ -289,7 +289,7 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 func TestRetryStopsOnCancel(t *testing.T) {
 	tr := newTracker()
 	src := header + "steps:\n  p: {type: probe, retry: {attempts: 5, delay: 1h, maxDelay: 1h}, with: {fail: true}}\n"
-	p, g := loadString(t, newRegistry(tr), src, nil)
+	_, g := loadString(t, newRegistry(tr), src, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		for {
@@ -303,7 +303,7 @@ func TestRetryStopsOnCancel(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	rep, err := engine.Run(ctx, p, g, engine.RunOptions{Logger: zerolog.Nop()})
+	rep, err := engine.Apply(ctx, g, engine.ApplyOptions{Logger: zerolog.Nop()})
 	if !errors.Is(err, engine.ErrInterrupted) {
 		t.Fatalf("Run(): got %v, want ErrInterrupted", err)
 	}
@@ -314,8 +314,8 @@ func TestRetryStopsOnCancel(t *testing.T) {
 
 func TestPanicBecomesFailure(t *testing.T) {
 	src := header + "failurePolicy: keep-going\nsteps:\n  bad: {type: probe, with: {panic: true}}\n  good: {type: probe}\n"
-	p, g := loadString(t, newRegistry(newTracker()), src, nil)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop()})
+	_, g := loadString(t, newRegistry(newTracker()), src, nil)
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,8 +327,8 @@ func TestPanicBecomesFailure(t *testing.T) {
 
 func TestTargetRunsOnlyWhatItNeeds(t *testing.T) {
 	tr := newTracker()
-	p, g := loadStringFile(t, newRegistry(tr), "testdata/valid/graph.yaml")
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Targets: []string{"left"}, Logger: zerolog.Nop()})
+	_, g := loadStringFile(t, newRegistry(tr), "testdata/valid/graph.yaml")
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Targets: []string{"left"}, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,14 +348,14 @@ func TestInterrupt(t *testing.T) {
   next: {type: probe, needs: [stuck]}
   other: {type: probe, needs: [done], with: {block: true}}
 `
-	p, g := loadString(t, newRegistry(tr), src, nil)
+	_, g := loadString(t, newRegistry(tr), src, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-tr.blocked
 		<-tr.blocked
 		cancel()
 	}()
-	rep, err := engine.Run(ctx, p, g, engine.RunOptions{Logger: zerolog.Nop()})
+	rep, err := engine.Apply(ctx, g, engine.ApplyOptions{Logger: zerolog.Nop()})
 	if !errors.Is(err, engine.ErrInterrupted) {
 		t.Fatalf("Run(): got %v, want ErrInterrupted", err)
 	}
@@ -377,8 +377,8 @@ func TestCheckOnly(t *testing.T) {
     with: {upToDate: true}
 `
 	tr := newTracker()
-	p, g := loadString(t, newRegistry(tr), src, nil)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{CheckOnly: true, Logger: zerolog.Nop()})
+	_, g := loadString(t, newRegistry(tr), src, nil)
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{CheckOnly: true, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,10 +432,10 @@ func TestCheckRunsOncePerStepPerApply(t *testing.T) {
 	engine.Register(reg, engine.StepType{Name: "count"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) {
 		return &countingStep{file: filepath.Join(dir, id), checks: &counts, mu: &mu}, nil
 	})
-	p, g := loadString(t, reg, header+"steps:\n  a: {type: count}\n  b: {type: count, needs: [a]}\n  c: {type: count, needs: [a, b]}\n", nil)
+	_, g := loadString(t, reg, header+"steps:\n  a: {type: count}\n  b: {type: count, needs: [a]}\n  c: {type: count, needs: [a, b]}\n", nil)
 	for _, round := range []string{"cold", "warm"} {
 		counts.Clear()
-		rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir(),
+		rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir(),
 			Preflight: &engine.PreflightOptions{}})
 		if err != nil || rep.Failed() {
 			t.Fatalf("%s apply: %v %+v", round, err, rep)
@@ -462,8 +462,8 @@ func TestUpToDateStepIsCheckedAgainAfterItsNeedChanged(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "b"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, g := loadString(t, reg, header+"steps:\n  a: {type: count}\n  b: {type: count, needs: [a]}\n", nil)
-	if _, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()}); err != nil {
+	_, g := loadString(t, reg, header+"steps:\n  a: {type: count}\n  b: {type: count, needs: [a]}\n", nil)
+	if _, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	v, _ := counts.Load(filepath.Join(dir, "b"))
@@ -505,16 +505,16 @@ func TestInterruptDuringPreflight(t *testing.T) {
 		go func() { <-started; cancel() }()
 		return p, g, ctx
 	}
-	p, g, ctx := load()
-	rep, err := engine.Run(ctx, p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir(), Preflight: &engine.PreflightOptions{}})
+	_, g, ctx := load()
+	rep, err := engine.Apply(ctx, g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir(), Preflight: &engine.PreflightOptions{}})
 	if !errors.Is(err, engine.ErrInterrupted) || rep.Status != engine.OutcomeInterrupted {
 		t.Fatalf("Run(): %v, status %s; want ErrInterrupted and interrupted", err, rep.Status)
 	}
 	if r := result(t, rep, "a"); r.Status != engine.StatusCancelled || r.Message != "not started: interrupted" {
 		t.Errorf("step a: %+v", r)
 	}
-	p, g, ctx = load()
-	pre, err := engine.Preflight(ctx, p, g, engine.PreflightOptions{})
+	_, g, ctx = load()
+	pre, err := engine.Preflight(ctx, g, engine.PreflightOptions{})
 	if !errors.Is(err, engine.ErrInterrupted) || pre.Status != engine.OutcomeInterrupted {
 		t.Errorf("Preflight(): %v, %+v; want ErrInterrupted", err, pre)
 	}

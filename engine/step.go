@@ -2,10 +2,11 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
+
+	"github.com/rootfsctl/rootfsctl/internal/retry"
 )
 
 // Step is what a step type builds from its parameters. The engine calls Check
@@ -32,23 +33,10 @@ func NeedsChange(reason string) Change { return Change{Needed: true, Reason: rea
 
 // Permanent marks an error that a retry cannot fix (bad input, a checksum
 // that will not match next time either). The engine does not retry it.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
-
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
+func Permanent(err error) error { return retry.Permanent(err) }
 
 // IsPermanent reports whether err was marked with Permanent.
-func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p)
-}
+func IsPermanent(err error) bool { return retry.IsPermanent(err) }
 
 // StepType is one kind of step a plan can use.
 type StepType struct {

@@ -60,4 +60,3 @@ func levenshtein(a, b string) int {
 	}
 	return prev[len(b)]
 }
-

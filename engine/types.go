@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/rootfsctl/rootfsctl/internal/retry"
 )
 
 // Duration is a time.Duration written as Go duration text in plans ("90s",
@@ -58,6 +60,10 @@ type Retry struct {
 	Attempts int      `yaml:"attempts" json:"attempts" jsonschema:"minimum=1,maximum=100" jsonschema_description:"How many times the step is attempted in all (1 means no retry)."`
 	Delay    Duration `yaml:"delay" json:"delay" jsonschema_description:"Wait before the second attempt; doubled after each further failure, with jitter. Default 1s."`
 	MaxDelay Duration `yaml:"maxDelay" json:"maxDelay" jsonschema_description:"Upper bound for the wait between attempts. Default 30s."`
+}
+
+func (r Retry) policy() retry.Policy {
+	return retry.Policy{Attempts: r.Attempts, Delay: time.Duration(r.Delay), MaxDelay: time.Duration(r.MaxDelay)}
 }
 
 // The waits between attempts when a plan sets none.

@@ -33,8 +33,8 @@ func TestImageSymlinksCannotRedirectWrites(t *testing.T) {
 		{Name: "opt/cni/bin", Type: tar.TypeSymlink, Linkname: hostCNI},
 	}))
 	s.push("rootfsctl/hostile:v1", fixture.Index(map[string]v1.Image{"amd64": hostile}))
-	p, g := s.plan(map[string]string{"image": s.registry + "/rootfsctl/hostile:v1"})
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{FailurePolicy: engine.KeepGoing, Logger: zerolog.Nop(), LockDir: s.lockDir})
+	_, g := s.plan(map[string]string{"image": s.registry + "/rootfsctl/hostile:v1"})
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{FailurePolicy: engine.KeepGoing, Logger: zerolog.Nop(), LockDir: s.lockDir})
 	if err != nil {
 		t.Fatal(err)
 	}

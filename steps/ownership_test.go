@@ -155,7 +155,7 @@ func TestRenamedStepTakesOverItsPaths(t *testing.T) {
 	}
 	g, _ := engine.NewGraph(p)
 	for round, want := range []engine.Status{engine.StatusChanged, engine.StatusUnchanged} {
-		rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+		rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +181,7 @@ func TestFilesNoLongerInstalledAreRemoved(t *testing.T) {
 	replaceStep(t, p, "kube", standOptions(t), func(params any) {
 		params.(*steps.KubeParams).Binaries = []steps.Name{"kubelet"}
 	})
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

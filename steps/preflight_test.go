@@ -89,7 +89,7 @@ func TestPreflight(t *testing.T) {
 	hostIndependent(t, p, opts)
 	mirrorHost := strings.TrimPrefix(s.mirror, "http://")
 
-	rep, err := engine.Preflight(context.Background(), p, g, engine.PreflightOptions{})
+	rep, err := engine.Preflight(context.Background(), g, engine.PreflightOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestPreflight(t *testing.T) {
 				}
 				return false
 			})
-			rep, _ := engine.Preflight(context.Background(), p, g, engine.PreflightOptions{})
+			rep, _ := engine.Preflight(context.Background(), g, engine.PreflightOptions{})
 			if rep.Status != "failed" || rep.Summary.Errors != 1 {
 				t.Fatalf("preflight with %s missing: %s, %+v\n%s", tc.broken, rep.Status, rep.Summary, table(rep))
 			}
@@ -140,11 +140,11 @@ func TestPreflight(t *testing.T) {
 					t.Errorf("result leaks an address, path or reference: %+v", c)
 				}
 			}
-			rep, _ = engine.Preflight(context.Background(), p, g, engine.PreflightOptions{Ignore: []string{strings.ToUpper(tc.check)}})
+			rep, _ = engine.Preflight(context.Background(), g, engine.PreflightOptions{Ignore: []string{strings.ToUpper(tc.check)}})
 			if rep.Status != "ok" || rep.Summary.Warnings != 1 {
 				t.Errorf("ignoring %s: %s %+v, want ok with one warning\n%s", tc.check, rep.Status, rep.Summary, table(rep))
 			}
-			rep, _ = engine.Preflight(context.Background(), p, g, engine.PreflightOptions{Ignore: []string{"all"}, FailOnWarnings: true})
+			rep, _ = engine.Preflight(context.Background(), g, engine.PreflightOptions{Ignore: []string{"all"}, FailOnWarnings: true})
 			if rep.Status != "failed" {
 				t.Errorf("fail-on-warnings with an ignored error: %s", rep.Status)
 			}

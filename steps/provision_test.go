@@ -163,8 +163,8 @@ func (s *stand) planWith(opts steps.Options, extra map[string]string) (*engine.P
 
 func (s *stand) run(extra map[string]string, checkOnly bool) *engine.Report {
 	s.t.Helper()
-	p, g := s.plan(extra)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), CheckOnly: checkOnly, LockDir: s.lockDir})
+	_, g := s.plan(extra)
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), CheckOnly: checkOnly, LockDir: s.lockDir})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func (s *stand) apply(c *cache.Cache, log zerolog.Logger, extra map[string]strin
 	if err != nil {
 		return nil, err
 	}
-	return engine.Run(context.Background(), p, g, engine.RunOptions{Logger: log, LockDir: s.lockDir})
+	return engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: log, LockDir: s.lockDir})
 }
 
 func statusOf(rep *engine.Report) map[string]string {
@@ -556,7 +556,7 @@ func TestChecksumMismatchKeepsPreviousFile(t *testing.T) {
 			st.Impl = mustRebuildCRI(t, s, "1.2.0")
 		}
 	}
-	rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: s.lockDir})
+	rep, _ := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: s.lockDir})
 	st := statusOf(rep)["cri"]
 	if !strings.Contains(st, "download runc 1.2.0 linux/amd64: verify sha256: got ") || !strings.Contains(st, "nothing was installed") {
 		t.Errorf("cri: %s, want a checksum mismatch", st)
@@ -694,7 +694,7 @@ func TestSecondMachineDownloadsNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		g, _ := engine.NewGraph(p)
-		rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+		rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -733,7 +733,7 @@ func TestCorruptCacheEntryIsNotUsed(t *testing.T) {
 		vars := map[string]string{"registry": s.registry, "mirror": s.mirror, "out": s.out, "resolvConf": s.resolv, "arch": "amd64"}
 		p, _ := engine.Load("../plans/demo.yaml", engine.LoadOptions{Registry: reg, Host: host, Vars: vars})
 		g, _ := engine.NewGraph(p)
-		rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+		rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -801,7 +801,7 @@ func TestHostileArtifactArchives(t *testing.T) {
 				t.Fatal(err)
 			}
 			g, _ := engine.NewGraph(p)
-			rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+			rep, _ := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
 			if st := statusOf(rep)["cni"]; !strings.Contains(st, tc.want) {
 				t.Errorf("cni: %s, want a refusal containing %q", st, tc.want)
 			}
@@ -827,7 +827,7 @@ func TestPreflightWarnsAboutMissingBindSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, _ := engine.NewGraph(p)
-	rep, err := engine.Preflight(context.Background(), p, g, engine.PreflightOptions{})
+	rep, err := engine.Preflight(context.Background(), g, engine.PreflightOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -886,7 +886,7 @@ steps:
 	for _, f := range files {
 		before[f] = readFile(t, filepath.Join(s.machine(), moved.Replace(f)))
 	}
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -974,7 +974,7 @@ steps:
 		t.Fatal(err)
 	}
 	g, _ := engine.NewGraph(p)
-	rep, err := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1062,10 +1062,10 @@ func TestStalledLayerIsGivenUp(t *testing.T) {
 		return true
 	})
 	opts := steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond), fetch.WithIdleTimeout(300*time.Millisecond)), Cache: mustCache(t)}
-	p, g := s.planWith(opts, nil)
+	_, g := s.planWith(opts, nil)
 	done := make(chan *engine.Report, 1)
 	go func() {
-		rep, _ := engine.Run(context.Background(), p, g, engine.RunOptions{Logger: zerolog.Nop(), LockDir: t.TempDir(), Targets: []string{"workspace"}})
+		rep, _ := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir(), Targets: []string{"workspace"}})
 		done <- rep
 	}()
 	select {
@@ -1093,8 +1093,8 @@ func TestMountPointMachineDirectory(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs here: %v", err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(s.machine(), 0) })
-	p, g := s.planWith(standOptions(t), nil)
-	pre, _ := engine.Preflight(context.Background(), p, g, engine.PreflightOptions{})
+	_, g := s.planWith(standOptions(t), nil)
+	pre, _ := engine.Preflight(context.Background(), g, engine.PreflightOptions{})
 	found := false
 	for _, c := range pre.Checks {
 		found = found || (c.Severity == engine.SeverityError && strings.Contains(c.Message, "is a mount point"))

@@ -106,7 +106,7 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 		return rep, err
 	}
 	log.Debug().Str("phase", "load").Str("plan", file).Msg("loading the plan")
-	p, g, err := a.loadPlan(file, &f.vars)
+	_, g, err := a.loadPlan(file, &f.vars)
 	if err != nil {
 		var ip *errInvalidPlan
 		if errors.As(err, &ip) {
@@ -114,7 +114,7 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 		}
 		return rep, a.failed(err)
 	}
-	opts := engine.RunOptions{Parallelism: f.parallelism, Targets: f.targets, CheckOnly: checkOnly, Logger: log,
+	opts := engine.ApplyOptions{Parallelism: f.parallelism, Targets: f.targets, CheckOnly: checkOnly, Logger: log,
 		Progress: a.progress(log), LockWait: f.lockWait}
 	if f.keepGoing {
 		opts.FailurePolicy = engine.KeepGoing
@@ -126,7 +126,7 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 			opts.Preflight = &engine.PreflightOptions{Ignore: f.preflight.ignore, FailOnWarnings: f.preflight.failOnWarnings}
 		}
 	}
-	rep, err = engine.Run(cmd.Context(), p, g, opts)
+	rep, err = engine.Apply(cmd.Context(), g, opts)
 	var le *engine.LockedError
 	switch {
 	case errors.Is(err, engine.ErrInterrupted):

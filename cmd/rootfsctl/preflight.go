@@ -67,7 +67,7 @@ change.`,
 					return usagef("--report %s: %v", report, err)
 				}
 			}
-			p, g, err := a.loadPlan(args[0], &vars)
+			_, g, err := a.loadPlan(args[0], &vars)
 			if err != nil {
 				var ip *errInvalidPlan
 				if errors.As(err, &ip) {
@@ -75,7 +75,7 @@ change.`,
 				}
 				return a.failed(err)
 			}
-			r, err := engine.Preflight(cmd.Context(), p, g, engine.PreflightOptions{
+			r, err := engine.Preflight(cmd.Context(), g, engine.PreflightOptions{
 				Ignore: pf.ignore, FailOnWarnings: pf.failOnWarnings, Targets: targets,
 			})
 			if r != nil {
