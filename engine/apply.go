@@ -24,7 +24,7 @@ type ApplyOptions struct {
 	Logger        zerolog.Logger
 	Progress      Progress      // where steps report transfer progress; nil discards
 	LockWait      time.Duration // how long to wait for another run's lock; 0 refuses at once
-	LockDir       string        // where lock files live; default DefaultLockDir()
+	LockDir       string        // where lock files live; default defaultLockDir()
 	// Preflight, when set, runs the preflight checks of the steps that need
 	// a change before anything is changed; a failure ends the apply.
 	Preflight *PreflightOptions
@@ -116,7 +116,7 @@ func (o ApplyOptions) withDefaults(p *Plan) ApplyOptions {
 		o.Parallelism = p.Parallelism
 	}
 	if o.Parallelism <= 0 {
-		o.Parallelism = DefaultParallelism
+		o.Parallelism = defaultParallelism
 	}
 	if o.FailurePolicy == "" {
 		o.FailurePolicy = p.FailurePolicy
@@ -128,7 +128,7 @@ func (o ApplyOptions) withDefaults(p *Plan) ApplyOptions {
 		o.sleep = retry.Sleep
 	}
 	if o.LockDir == "" {
-		o.LockDir = DefaultLockDir()
+		o.LockDir = defaultLockDir()
 	}
 	return o
 }

@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 
@@ -80,52 +78,12 @@ func (ds Diagnostics) Sort() Diagnostics {
 	return out
 }
 
-// WriteText writes one "file:line:col: message" line per diagnostic.
-func (ds Diagnostics) WriteText(w io.Writer) error {
-	for _, d := range ds {
-		if _, err := fmt.Fprintln(w, d.String()); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// WriteGitHub writes GitHub Actions workflow commands, which annotate the
-// offending lines in a pull request.
-func (ds Diagnostics) WriteGitHub(w io.Writer) error {
-	esc := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A")
-	prop := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C")
-	for _, d := range ds {
-		at := "file=" + prop.Replace(d.File)
-		if d.Line > 0 {
-			at += fmt.Sprintf(",line=%d", d.Line)
-		}
-		if d.Col > 0 {
-			at += fmt.Sprintf(",col=%d", d.Col)
-		}
-		if _, err := fmt.Fprintf(w, "::error %s::%s\n", at, esc.Replace(d.Message)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// WriteJSON writes the diagnostics as one JSON array (an empty array when valid).
-func (ds Diagnostics) WriteJSON(w io.Writer) error {
-	if ds == nil {
-		ds = Diagnostics{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(ds)
-}
-
 // diags collects diagnostics for one file.
 type diags struct {
 	file  string
 	list  Diagnostics
 	spent int // YAML nodes visited, against maxPlanNodes
-	bytes int // bytes of expanded values, against MaxExpandedBytes
+	bytes int // bytes of expanded values, against maxExpandedBytes
 	// merged remembers each mapping's pairs with merge keys expanded.
 	merged map[*yaml.Node][][2]*yaml.Node
 }
@@ -135,10 +93,10 @@ type diags struct {
 func (d *diags) spendBytes(n int, at *yaml.Node) bool {
 	before := d.bytes
 	d.bytes += n
-	if d.bytes > MaxExpandedBytes && before <= MaxExpandedBytes {
-		d.at(at, "plan expands to more than %s of values (variables used many times); refusing to go on", byteSize(MaxExpandedBytes))
+	if d.bytes > maxExpandedBytes && before <= maxExpandedBytes {
+		d.at(at, "plan expands to more than %s of values (variables used many times); refusing to go on", byteSize(maxExpandedBytes))
 	}
-	return d.bytes <= MaxExpandedBytes
+	return d.bytes <= maxExpandedBytes
 }
 
 // spend counts one visited node; past the budget it reports once and

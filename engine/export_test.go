@@ -11,3 +11,6 @@ func WithSleep(o ApplyOptions, f func(ctx context.Context, d time.Duration) erro
 	o.sleep = f
 	return o
 }
+
+// MaxValueBytesForTest is the bound of one expanded value.
+const MaxValueBytesForTest = maxValueBytes

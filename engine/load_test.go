@@ -182,7 +182,7 @@ func TestAliasBomb(t *testing.T) {
 // TestLongLiteralValue: the 1 MiB bound holds for a value written out as
 // for one that expands to that much.
 func TestLongLiteralValue(t *testing.T) {
-	long := strings.Repeat("x", engine.MaxValueBytes+1)
+	long := strings.Repeat("x", engine.MaxValueBytesForTest+1)
 	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: long\nsteps:\n  a:\n    type: file\n    with: {path: /tmp/x, content: " + long + "}\n"
 	_, err := engine.Parse("long.yaml", []byte(src), engine.LoadOptions{Registry: newRegistry(newTracker()), Host: testHost})
 	if err == nil || !strings.Contains(err.Error(), "a.with.content: the value is longer than 1 MiB") {

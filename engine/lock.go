@@ -26,8 +26,8 @@ type Resource interface {
 	Resources() []string // absolute paths
 }
 
-// LockHolder describes the run holding a lock, as written in its lock file.
-type LockHolder struct {
+// lockHolder describes the run holding a lock, as written in its lock file.
+type lockHolder struct {
 	PID     int       `json:"pid"`
 	Plan    string    `json:"plan"`
 	Started time.Time `json:"started"`
@@ -36,7 +36,7 @@ type LockHolder struct {
 // LockedError says a resource is being changed by another run.
 type LockedError struct {
 	Resource string
-	Holder   LockHolder
+	Holder   lockHolder
 }
 
 func (e *LockedError) Error() string {
@@ -72,11 +72,11 @@ func lockFile(dir, resource string) string {
 	return filepath.Join(dir, filepath.Base(resource)+"-"+hex.EncodeToString(sum[:6])+".lock")
 }
 
-// DefaultLockDir is where locks live unless ApplyOptions.LockDir says
+// defaultLockDir is where locks live unless ApplyOptions.LockDir says
 // otherwise: /run/lock/rootfsctl for root (cleared at boot), else the
 // user's runtime directory ($XDG_RUNTIME_DIR), else a per-user directory in
 // the temporary directory.
-func DefaultLockDir() string {
+func defaultLockDir() string {
 	if os.Geteuid() == 0 {
 		return "/run/lock/rootfsctl"
 	}
@@ -156,7 +156,7 @@ func acquireLocks(ctx context.Context, log zerolog.Logger, p *Plan, ids []string
 			f.Close()
 		}
 	}
-	me, _ := json.Marshal(LockHolder{PID: os.Getpid(), Plan: p.File, Started: time.Now().UTC()})
+	me, _ := json.Marshal(lockHolder{PID: os.Getpid(), Plan: p.File, Started: time.Now().UTC()})
 	if len(keys) == 0 {
 		return release, nil
 	}
@@ -189,7 +189,7 @@ func acquireLocks(ctx context.Context, log zerolog.Logger, p *Plan, ids []string
 			}
 		}
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			var h LockHolder
+			var h lockHolder
 			b := make([]byte, 4096) // a holder's line is small; a longer file is not one
 			n, _ := f.ReadAt(b, 0)
 			b = b[:n]

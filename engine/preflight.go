@@ -2,12 +2,9 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/rootfsctl/rootfsctl/internal/budget"
@@ -88,15 +85,15 @@ func Preflight(ctx context.Context, g *Graph, opts PreflightOptions) (*Preflight
 		steps[i] = g.plan.byID[id]
 	}
 	if opts.Parallelism <= 0 {
-		opts.Parallelism = DefaultPreflightParallelism
+		opts.Parallelism = defaultPreflightParallelism
 	}
 	b := budget.New(opts.Parallelism)
 	return runPreflight(budget.With(ctx, b), b, steps, opts)
 }
 
-// DefaultPreflightParallelism is how many checks a plain preflight runs at
+// defaultPreflightParallelism is how many checks a plain preflight runs at
 // once.
-const DefaultPreflightParallelism = 8
+const defaultPreflightParallelism = 8
 
 // runPreflight runs the checks of steps, each holding a slot of b (the
 // apply's budget, also in ctx for the probes inside a check).
@@ -164,32 +161,4 @@ func runCheck(ctx context.Context, c Check) (rs []CheckResult) {
 		}
 	}()
 	return c.Run(ctx)
-}
-
-// WriteTable writes the preflight results as a table and a summary line.
-func (r *PreflightReport) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHECK\tTARGET\tRESULT\tMESSAGE")
-	for _, c := range r.Checks {
-		sev := string(c.Severity)
-		if c.Ignored {
-			sev += " (ignored)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Target, sev, firstLine(c.Message))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintf(w, "preflight %s: %d ok, %s, %s\n", r.Status, r.Summary.OK, Plural(r.Summary.Warnings, "warning"), Plural(r.Summary.Errors, "error"))
-	return err
-}
-
-// WriteJSON writes the report as indented JSON.
-func (r *PreflightReport) WriteJSON(w io.Writer) error {
-	if r.Checks == nil {
-		r.Checks = []CheckResult{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
 }

@@ -19,10 +19,10 @@ type progressKey struct{}
 
 type stepIDsKey struct{}
 
-// WithStepIDs returns a context that tells steps which step ids the plan
+// withStepIDs returns a context that tells steps which step ids the plan
 // being run has (a step may hold state on disk under its id, and state
 // left by a step the plan no longer has is stale).
-func WithStepIDs(ctx context.Context, ids map[string]bool) context.Context {
+func withStepIDs(ctx context.Context, ids map[string]bool) context.Context {
 	return context.WithValue(ctx, stepIDsKey{}, ids)
 }
 
@@ -36,8 +36,8 @@ func PlanHasStep(ctx context.Context, id string) (has, known bool) {
 	return ids[id], true
 }
 
-// WithProgress returns a context whose steps report progress to p.
-func WithProgress(ctx context.Context, p Progress) context.Context {
+// withProgress returns a context whose steps report progress to p.
+func withProgress(ctx context.Context, p Progress) context.Context {
 	return context.WithValue(ctx, progressKey{}, p)
 }
 

@@ -3,10 +3,8 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"strings"
-	"text/tabwriter"
 	"time"
 )
 
@@ -109,47 +107,6 @@ func (r *Report) Summary() string {
 		}
 	}
 	return fmt.Sprintf("%s: %s in %s", Plural(len(r.Steps), "step"), strings.Join(parts, ", "), time.Duration(r.Duration).Round(time.Millisecond))
-}
-
-// WriteTable writes the report as an aligned table followed by a summary line.
-func (r *Report) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tTYPE\tSTATUS\tDURATION\tMESSAGE")
-	for _, s := range r.Steps {
-		msg := s.Message
-		if s.Error != "" {
-			msg = s.Error
-			if s.Message != "" && s.Status != StatusFailed {
-				msg = s.Message + ": " + s.Error
-			}
-		}
-		// One row per step: the first line of the message (the summary by
-		// convention); the full text is in the JSON report and the log.
-		msg = firstLine(msg)
-		if s.Attempts > 1 {
-			msg = fmt.Sprintf("%s (after %d attempts)", msg, s.Attempts)
-		}
-		dur := "-"
-		if s.Attempts > 0 {
-			dur = time.Duration(s.Duration).Round(time.Millisecond).String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Type, s.Status, dur, msg)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintln(w, r.Summary())
-	return err
-}
-
-// WriteJSON writes the report as indented JSON.
-func (r *Report) WriteJSON(w io.Writer) error {
-	if r.Steps == nil {
-		r.Steps = []StepResult{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
 }
 
 func firstLine(s string) string {

@@ -98,7 +98,7 @@ func (s *scheduler) changing() []*PlanStep {
 func (s *scheduler) stepContext(ctx context.Context, st *PlanStep) context.Context {
 	ctx = s.stepLogger(st).WithContext(ctx)
 	if s.opts.Progress != nil {
-		ctx = WithProgress(ctx, s.opts.Progress)
+		ctx = withProgress(ctx, s.opts.Progress)
 	}
 	if st.retrySet {
 		ctx = retry.WithPolicy(ctx, st.Retry.policy())
@@ -206,7 +206,7 @@ func (q *queue) succeeded(children []string) {
 // is free, until every step ran, or the apply is cancelled (by fail-fast
 // or from outside: then nothing new starts).
 func (s *scheduler) run(parent context.Context) {
-	runCtx, cancel := context.WithCancel(WithStepIDs(parent, s.p.ids()))
+	runCtx, cancel := context.WithCancel(withStepIDs(parent, s.p.ids()))
 	defer cancel()
 	pending, prefetched, waitPrefetches := s.startPrefetches(runCtx)
 	q := s.newQueue(pending)

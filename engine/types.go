@@ -68,18 +68,18 @@ func (r Retry) policy() retry.Policy {
 
 // The waits between attempts when a plan sets none.
 const (
-	DefaultRetryDelay    = time.Second
-	DefaultRetryMaxDelay = 30 * time.Second
+	defaultRetryDelay    = time.Second
+	defaultRetryMaxDelay = 30 * time.Second
 )
 
 // check: the first wait cannot be longer than the longest.
 func (r *Retry) check() []FieldError {
 	d, m := time.Duration(r.Delay), time.Duration(r.MaxDelay)
 	if d == 0 {
-		d = DefaultRetryDelay
+		d = defaultRetryDelay
 	}
 	if m == 0 {
-		m = DefaultRetryMaxDelay
+		m = defaultRetryMaxDelay
 	}
 	if d > m {
 		field := "delay"

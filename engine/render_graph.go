@@ -1,0 +1,163 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// Format names a graph rendering.
+type Format string
+
+const (
+	FormatText    Format = "text"
+	FormatDOT     Format = "dot"
+	FormatMermaid Format = "mermaid"
+	FormatJSON    Format = "json"
+)
+
+// Render writes the graph in the given format. Steps appear in topological
+// order, so the output is stable for a given plan.
+func (g *Graph) Render(w io.Writer, f Format) error {
+	switch f {
+	case FormatText:
+		return g.renderText(w)
+	case FormatDOT:
+		return g.renderDOT(w)
+	case FormatMermaid:
+		return g.renderMermaid(w)
+	case FormatJSON:
+		return g.renderJSON(w)
+	}
+	return fmt.Errorf("unknown graph format %q (text, dot, mermaid, json)", f)
+}
+
+func (g *Graph) stages() [][]string {
+	var out [][]string
+	for _, id := range g.order {
+		st := g.stage[id]
+		for len(out) < st {
+			out = append(out, nil)
+		}
+		out[st-1] = append(out[st-1], id)
+	}
+	for _, ids := range out {
+		sort.Slice(ids, func(i, j int) bool { return g.index[ids[i]] < g.index[ids[j]] })
+	}
+	return out
+}
+
+func (g *Graph) edgeCount() int {
+	n := 0
+	for _, s := range g.plan.Steps {
+		n += len(s.Needs)
+	}
+	return n
+}
+
+func (g *Graph) renderText(w io.Writer) error {
+	b := &strings.Builder{}
+	stages := g.stages()
+	fmt.Fprintf(b, "plan %s: %d steps, %d dependencies, %d stages\n", g.plan.Name, len(g.order), g.edgeCount(), len(stages))
+	for i, ids := range stages {
+		label := "runs first"
+		if i > 0 {
+			label = "starts as soon as its needs finish"
+		}
+		fmt.Fprintf(b, "stage %d (%s)\n", i+1, label)
+		for _, id := range ids {
+			s := g.plan.byID[id]
+			fmt.Fprintf(b, "  %s [%s]", id, s.Type)
+			if len(s.Needs) > 0 {
+				fmt.Fprintf(b, " <- %s", strings.Join(s.Needs, ", "))
+			}
+			if _, ok := s.Impl.(Prefetcher); ok && len(s.Needs) > 0 {
+				b.WriteString(" (downloads start with the run)")
+			}
+			if s.Description != "" {
+				fmt.Fprintf(b, "  # %s", oneLine(s.Description))
+			}
+			b.WriteByte('\n')
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (g *Graph) renderDOT(w io.Writer) error {
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "digraph %q {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n", g.plan.Name)
+	for i, ids := range g.stages() {
+		fmt.Fprintf(b, "  subgraph stage_%d {\n    rank=same;\n", i+1)
+		for _, id := range ids {
+			fmt.Fprintf(b, "    %q [label=%q];\n", id, id+"\n"+g.plan.byID[id].Type)
+		}
+		b.WriteString("  }\n")
+	}
+	for _, id := range g.order {
+		for _, n := range g.plan.byID[id].Needs {
+			fmt.Fprintf(b, "  %q -> %q;\n", n, id)
+		}
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (g *Graph) renderMermaid(w io.Writer) error {
+	// Mermaid reserves words such as "end", so nodes get neutral ids and the
+	// step id goes in the label.
+	b := &strings.Builder{}
+	b.WriteString("flowchart LR\n")
+	nid := func(id string) string { return fmt.Sprintf("s%d", g.index[id]) }
+	for _, id := range g.order {
+		fmt.Fprintf(b, "  %s[\"%s<br/><small>%s</small>\"]\n", nid(id), id, g.plan.byID[id].Type)
+	}
+	for _, id := range g.order {
+		for _, n := range g.plan.byID[id].Needs {
+			fmt.Fprintf(b, "  %s --> %s\n", nid(n), nid(id))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+type graphJSON struct {
+	Name  string          `json:"name"`
+	Steps []graphJSONStep `json:"steps"`
+	Edges []graphJSONEdge `json:"edges"`
+}
+
+type graphJSONStep struct {
+	ID          string   `json:"id"`
+	Type        string   `json:"type"`
+	Description string   `json:"description,omitempty"`
+	Needs       []string `json:"needs"`
+	Stage       int      `json:"stage"`
+	Prefetch    bool     `json:"prefetch,omitempty"` // part of its work starts with the run
+}
+
+type graphJSONEdge struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+func (g *Graph) renderJSON(w io.Writer) error {
+	out := graphJSON{Name: g.plan.Name, Steps: []graphJSONStep{}, Edges: []graphJSONEdge{}}
+	for _, id := range g.order {
+		s := g.plan.byID[id]
+		needs := append([]string{}, s.Needs...)
+		_, pf := s.Impl.(Prefetcher)
+		out.Steps = append(out.Steps, graphJSONStep{ID: id, Type: s.Type, Description: s.Description, Needs: needs, Stage: g.stage[id], Prefetch: pf})
+		for _, n := range s.Needs {
+			out.Edges = append(out.Edges, graphJSONEdge{From: n, To: id})
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
