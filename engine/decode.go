@@ -110,13 +110,8 @@ func (dec *decoder) decodeField(n *yaml.Node, v, def reflect.Value, prefix, path
 	}
 	dec.fields[path] = n
 	name := joinName(prefix, path)
-	if n.Kind == yaml.ScalarNode && !dec.expanded[n] && !isNull(n) && v.Type() != yamlNodeType {
-		// The YAML type an editor sees must be one the schema allows, so
-		// that the schema and this decoder agree on every literal value.
-		if allowed := allowedTypes(v.Type(), f.constrained()); !typeAllowed(yamlType(n), allowed) {
-			dec.report(n, "%sexpected %s, got %s%s", pre(name), typeWords(allowed), describeScalar(n), quoteHint(n, allowed, v.Type(), f))
-			return
-		}
+	if !dec.literalTypeAllowed(n, v, f, name) {
+		return
 	}
 	switch {
 	case v.Kind() == reflect.Pointer:
@@ -147,6 +142,21 @@ func (dec *decoder) decodeField(n *yaml.Node, v, def reflect.Value, prefix, path
 	default:
 		dec.decodeScalar(n, v, name)
 	}
+}
+
+// literalTypeAllowed reports whether the YAML type of a literal scalar is
+// one the schema allows for v, so that the schema and this decoder agree on
+// every literal value an editor sees; when not, it reports the mismatch.
+func (dec *decoder) literalTypeAllowed(n *yaml.Node, v reflect.Value, f *field, name string) bool {
+	if n.Kind != yaml.ScalarNode || dec.expanded[n] || isNull(n) || v.Type() == yamlNodeType {
+		return true
+	}
+	allowed := allowedTypes(v.Type(), f.constrained())
+	if typeAllowed(yamlType(n), allowed) {
+		return true
+	}
+	dec.report(n, "%sexpected %s, got %s%s", pre(name), typeWords(allowed), describeScalar(n), quoteHint(n, allowed, v.Type(), f))
+	return false
 }
 
 func (dec *decoder) decodeScalar(n *yaml.Node, v reflect.Value, name string) {
@@ -385,22 +395,30 @@ func fieldErrors(err error) (FieldErrors, bool) {
 }
 
 func (dec *decoder) checkConstraints(n *yaml.Node, v reflect.Value, f field, name string) {
-	if len(f.enum) > 0 && v.Kind() == reflect.String && v.String() != "" && !contains(f.enum, v.String()) {
-		dec.report(n, "%s%q is not one of %s", pre(name), v.String(), strings.Join(f.enum, ", "))
-	}
-	if f.pattern != nil && v.Kind() == reflect.String && !f.pattern.MatchString(v.String()) {
-		dec.report(n, "%s%q does not match %s", pre(name), v.String(), f.pattern)
-	}
-	if v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64 {
+	switch {
+	case v.Kind() == reflect.String:
+		dec.checkText(n, v.String(), f, name)
+	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64:
 		if f.minimum != nil && v.Int() < *f.minimum {
 			dec.report(n, "%smust be at least %d, got %d", pre(name), *f.minimum, v.Int())
 		}
 		if f.maximum != nil && v.Int() > *f.maximum {
 			dec.report(n, "%smust be at most %d, got %d", pre(name), *f.maximum, v.Int())
 		}
+	case v.Kind() == reflect.Slice:
+		if f.minItems > 0 && v.Len() < f.minItems && n.Kind == yaml.SequenceNode {
+			dec.report(n, "%sneeds at least %s", pre(name), Plural(f.minItems, "item"))
+		}
 	}
-	if v.Kind() == reflect.Slice && f.minItems > 0 && v.Len() < f.minItems && n.Kind == yaml.SequenceNode {
-		dec.report(n, "%sneeds at least %s", pre(name), Plural(f.minItems, "item"))
+}
+
+// checkText checks a text value against the field's enum and pattern.
+func (dec *decoder) checkText(n *yaml.Node, s string, f field, name string) {
+	if len(f.enum) > 0 && s != "" && !contains(f.enum, s) {
+		dec.report(n, "%s%q is not one of %s", pre(name), s, strings.Join(f.enum, ", "))
+	}
+	if f.pattern != nil && !f.pattern.MatchString(s) {
+		dec.report(n, "%s%q does not match %s", pre(name), s, f.pattern)
 	}
 }
 

@@ -132,9 +132,48 @@ func openLockFile(dirfd int, name string) (*os.File, error) {
 //
 // Waiting stops when ctx ends (the error is then ctx's).
 func acquireLocks(ctx context.Context, log zerolog.Logger, p *Plan, ids []string, dir string, wait time.Duration) (func(), error) {
-	// One lock per key, however many spellings name it: two locks on one
-	// file from one process would wait for each other.
-	spelled := map[string]string{} // key -> the first spelling, for messages
+	keys, spelled := lockKeys(p, ids)
+	var held []*os.File
+	release := func() {
+		for _, f := range held {
+			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN) // closing releases it anyway
+			f.Close()
+		}
+	}
+	if len(keys) == 0 {
+		return release, nil
+	}
+	me, _ := json.Marshal(lockHolder{PID: os.Getpid(), Plan: p.File, Started: time.Now().UTC()})
+	dirfd, err := openLockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	defer unix.Close(dirfd)
+	for _, key := range keys {
+		res := spelled[key]
+		f, err := openLockFile(dirfd, filepath.Base(lockFile(dir, key)))
+		if err != nil {
+			err = fmt.Errorf("lock %s: %w", res, err)
+		} else {
+			err = flockWait(ctx, log, f, res, wait)
+		}
+		if err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, f)
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt(append(me, '\n'), 0) // who holds it, for the next run's message
+		}
+	}
+	return release, nil
+}
+
+// lockKeys are the sorted lock keys of the steps' resources, one per key
+// however many spellings name it (two locks on one file from one process
+// would wait for each other), and the first spelling of each, for messages.
+func lockKeys(p *Plan, ids []string) ([]string, map[string]string) {
+	spelled := map[string]string{}
 	for _, id := range ids {
 		if r, ok := p.byID[id].Impl.(Resource); ok {
 			for _, res := range r.Resources() {
@@ -149,64 +188,39 @@ func acquireLocks(ctx context.Context, log zerolog.Logger, p *Plan, ids []string
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var held []*os.File
-	release := func() {
-		for _, f := range held {
-			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN) // closing releases it anyway
+	return keys, spelled
+}
+
+// flockWait takes the lock on f, polling for up to wait while another run
+// holds it. On any error f is closed; a lock still held when the wait ends
+// is a *LockedError naming its holder.
+func flockWait(ctx context.Context, log zerolog.Logger, f *os.File, res string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	var err error
+	for waiting := false; ; waiting = true {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		if !waiting {
+			log.Info().Str("phase", "lock-wait").Str("resource", res).Dur("waitMs", wait).Msg("another run holds the machine; waiting")
+		}
+		if serr := retry.Sleep(ctx, 100*time.Millisecond); serr != nil {
 			f.Close()
+			return serr
 		}
 	}
-	me, _ := json.Marshal(lockHolder{PID: os.Getpid(), Plan: p.File, Started: time.Now().UTC()})
-	if len(keys) == 0 {
-		return release, nil
+	switch {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		var h lockHolder
+		b := make([]byte, 4096) // a holder's line is small; a longer file is not one
+		n, _ := f.ReadAt(b, 0)
+		_ = json.Unmarshal([]byte(strings.TrimSpace(string(b[:n]))), &h) // an unreadable holder still gets reported
+		f.Close()
+		return &LockedError{Resource: res, Holder: h}
+	case err != nil:
+		f.Close()
+		return fmt.Errorf("lock %s: %w", res, err)
 	}
-	dirfd, err := openLockDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	defer unix.Close(dirfd)
-	for _, key := range keys {
-		res := spelled[key]
-		f, err := openLockFile(dirfd, filepath.Base(lockFile(dir, key)))
-		if err != nil {
-			release()
-			return nil, fmt.Errorf("lock %s: %w", res, err)
-		}
-		deadline := time.Now().Add(wait)
-		for waiting := false; ; {
-			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-			if err == nil || !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-				break
-			}
-			if !waiting {
-				waiting = true
-				log.Info().Str("phase", "lock-wait").Str("resource", res).Dur("waitMs", wait).Msg("another run holds the machine; waiting")
-			}
-			if serr := retry.Sleep(ctx, 100*time.Millisecond); serr != nil {
-				f.Close()
-				release()
-				return nil, serr
-			}
-		}
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			var h lockHolder
-			b := make([]byte, 4096) // a holder's line is small; a longer file is not one
-			n, _ := f.ReadAt(b, 0)
-			b = b[:n]
-			_ = json.Unmarshal([]byte(strings.TrimSpace(string(b))), &h) // an unreadable holder still gets reported
-			f.Close()
-			release()
-			return nil, &LockedError{Resource: res, Holder: h}
-		}
-		if err != nil {
-			f.Close()
-			release()
-			return nil, fmt.Errorf("lock %s: %w", res, err)
-		}
-		held = append(held, f)
-		if err := f.Truncate(0); err == nil {
-			_, _ = f.WriteAt(append(me, '\n'), 0) // who holds it, for the next run's message
-		}
-	}
-	return release, nil
+	return nil
 }

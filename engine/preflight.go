@@ -112,29 +112,8 @@ func runPreflight(ctx context.Context, b *budget.Budget, steps []*PlanStep, opts
 		return nil
 	})
 
-	ignoreAll, ignore := false, map[string]bool{}
-	for _, n := range opts.Ignore {
-		n = strings.ToLower(strings.TrimSpace(n))
-		ignoreAll = ignoreAll || n == "all"
-		ignore[n] = true
-	}
 	rep := &PreflightReport{Status: OutcomeOK, Checks: []CheckResult{}}
-	for _, rs := range results {
-		for _, r := range rs {
-			if r.Severity == SeverityError && (ignoreAll || ignore[strings.ToLower(r.Name)]) {
-				r.Severity, r.Ignored = SeverityWarning, true
-			}
-			switch r.Severity {
-			case SeverityOK:
-				rep.Summary.OK++
-			case SeverityWarning:
-				rep.Summary.Warnings++
-			default:
-				rep.Summary.Errors++
-			}
-			rep.Checks = append(rep.Checks, r)
-		}
-	}
+	rep.add(results, ignoreSet(opts.Ignore))
 	sort.SliceStable(rep.Checks, func(i, j int) bool {
 		a, b := rep.Checks[i], rep.Checks[j]
 		if a.Name != b.Name {
@@ -151,6 +130,38 @@ func runPreflight(ctx context.Context, b *budget.Budget, steps []*PlanStep, opts
 		rep.Status = OutcomeFailed
 	}
 	return rep, nil
+}
+
+// ignoreSet says which check names' errors are warnings ("all": every one).
+func ignoreSet(names []string) func(check string) bool {
+	all, set := false, map[string]bool{}
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSpace(n))
+		all = all || n == "all"
+		set[n] = true
+	}
+	return func(check string) bool { return all || set[strings.ToLower(check)] }
+}
+
+// add counts and appends the checks' results, errors of ignored checks
+// turned into warnings.
+func (rep *PreflightReport) add(results [][]CheckResult, ignored func(string) bool) {
+	for _, rs := range results {
+		for _, r := range rs {
+			if r.Severity == SeverityError && ignored(r.Name) {
+				r.Severity, r.Ignored = SeverityWarning, true
+			}
+			switch r.Severity {
+			case SeverityOK:
+				rep.Summary.OK++
+			case SeverityWarning:
+				rep.Summary.Warnings++
+			default:
+				rep.Summary.Errors++
+			}
+			rep.Checks = append(rep.Checks, r)
+		}
+	}
 }
 
 // runCheck turns a panic in a check into an error result.

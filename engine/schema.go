@@ -89,18 +89,18 @@ func Schema(reg *Registry) ([]byte, error) {
 }
 
 // schemaFor describes values of type t. interp says whether ${...} strings
-// are allowed in place of typed values (everywhere under steps).
+// are allowed in place of typed values (everywhere under steps); def is the
+// default value, when there is one.
 func schemaFor(t reflect.Type, interp bool, def reflect.Value) map[string]any {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == yamlNodeType {
+	switch {
+	case t == yamlNodeType:
 		return map[string]any{}
-	}
-	if reflect.PointerTo(t).Implements(schemaProviderType) {
+	case reflect.PointerTo(t).Implements(schemaProviderType):
 		return reflect.New(t).Interface().(SchemaProvider).JSONSchema()
-	}
-	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
+	case reflect.PointerTo(t).Implements(textUnmarshalerType):
 		return map[string]any{"type": "string"}
 	}
 	switch t.Kind() {
@@ -116,75 +116,89 @@ func schemaFor(t reflect.Type, interp bool, def reflect.Value) map[string]any {
 	case reflect.Map:
 		return map[string]any{"type": "object", "additionalProperties": wrapInterp(schemaFor(t.Elem(), interp, reflect.Value{}), interp)}
 	case reflect.Struct:
-		props := map[string]any{}
-		var required []string
-		for _, f := range structFields(t).list {
-			sf := t.FieldByIndex(f.index)
-			dv := defaultOf(def, f)
-			s := schemaFor(sf.Type, interp, dv)
-			if (len(f.enum) > 0 || f.pattern != nil) && sf.Type.Kind() == reflect.String {
-				s["type"] = "string" // a constrained value is text, as written
-			}
-			if len(f.enum) > 0 {
-				s["enum"] = f.enum
-			}
-			if f.pattern != nil {
-				s["pattern"] = f.pattern.String()
-			}
-			if f.minimum != nil {
-				s["minimum"] = *f.minimum
-			}
-			if f.maximum != nil {
-				s["maximum"] = *f.maximum
-			}
-			if f.minItems > 0 {
-				s["minItems"] = f.minItems
-			}
-			s = wrapInterp(s, interp)
-			// null means "not given", and so does "" for a typed value:
-			// optional fields accept them, required ones do not (the
-			// decoder reports them missing).
-			typed := reflect.PointerTo(derefType(sf.Type)).Implements(textUnmarshalerType)
-			if f.required {
-				s = withoutNull(s)
-				if typed {
-					s = withMinLength(s)
-				}
-			} else {
-				s = withNull(s)
-				if typed {
-					s = withEmpty(s)
-				}
-			}
-			if d := sf.Tag.Get("jsonschema_description"); d != "" {
-				s["description"] = d
-			}
-			if d, ok := plainDefault(dv); ok && !isStruct(derefType(sf.Type)) {
-				s["default"] = d
-			}
-			if f.required {
-				required = append(required, f.name)
-			}
-			props[f.name] = s
-		}
-		s := map[string]any{"type": "object", "additionalProperties": false, "properties": props}
-		if reflect.PointerTo(t).Implements(schemaExtenderType) {
-			reflect.New(t).Interface().(SchemaExtender).ExtendSchema(s)
-		}
-		fs := structFields(t)
-		if len(fs.prefixes) > 0 {
-			pp := map[string]any{}
-			for _, p := range fs.prefixes {
-				pp["^"+regexp.QuoteMeta(p)] = map[string]any{}
-			}
-			s["patternProperties"] = pp
-		}
-		if len(required) > 0 {
-			s["required"] = required
-		}
-		return s
+		return structSchema(t, interp, def)
 	}
 	panic(fmt.Sprintf("engine: no schema for %s", t))
+}
+
+// structSchema describes a parameter struct: one property per field, no
+// others (but for x-* style extension prefixes).
+func structSchema(t reflect.Type, interp bool, def reflect.Value) map[string]any {
+	props := map[string]any{}
+	var required []string
+	fs := structFields(t)
+	for _, f := range fs.list {
+		props[f.name] = fieldSchema(t.FieldByIndex(f.index), f, interp, defaultOf(def, f))
+		if f.required {
+			required = append(required, f.name)
+		}
+	}
+	s := map[string]any{"type": "object", "additionalProperties": false, "properties": props}
+	if reflect.PointerTo(t).Implements(schemaExtenderType) {
+		reflect.New(t).Interface().(SchemaExtender).ExtendSchema(s)
+	}
+	if len(fs.prefixes) > 0 {
+		pp := map[string]any{}
+		for _, p := range fs.prefixes {
+			pp["^"+regexp.QuoteMeta(p)] = map[string]any{}
+		}
+		s["patternProperties"] = pp
+	}
+	if len(required) > 0 {
+		s["required"] = required
+	}
+	return s
+}
+
+// fieldSchema describes one field: its type's schema narrowed by the
+// field's tags, its description and default.
+func fieldSchema(sf reflect.StructField, f field, interp bool, dv reflect.Value) map[string]any {
+	s := schemaFor(sf.Type, interp, dv)
+	if f.constrained() && sf.Type.Kind() == reflect.String {
+		s["type"] = "string" // a constrained value is text, as written
+	}
+	constraints(s, f)
+	s = wrapInterp(s, interp)
+	// null means "not given", and so does "" for a typed value: optional
+	// fields accept them, required ones do not (the decoder reports them
+	// missing).
+	typed := reflect.PointerTo(derefType(sf.Type)).Implements(textUnmarshalerType)
+	switch {
+	case f.required && typed:
+		s = withMinLength(withoutNull(s))
+	case f.required:
+		s = withoutNull(s)
+	case typed:
+		s = withEmpty(withNull(s))
+	default:
+		s = withNull(s)
+	}
+	if d := sf.Tag.Get("jsonschema_description"); d != "" {
+		s["description"] = d
+	}
+	if d, ok := plainDefault(dv); ok && !isStruct(derefType(sf.Type)) {
+		s["default"] = d
+	}
+	return s
+}
+
+// constraints adds the field's tag constraints to s.
+func constraints(s map[string]any, f field) {
+	if len(f.enum) > 0 {
+		s["enum"] = f.enum
+	}
+	if f.pattern != nil {
+		s["pattern"] = f.pattern.String()
+	}
+	if f.minimum != nil {
+		s["minimum"] = *f.minimum
+	}
+	if f.maximum != nil {
+		s["maximum"] = *f.maximum
+	}
+	if f.minItems > 0 {
+		s["minItems"] = f.minItems
+	}
 }
 
 // withNull lets s also be null.

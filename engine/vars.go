@@ -206,6 +206,9 @@ func (r *varResolver) defined(name string) bool {
 	return ok
 }
 
+// resolve is the expanded value of a variable (declared or built in),
+// reporting a cycle, an undefined reference or a value past the budget once,
+// at the variable.
 func (r *varResolver) resolve(name string) (string, bool) {
 	if v, ok := r.resolved[name]; ok {
 		return v, true
@@ -228,33 +231,7 @@ func (r *varResolver) resolve(name string) (string, bool) {
 	r.stack = append(r.stack, name)
 	defer func() { r.stack = r.stack[:len(r.stack)-1]; r.state[name] = 2 }()
 
-	_, overridden := r.origin[name]
-	at := func(offset int) Pos {
-		if overridden { // the value is not in the file: point at the declaration
-			return nodePos(r.d.file, r.keys[name])
-		}
-		return refPos(r.d.file, n, offset)
-	}
-	refs, problem, off := scanRefs(n.Value)
-	if problem != "" {
-		r.d.atPos(at(off), "%s: %s", r.label(name), problem)
-		return "", false
-	}
-	ok := true
-	var from []string
-	if overridden {
-		from = []string{r.origin[name]}
-	}
-	for _, rf := range refs {
-		if _, found := r.resolve(rf.name); found {
-			from = appendNew(from, r.from[rf.name]...)
-			continue
-		}
-		ok = false
-		if !r.defined(rf.name) {
-			r.d.atPos(at(rf.offset), "%s: undefined variable ${%s}%s", r.label(name), rf.name, suggest(rf.name, r.allNames()))
-		}
-	}
+	from, ok := r.resolveRefs(name, n)
 	if !ok {
 		return "", false
 	}
@@ -270,6 +247,38 @@ func (r *varResolver) resolve(name string) (string, bool) {
 	r.resolved[name] = v
 	r.from[name] = from
 	return v, true
+}
+
+// resolveRefs resolves the variables name's value n refers to, and returns
+// the overrides its value comes from.
+func (r *varResolver) resolveRefs(name string, n *yaml.Node) (from []string, ok bool) {
+	_, overridden := r.origin[name]
+	at := func(offset int) Pos {
+		if overridden { // the value is not in the file: point at the declaration
+			return nodePos(r.d.file, r.keys[name])
+		}
+		return refPos(r.d.file, n, offset)
+	}
+	refs, problem, off := scanRefs(n.Value)
+	if problem != "" {
+		r.d.atPos(at(off), "%s: %s", r.label(name), problem)
+		return nil, false
+	}
+	ok = true
+	if overridden {
+		from = []string{r.origin[name]}
+	}
+	for _, rf := range refs {
+		if _, found := r.resolve(rf.name); found {
+			from = appendNew(from, r.from[rf.name]...)
+			continue
+		}
+		ok = false
+		if !r.defined(rf.name) {
+			r.d.atPos(at(rf.offset), "%s: undefined variable ${%s}%s", r.label(name), rf.name, suggest(rf.name, r.allNames()))
+		}
+	}
+	return from, ok
 }
 
 // growth is the chain of variables that made name large: at each step the

@@ -45,28 +45,33 @@ func (d *diags) mergedPairs(n *yaml.Node, depth int) [][2]*yaml.Node {
 		}
 		own = append(own, [2]*yaml.Node{k, v})
 	}
-	out := own
-	if len(merged) > 0 {
-		// Explicit keys override merged ones: drop merged keys set here.
-		explicit := map[string]bool{}
-		for _, kv := range own {
-			explicit[kv[0].Value] = true
-		}
-		out = nil
-		seen := map[string]bool{}
-		for _, kv := range merged {
-			if !explicit[kv[0].Value] && !seen[kv[0].Value] {
-				seen[kv[0].Value] = true
-				out = append(out, kv)
-			}
-		}
-		out = append(out, own...)
-	}
+	out := overlay(merged, own)
 	if d.merged == nil {
 		d.merged = map[*yaml.Node][][2]*yaml.Node{}
 	}
 	d.merged[n] = out
 	return out
+}
+
+// overlay is the merged pairs (each key once, the first wins) without the
+// keys own sets, followed by own: explicit keys override merged ones.
+func overlay(merged, own [][2]*yaml.Node) [][2]*yaml.Node {
+	if len(merged) == 0 {
+		return own
+	}
+	explicit := map[string]bool{}
+	for _, kv := range own {
+		explicit[kv[0].Value] = true
+	}
+	var out [][2]*yaml.Node
+	seen := map[string]bool{}
+	for _, kv := range merged {
+		if !explicit[kv[0].Value] && !seen[kv[0].Value] {
+			seen[kv[0].Value] = true
+			out = append(out, kv)
+		}
+	}
+	return append(out, own...)
 }
 
 func resolveAlias(n *yaml.Node) *yaml.Node {
