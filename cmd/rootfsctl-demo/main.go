@@ -44,36 +44,13 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	mirrorDir := filepath.Join("demo", "mirror")
-	if err := os.RemoveAll(mirrorDir); err != nil {
-		return err
-	}
-	if err := fixture.WriteMirror(mirrorDir, fixture.DefaultMirror); err != nil {
-		return fmt.Errorf("write mirror: %w", err)
-	}
-	reg, err := serve(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	regAddr, mirrorAddr, stopServers, err := serveDemo(ctx)
 	if err != nil {
 		return err
 	}
-	defer reg.Close()
-	mirror, err := serve(http.FileServer(http.Dir(mirrorDir)))
-	if err != nil {
-		return err
-	}
-	defer mirror.Close()
+	defer stopServers()
 
-	regAddr := reg.Addr().String()
-	ref, err := name.ParseReference(regAddr + "/rootfsctl/demo-node:v1")
-	if err != nil {
-		return err
-	}
-	idx := fixture.Index(map[string]v1.Image{"amd64": fixture.NodeImage("amd64"), "arm64": fixture.NodeImage("arm64")})
-	if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx)); err != nil {
-		return fmt.Errorf("push demo image: %w", err)
-	}
-	fmt.Printf("== serving a 2-platform node image at %s and an artifact mirror at http://%s\n\n", ref, mirror.Addr())
-
-	vars := []string{"--var", "registry=" + regAddr, "--var", "mirror=http://" + mirror.Addr().String(),
+	vars := []string{"--var", "registry=" + regAddr, "--var", "mirror=http://" + mirrorAddr,
 		"--cache-dir", filepath.Join("demo", "cache")}
 	steps := [][]string{
 		append([]string{"graph", "plans/demo.yaml"}, vars...),
@@ -96,6 +73,40 @@ func run() error {
 	}
 	fmt.Println("== the machine is in ./demo/machines/demo1, its nspawn settings in ./demo/etc/systemd")
 	return nil
+}
+
+// serveDemo writes the artifact mirror, starts it and an OCI registry on
+// loopback, and pushes the two-platform node image.
+func serveDemo(ctx context.Context) (regAddr, mirrorAddr string, stop func(), err error) {
+	mirrorDir := filepath.Join("demo", "mirror")
+	if err := os.RemoveAll(mirrorDir); err != nil {
+		return "", "", nil, err
+	}
+	if err := fixture.WriteMirror(mirrorDir, fixture.DefaultMirror); err != nil {
+		return "", "", nil, fmt.Errorf("write mirror: %w", err)
+	}
+	reg, err := serve(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	if err != nil {
+		return "", "", nil, err
+	}
+	mirror, err := serve(http.FileServer(http.Dir(mirrorDir)))
+	if err != nil {
+		reg.Close()
+		return "", "", nil, err
+	}
+	stop = func() { reg.Close(); mirror.Close() }
+	regAddr = reg.Addr().String()
+	ref, err := name.ParseReference(regAddr + "/rootfsctl/demo-node:v1")
+	if err == nil {
+		idx := fixture.Index(map[string]v1.Image{"amd64": fixture.NodeImage("amd64"), "arm64": fixture.NodeImage("arm64")})
+		err = remote.WriteIndex(ref, idx, remote.WithContext(ctx))
+	}
+	if err != nil {
+		stop()
+		return "", "", nil, fmt.Errorf("push demo image: %w", err)
+	}
+	fmt.Printf("== serving a 2-platform node image at %s and an artifact mirror at http://%s\n\n", ref, mirror.Addr())
+	return regAddr, mirror.Addr().String(), stop, nil
 }
 
 // listener is a running loopback server.

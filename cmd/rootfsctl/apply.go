@@ -89,60 +89,72 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 			err = &exitError{code: exitFailed, err: werr}
 		}
 	}()
-	if _, err := a.logger(); err != nil {
-		return rep, err
-	}
-	if err := f.check(a, cmd); err != nil {
-		return rep, err
-	}
-	var cacheMax int64
-	if !checkOnly {
-		if cacheMax, err = parseSize(f.cacheMax); err != nil {
-			return rep, usagef("--cache-max-size %w", err)
-		}
-	}
-	log, err := a.logger()
+	opts, err := a.applyOptions(cmd, f, checkOnly)
 	if err != nil {
 		return rep, err
 	}
-	log.Debug().Str("phase", "load").Str("plan", file).Msg("loading the plan")
+	opts.Logger.Debug().Str("phase", "load").Str("plan", file).Msg("loading the plan")
 	_, g, err := a.loadPlan(file, &f.vars)
 	if err != nil {
-		var ip *errInvalidPlan
-		if errors.As(err, &ip) {
-			rep.Status, rep.Diagnostics = engine.OutcomeInvalid, ip.ds
+		if ds, ok := invalidPlan(err); ok {
+			rep.Status, rep.Diagnostics = engine.OutcomeInvalid, ds
 		}
 		return rep, a.failed(err)
+	}
+	if !checkOnly {
+		a.cache().CleanTemp()
+	}
+	rep, err = engine.Apply(cmd.Context(), g, opts)
+	return rep, a.applyError(file, rep, err)
+}
+
+// applyOptions checks the flags and turns them into the apply's options.
+func (a *app) applyOptions(cmd *cobra.Command, f *runFlags, checkOnly bool) (engine.ApplyOptions, error) {
+	log, err := a.logger()
+	if err != nil {
+		return engine.ApplyOptions{}, err
+	}
+	if err := f.check(a, cmd); err != nil {
+		return engine.ApplyOptions{}, err
 	}
 	opts := engine.ApplyOptions{Parallelism: f.parallelism, Targets: f.targets, CheckOnly: checkOnly, Logger: log,
 		Progress: a.progress(log), LockWait: f.lockWait}
 	if f.keepGoing {
 		opts.FailurePolicy = engine.KeepGoing
 	}
-	if !checkOnly {
-		a.cache().CleanTemp()
-		opts.After = append(opts.After, a.pruneHook(cacheMax))
-		if !f.preflight.skip {
-			opts.Preflight = &engine.PreflightOptions{Ignore: f.preflight.ignore, FailOnWarnings: f.preflight.failOnWarnings}
-		}
+	if checkOnly {
+		return opts, nil
 	}
-	rep, err = engine.Apply(cmd.Context(), g, opts)
+	cacheMax, err := parseSize(f.cacheMax)
+	if err != nil {
+		return opts, usagef("--cache-max-size %w", err)
+	}
+	opts.After = append(opts.After, a.pruneHook(cacheMax))
+	if !f.preflight.skip {
+		opts.Preflight = &engine.PreflightOptions{Ignore: f.preflight.ignore, FailOnWarnings: f.preflight.failOnWarnings}
+	}
+	return opts, nil
+}
+
+// applyError is the command's error for an apply's outcome, with the flag
+// names that get past it.
+func (a *app) applyError(file string, rep *engine.Report, err error) error {
 	var le *engine.LockedError
 	switch {
 	case errors.Is(err, engine.ErrInterrupted):
-		return rep, &exitError{code: exitInterrupted, err: errors.New("interrupted; the partial result is above, and the next apply repairs")}
+		return &exitError{code: exitInterrupted, err: errors.New("interrupted; the partial result is above, and the next apply repairs")}
 	case errors.Is(err, engine.ErrPreflightFailed):
 		_ = rep.Preflight.WriteTable(a.stderr)
-		return rep, &exitError{code: exitFailed, err: fmt.Errorf("%s: preflight failed (%s, %s); nothing was changed (--ignore-preflight-errors or --skip-preflight to override)",
+		return &exitError{code: exitFailed, err: fmt.Errorf("%s: preflight failed (%s, %s); nothing was changed (--ignore-preflight-errors or --skip-preflight to override)",
 			file, engine.Plural(rep.Preflight.Summary.Errors, "error"), engine.Plural(rep.Preflight.Summary.Warnings, "warning"))}
 	case errors.As(err, &le):
-		return rep, &exitError{code: exitFailed, err: fmt.Errorf("%w; wait for it or use --lock-wait", err)}
+		return &exitError{code: exitFailed, err: fmt.Errorf("%w; wait for it or use --lock-wait", err)}
 	case err != nil:
-		return rep, err
+		return err
 	case rep.Failed():
-		return rep, &exitError{code: exitFailed, err: fmt.Errorf("%s: %s", file, rep.Summary())}
+		return &exitError{code: exitFailed, err: fmt.Errorf("%s: %s", file, rep.Summary())}
 	}
-	return rep, nil
+	return nil
 }
 
 // emit prints the result document: the table (when steps were reached) or

@@ -20,7 +20,12 @@ are written and again when they are read. Several runs may share it.`,
   rootfsctl cache prune --max-size 2GiB
   rootfsctl cache prune --all`,
 	}
-	info := &cobra.Command{
+	c.AddCommand(a.cacheInfoCommand(), a.cachePruneCommand())
+	return c
+}
+
+func (a *app) cacheInfoCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "info",
 		Short: "Show the cache's location and size",
 		Long:  `Prints the cache directory, how many entries it holds and their total size.`,
@@ -36,6 +41,9 @@ are written and again when they are read. Several runs may share it.`,
 			return err
 		},
 	}
+}
+
+func (a *app) cachePruneCommand() *cobra.Command {
 	var maxSize string
 	var all bool
 	prune := &cobra.Command{
@@ -68,6 +76,5 @@ are written and again when they are read. Several runs may share it.`,
 	}
 	prune.Flags().StringVar(&maxSize, "max-size", "10GiB", "keep at most this much (500MB, 10G, 10GiB)")
 	prune.Flags().BoolVar(&all, "all", false, "remove every entry")
-	c.AddCommand(info, prune)
-	return c
+	return prune
 }

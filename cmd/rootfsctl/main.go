@@ -202,6 +202,28 @@ what would change, and applies them with bounded concurrency.`,
 		Version:       buildVersion(),
 	}
 	root.SetVersionTemplate(versionLine() + "\n")
+	a.globalFlags(root)
+	root.SetFlagErrorFunc(flagError)
+	root.SetHelpCommand(a.helpCommand(root))
+	root.AddCommand(
+		a.validateCommand(), a.graphCommand(), a.planCommand(), a.preflightCommand(), a.applyCommand(),
+		a.stepsCommand(), a.schemaCommand(), a.cacheCommand(), a.versionCommand(),
+	)
+	// The completion command captures its output stream when it is made.
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	describeCompletion(root)
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() {
+			groupCommand(c)
+		}
+	}
+	return root
+}
+
+// globalFlags adds the flags every command takes, and what they start
+// before a command runs.
+func (a *app) globalFlags(root *cobra.Command) {
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "auto", "log format on stderr: auto (console on a terminal, JSON otherwise), console or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&a.cacheDir, "cache-dir", defaultCacheDir(), "content-addressed cache of downloads and image blobs, shared by runs and machines")
@@ -227,22 +249,6 @@ what would change, and applies them with bounded concurrency.`,
 	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
 	_ = root.RegisterFlagCompletionFunc("log-format", fixedCompletions("auto", "console", "json"))
 	_ = root.RegisterFlagCompletionFunc("log-level", fixedCompletions("debug", "info", "warn", "error"))
-	root.SetFlagErrorFunc(flagError)
-	root.SetHelpCommand(a.helpCommand(root))
-	root.AddCommand(
-		a.validateCommand(), a.graphCommand(), a.planCommand(), a.preflightCommand(), a.applyCommand(),
-		a.stepsCommand(), a.schemaCommand(), a.cacheCommand(), a.versionCommand(),
-	)
-	// The completion command captures its output stream when it is made.
-	root.SetOut(a.stdout)
-	root.SetErr(a.stderr)
-	describeCompletion(root)
-	for _, c := range root.Commands() {
-		if c.HasSubCommands() {
-			groupCommand(c)
-		}
-	}
-	return root
 }
 
 // reportError tells the user why the command failed: a line on stderr,

@@ -57,6 +57,15 @@ func (a *app) loadPlan(file string, vars *varFlags) (*engine.Plan, *engine.Graph
 
 // failed turns a load error into the command's error: diagnostics go to
 // stderr and the exit code is 1; anything else passes through.
+// invalidPlan returns the diagnostics of an invalid plan.
+func invalidPlan(err error) (engine.Diagnostics, bool) {
+	var ip *errInvalidPlan
+	if errors.As(err, &ip) {
+		return ip.ds, true
+	}
+	return nil, false
+}
+
 func (a *app) failed(err error) error {
 	var ip *errInvalidPlan
 	if errors.As(err, &ip) {
@@ -92,69 +101,87 @@ sorted, as file:line:col: message. Exit code 1 when any plan is invalid.`,
 			if format != "text" && format != "json" && format != "github" {
 				return usagef("--format %q: use text, json or github", format)
 			}
-			opts, err := a.loadOptions(&vars)
-			if err != nil {
-				return err
-			}
-			var all engine.Diagnostics
-			var summaries []string
-			// A --var need only be declared by one of the plans: CI checks
-			// many plans with one set of site values.
-			unknownTo := map[string]int{}
-			for _, file := range args {
-				p, err := loadIgnoringUnknown(file, opts, unknownTo)
-				var ds engine.Diagnostics
-				switch {
-				case errors.As(err, &ds):
-					all = append(all, ds...)
-					continue
-				case err != nil:
-					all = append(all, engine.Diagnostic{Pos: engine.Pos{File: file}, Message: err.Error()})
-					continue
-				}
-				g, err := engine.NewGraph(p)
-				if err != nil {
-					all = append(all, engine.Diagnostic{Pos: engine.Pos{File: file}, Message: err.Error()})
-					continue
-				}
-				stages := 0
-				for _, id := range g.Order() {
-					stages = max(stages, g.Stage(id))
-				}
-				summaries = append(summaries, fmt.Sprintf("%s: valid: plan %s, %s in %s", file, p.Name,
-					engine.Plural(len(p.Steps), "step"), engine.Plural(stages, "stage")))
-			}
-			for _, o := range opts.Overrides {
-				if unknownTo[o.Name] == len(args) {
-					return usagef("%s: no plan declares a variable %q", o.Origin, o.Name)
-				}
-			}
-			all = all.Sort()
-			switch format {
-			case "json":
-				err = all.WriteJSON(a.stdout)
-			case "github":
-				err = all.WriteGitHub(a.stdout)
-			default:
-				err = all.WriteText(a.stdout)
-				for _, s := range summaries {
-					fmt.Fprintln(a.stdout, s)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			if len(all) > 0 {
-				return &exitError{code: exitFailed, err: fmt.Errorf("%s in %d of %s", engine.Plural(len(all), "problem"),
-					len(args)-len(summaries), engine.Plural(len(args), "plan"))}
-			}
-			return nil
+			return a.validate(args, format, &vars)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "o", "text", "output: text (file:line:col: message), json or github (Actions annotations)")
 	vars.register(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletions("text", "json", "github"))
 	return cmd
+}
+
+// validate checks every plan and prints their problems in format.
+func (a *app) validate(files []string, format string, vars *varFlags) error {
+	opts, err := a.loadOptions(vars)
+	if err != nil {
+		return err
+	}
+	var all engine.Diagnostics
+	var summaries []string
+	// A --var need only be declared by one of the plans: CI checks many
+	// plans with one set of site values.
+	unknownTo := map[string]int{}
+	for _, file := range files {
+		ds, summary := validateOne(file, opts, unknownTo)
+		all = append(all, ds...)
+		if summary != "" {
+			summaries = append(summaries, summary)
+		}
+	}
+	for _, o := range opts.Overrides {
+		if unknownTo[o.Name] == len(files) {
+			return usagef("%s: no plan declares a variable %q", o.Origin, o.Name)
+		}
+	}
+	all = all.Sort()
+	if err := a.writeDiagnostics(format, all, summaries); err != nil {
+		return err
+	}
+	if len(all) > 0 {
+		return &exitError{code: exitFailed, err: fmt.Errorf("%s in %d of %s", engine.Plural(len(all), "problem"),
+			len(files)-len(summaries), engine.Plural(len(files), "plan"))}
+	}
+	return nil
+}
+
+// validateOne checks one plan: its problems, or a line summing it up.
+func validateOne(file string, opts engine.LoadOptions, unknownTo map[string]int) (engine.Diagnostics, string) {
+	p, err := loadIgnoringUnknown(file, opts, unknownTo)
+	var ds engine.Diagnostics
+	switch {
+	case errors.As(err, &ds):
+		return ds, ""
+	case err != nil:
+		return engine.Diagnostics{{Pos: engine.Pos{File: file}, Message: err.Error()}}, ""
+	}
+	g, err := engine.NewGraph(p)
+	if err != nil {
+		return engine.Diagnostics{{Pos: engine.Pos{File: file}, Message: err.Error()}}, ""
+	}
+	stages := 0
+	for _, id := range g.Order() {
+		stages = max(stages, g.Stage(id))
+	}
+	return nil, fmt.Sprintf("%s: valid: plan %s, %s in %s", file, p.Name,
+		engine.Plural(len(p.Steps), "step"), engine.Plural(stages, "stage"))
+}
+
+func (a *app) writeDiagnostics(format string, all engine.Diagnostics, summaries []string) error {
+	switch format {
+	case "json":
+		return all.WriteJSON(a.stdout)
+	case "github":
+		return all.WriteGitHub(a.stdout)
+	}
+	if err := all.WriteText(a.stdout); err != nil {
+		return err
+	}
+	for _, s := range summaries {
+		if _, err := fmt.Fprintln(a.stdout, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loadIgnoringUnknown loads a plan, dropping the overrides it does not
