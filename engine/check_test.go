@@ -52,6 +52,7 @@ func (s *countingStep) Preflight() []engine.Check { return nil }
 // TestCheckRunsOncePerStepPerApply: preflight, prefetch and the run share
 // one Check result per step, on a cold apply and on a warm one.
 func TestCheckRunsOncePerStepPerApply(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var counts sync.Map
 	var mu sync.Mutex
@@ -79,6 +80,7 @@ func TestCheckRunsOncePerStepPerApply(t *testing.T) {
 // TestUpToDateStepIsCheckedAgainAfterItsNeedChanged: a check result taken
 // before the run no longer holds once a need changed the system.
 func TestUpToDateStepIsCheckedAgainAfterItsNeedChanged(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var counts sync.Map
 	var mu sync.Mutex
@@ -123,6 +125,7 @@ func (s preflightStep) Preflight() []engine.Check { return []engine.Check{s.c} }
 // TestInterruptDuringPreflight: cancelling while checks run ends the run
 // as interrupted (not as a failed check), with every step not started.
 func TestInterruptDuringPreflight(t *testing.T) {
+	t.Parallel()
 	load := func() (*engine.Plan, *engine.Graph, context.Context) {
 		started := make(chan struct{})
 		reg := engine.NewRegistry()

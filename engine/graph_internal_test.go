@@ -12,6 +12,7 @@ import (
 // the same ancestors for random plans, so the switch between them at
 // maxDAGSteps changes no answer.
 func TestAncestorsAgree(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(5, 5))
 	reg := NewRegistry()
 	Register(reg, StepType{Name: "noop"}, struct{}{}, func(string, *struct{}) (Step, error) { return nil, nil })

@@ -25,6 +25,7 @@ func loadGraphPlan(t *testing.T) (*engine.Plan, *engine.Graph) {
 }
 
 func TestGraphRender(t *testing.T) {
+	t.Parallel()
 	_, g := loadGraphPlan(t)
 	for _, f := range []engine.Format{engine.FormatText, engine.FormatDOT, engine.FormatMermaid, engine.FormatJSON} {
 		t.Run(string(f), func(t *testing.T) {
@@ -42,6 +43,7 @@ func TestGraphRender(t *testing.T) {
 
 // TestGraphDOTRenders feeds the DOT output to Graphviz, the tool users pipe it to.
 func TestGraphDOTRenders(t *testing.T) {
+	t.Parallel()
 	dot, err := exec.LookPath("dot")
 	if err != nil {
 		skipOrFail(t, "graphviz's dot is not installed (apt-get install graphviz; .ci/run installs it)")
@@ -63,6 +65,7 @@ func TestGraphDOTRenders(t *testing.T) {
 }
 
 func TestGraphOrderAndSelect(t *testing.T) {
+	t.Parallel()
 	_, g := loadGraphPlan(t)
 	if got, want := g.Order(), []string{"start", "left", "right", "end", "lonely"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Order(): got %v, want %v", got, want)

@@ -18,6 +18,7 @@ import (
 // TestInvalidPlans checks the messages for a corpus of broken plans against
 // a golden file, and that every file in the corpus is rejected.
 func TestInvalidPlans(t *testing.T) {
+	t.Parallel()
 	reg := newRegistry(newTracker())
 	files, err := filepath.Glob("testdata/invalid/*.yaml")
 	if err != nil || len(files) == 0 {
@@ -45,6 +46,7 @@ func TestInvalidPlans(t *testing.T) {
 }
 
 func TestDiagnosticsFormats(t *testing.T) {
+	t.Parallel()
 	ds := engine.Diagnostics{
 		{Pos: engine.Pos{File: "b.yaml", Line: 2, Col: 1}, Message: "second, with a comma: and colon"},
 		{Pos: engine.Pos{File: "a.yaml", Line: 9, Col: 3}, Message: "first\nline two"},
@@ -100,6 +102,7 @@ steps:
 `
 
 func TestLoadExpandsVariables(t *testing.T) {
+	t.Parallel()
 	reg := newRegistry(newTracker())
 	t.Run("declared values", func(t *testing.T) {
 		p, _ := loadString(t, reg, varsPlan, nil)
@@ -157,6 +160,7 @@ func TestLoadExpandsVariables(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
+	t.Parallel()
 	_, err := engine.Load(filepath.Join(t.TempDir(), "nope.yaml"), engine.LoadOptions{})
 	var ds engine.Diagnostics
 	if err == nil || errors.As(err, &ds) || !errors.Is(err, os.ErrNotExist) {
@@ -167,6 +171,7 @@ func TestLoadMissingFile(t *testing.T) {
 // TestAliasBomb: a document whose aliases expand exponentially is refused
 // quickly with a positioned error instead of exhausting memory.
 func TestAliasBomb(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: bomb\nl0: &l0 [x, x, x, x, x, x, x, x, x, x]\n")
 	for i := 1; i < 9; i++ {
@@ -182,6 +187,7 @@ func TestAliasBomb(t *testing.T) {
 // TestLongLiteralValue: the 1 MiB bound holds for a value written out as
 // for one that expands to that much.
 func TestLongLiteralValue(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", engine.MaxValueBytesForTest+1)
 	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: long\nsteps:\n  a:\n    type: file\n    with: {path: /tmp/x, content: " + long + "}\n"
 	_, err := engine.Parse("long.yaml", []byte(src), engine.LoadOptions{Registry: newRegistry(newTracker()), Host: testHost})
@@ -194,6 +200,7 @@ func TestLongLiteralValue(t *testing.T) {
 // 1 KB plan whose naive expansion is 20^8 mappings) are loaded in bounded
 // time, as the alias budget promises.
 func TestMergeKeyFanOut(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: fan\nx-a0: &a0 {k: v}\n")
 	for i := 1; i <= 8; i++ {
@@ -218,6 +225,7 @@ func TestMergeKeyFanOut(t *testing.T) {
 // TestManyCyclesAreReportedBriefly: a plan with as many dependency cycles
 // as steps gets a bounded report, with long cycles shortened.
 func TestManyCyclesAreReportedBriefly(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: cycles\nsteps:\n")
 	const n = 8000
@@ -247,6 +255,7 @@ func TestManyCyclesAreReportedBriefly(t *testing.T) {
 // TestHugeNamesGetNoSuggestion: "did you mean" compares names pairwise; a
 // plan of two 100 KB names is still validated at once.
 func TestHugeNamesGetNoSuggestion(t *testing.T) {
+	t.Parallel()
 	a, b := strings.Repeat("a", 100_000), strings.Repeat("b", 100_000)
 	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: long\nvars:\n  ? " + a + "\n  : x\nsteps:\n  s:\n    type: run\n    with:\n      command: [\"${" + b + "}\"]\n"
 	done := make(chan error, 1)

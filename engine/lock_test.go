@@ -99,6 +99,7 @@ func TestLockHoldsWhateverPathSpellsTheMachine(t *testing.T) {
 // others can write, or a symlink named like a lock file is refused, and
 // the file such a symlink points to is left alone.
 func TestLockDirectoryMustBeOurs(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	victim := filepath.Join(base, "victim")
 	if err := os.WriteFile(victim, []byte("important"), 0o644); err != nil {

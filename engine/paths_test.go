@@ -59,6 +59,7 @@ func dotFree(s string) bool {
 // and the schema patterns agree with both on every path without . or ..
 // components.
 func TestPathTypesMatchReference(t *testing.T) {
+	t.Parallel()
 	parts := []string{"/", "/", "a", "b", ".", "..", "...", ".x", "..y", "x.", " ", "é", "//", "~"}
 	rng := rand.New(rand.NewPCG(3, 9))
 	for i := range 20000 {

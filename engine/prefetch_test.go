@@ -75,6 +75,7 @@ func (s *fetchingStep) Apply(context.Context) error {
 // before its need has finished; its Apply still waits for the need; an up
 // to date step prefetches nothing.
 func TestPrefetchOverlapsNeeds(t *testing.T) {
+	t.Parallel()
 	ev := &eventLog{}
 	reg := engine.NewRegistry()
 	engine.Register(reg, engine.StepType{Name: "slow"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) { return &slowStep{id, ev}, nil })
@@ -129,6 +130,7 @@ func (s *lockingStep) Resources() []string { return []string{s.dir} }
 // TestSecondRunOnSameResourceIsRefused: while one run holds a machine, a
 // second refuses with a message naming the holder, or waits with LockWait.
 func TestSecondRunOnSameResourceIsRefused(t *testing.T) {
+	t.Parallel()
 	machine := filepath.Join(t.TempDir(), "machines", "kube1")
 	lockDir := t.TempDir()
 	started := make(chan struct{})

@@ -13,6 +13,7 @@ import (
 )
 
 func TestTimeout(t *testing.T) {
+	t.Parallel()
 	src := header + `steps:
   slow:
     type: run
@@ -33,6 +34,7 @@ func TestTimeout(t *testing.T) {
 // TestRetry uses a real command that fails twice, then succeeds, and checks
 // the waits between attempts grow exponentially within their jitter bounds.
 func TestRetry(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := header + `steps:
   flaky:
@@ -81,6 +83,7 @@ func TestRetry(t *testing.T) {
 }
 
 func TestPermanentErrorIsNotRetried(t *testing.T) {
+	t.Parallel()
 	tr := newTracker()
 	src := header + "steps:\n  p: {type: probe, retry: {attempts: 5, delay: 1ms}, with: {permanent: true}}\n"
 	_, g := loadString(t, newRegistry(tr), src, nil)
@@ -93,6 +96,7 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 // TestRetryStopsOnCancel: a cancellation during the wait between attempts
 // ends the step at once instead of sleeping out the backoff.
 func TestRetryStopsOnCancel(t *testing.T) {
+	t.Parallel()
 	tr := newTracker()
 	src := header + "steps:\n  p: {type: probe, retry: {attempts: 5, delay: 1h, maxDelay: 1h}, with: {fail: true}}\n"
 	_, g := loadString(t, newRegistry(tr), src, nil)
@@ -119,6 +123,7 @@ func TestRetryStopsOnCancel(t *testing.T) {
 }
 
 func TestPanicBecomesFailure(t *testing.T) {
+	t.Parallel()
 	src := header + "failurePolicy: keep-going\nsteps:\n  bad: {type: probe, with: {panic: true}}\n  good: {type: probe}\n"
 	_, g := loadString(t, newRegistry(newTracker()), src, nil)
 	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop()})

@@ -52,6 +52,7 @@ const header = "apiVersion: rootfsctl/v1\nkind: Plan\nname: t\n"
 // step started after its needs finished, then that a second run is a no-op
 // for the steps that can tell.
 func TestRunOrderWithRealSteps(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "log")
 	step := func(id string, needs string) string {
@@ -103,6 +104,7 @@ func wide(n int, params string) string {
 }
 
 func TestParallelismLimit(t *testing.T) {
+	t.Parallel()
 	for _, j := range []int{1, 3, 8} {
 		t.Run(fmt.Sprintf("j=%d", j), func(t *testing.T) {
 			tr := newTracker()
@@ -125,6 +127,7 @@ func TestParallelismLimit(t *testing.T) {
 }
 
 func TestParallelismFromPlan(t *testing.T) {
+	t.Parallel()
 	tr := newTracker()
 	src := strings.Replace(wide(6, "{hold: 10ms}"), "steps:", "parallelism: 2\nsteps:", 1)
 	_, g := loadString(t, newRegistry(tr), src, nil)
@@ -139,6 +142,7 @@ func TestParallelismFromPlan(t *testing.T) {
 // TestFailFast: the first failure cancels the running steps, starts nothing
 // new, and blocks the dependents.
 func TestFailFast(t *testing.T) {
+	t.Parallel()
 	src := header + `steps:
   slow:
     type: run
@@ -177,6 +181,7 @@ func TestFailFast(t *testing.T) {
 // TestKeepGoing: independent branches finish; dependents of the failure are
 // blocked, transitively.
 func TestKeepGoing(t *testing.T) {
+	t.Parallel()
 	src := header + `failurePolicy: keep-going
 steps:
   a: {type: probe, with: {fail: true}}
@@ -205,6 +210,7 @@ steps:
 }
 
 func TestTargetRunsOnlyWhatItNeeds(t *testing.T) {
+	t.Parallel()
 	tr := newTracker()
 	_, g := loadStringFile(t, newRegistry(tr), "testdata/valid/graph.yaml")
 	rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Targets: []string{"left"}, Logger: zerolog.Nop()})
@@ -220,6 +226,7 @@ func TestTargetRunsOnlyWhatItNeeds(t *testing.T) {
 // TestInterrupt: cancelling the run's context (what SIGINT does) stops the
 // running steps, starts nothing else, and returns the partial report.
 func TestInterrupt(t *testing.T) {
+	t.Parallel()
 	tr := newTracker()
 	src := header + `steps:
   done: {type: probe}
@@ -246,6 +253,7 @@ func TestInterrupt(t *testing.T) {
 
 // TestCheckOnly is what `rootfsctl plan` runs: checks only, nothing applied.
 func TestCheckOnly(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := header + `steps:
   f:
@@ -270,6 +278,7 @@ func TestCheckOnly(t *testing.T) {
 // TestTableShowsAttemptsAndSummaryLine: the table row of a failed step is
 // its message's first line and says how many attempts were made.
 func TestTableShowsAttemptsAndSummaryLine(t *testing.T) {
+	t.Parallel()
 	rep := &engine.Report{Status: engine.OutcomeFailed, Steps: []engine.StepResult{
 		{ID: "x", Type: "run", Status: engine.StatusFailed, Attempts: 3, Error: "sh exited with status 2: last line\nfirst\nlast line"},
 		{ID: "y", Type: "run", Status: engine.StatusChanged, Attempts: 1},
