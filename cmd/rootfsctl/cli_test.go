@@ -151,6 +151,7 @@ func readmeExitCodes(t *testing.T) []int {
 // the command lines that must end with that code, and fails when the table
 // and the scenarios list different codes.
 func TestExitCodeTable(t *testing.T) {
+	t.Parallel()
 	codes := readmeExitCodes(t)
 	var covered []int
 	for c := range exitScenarios {
@@ -194,6 +195,7 @@ func slicesEqual(a, b []int) bool {
 // preflight print exactly one JSON document whatever happens after the
 // flags are read, and --report holds the same document.
 func TestJSONOutputIsAlwaysOneDocument(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		args   func(dir string) []string
@@ -275,6 +277,7 @@ func TestJSONOutputIsAlwaysOneDocument(t *testing.T) {
 // TestCompletion: --target, --var and --ignore-preflight-errors complete
 // from the plan on the command line and the declared checks.
 func TestCompletion(t *testing.T) {
+	t.Parallel()
 	plan := writePlan(t, t.TempDir(), twoFiles)
 	for _, tc := range []struct {
 		args []string
@@ -300,6 +303,7 @@ func TestCompletion(t *testing.T) {
 // TestEveryCommandHasExamples keeps the README's promise that every
 // command's --help has a description and examples, completion included.
 func TestEveryCommandHasExamples(t *testing.T) {
+	t.Parallel()
 	root := newApp(&bytes.Buffer{}, &bytes.Buffer{}).rootCommand()
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -322,6 +326,7 @@ func TestEveryCommandHasExamples(t *testing.T) {
 // TestSizes: sizes parse in the usual spellings, and overflow and negative
 // values are refused.
 func TestSizes(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]int64{"10G": 10e9, "10GiB": 10 << 30, "500MB": 500e6, "1024": 1024, "0": 0, "1.5 GiB": 3 << 29, "8EiB": -1, "9999999TiB": -1, "-1": -1, "lots": -1, "": -1} {
 		got, err := parseSize(in)
 		switch {
@@ -336,6 +341,7 @@ func TestSizes(t *testing.T) {
 // TestLogDurationsCarryTheirUnit: every duration in the JSON logs is in a
 // field whose name ends in Ms.
 func TestLogDurationsCarryTheirUnit(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	plan := writePlan(t, dir, "  flaky:\n    type: run\n    retry: {attempts: 2, delay: 10ms}\n    with: {command: [sh, -c, 'test -e "+dir+"/once || { touch "+dir+"/once; exit 3; }']}\n")
 	_, _, errOut := cli(t, context.Background(), "apply", "--log-level", "debug", plan)
@@ -398,6 +404,7 @@ func holdMachine(t *testing.T, dir string) context.Context {
 // TestUnwritableReportChangesNothing: a --report that cannot be written is
 // refused before any step runs.
 func TestUnwritableReportChangesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	code, _, errOut := cli(t, context.Background(), "apply", "--report", filepath.Join(dir, "missing", "r.json"), writePlan(t, dir, twoFiles))
 	if code != exitUsage || !strings.Contains(errOut, "--report "+filepath.Join(dir, "missing", "r.json")) {
@@ -411,6 +418,7 @@ func TestUnwritableReportChangesNothing(t *testing.T) {
 // TestValidateManyPlansWithOneSetOfVars: a --var need only be declared by
 // one of the plans validated together; one that none declares is an error.
 func TestValidateManyPlansWithOneSetOfVars(t *testing.T) {
+	t.Parallel()
 	a := writePlan(t, t.TempDir(), twoFiles) // declares out
 	b := filepath.Join(t.TempDir(), "b.yaml")
 	if err := os.WriteFile(b, []byte("apiVersion: rootfsctl/v1\nkind: Plan\nname: b\nsteps:\n  x: {type: file, with: {path: /tmp/x}}\n"), 0o644); err != nil {
@@ -428,6 +436,7 @@ func TestValidateManyPlansWithOneSetOfVars(t *testing.T) {
 // TestJSONLogsStayJSON: with JSON logs, every stderr line is a JSON
 // object, the final error included.
 func TestJSONLogsStayJSON(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"apply", writePlan(t, t.TempDir(), "  boom: {type: run, with: {command: [\"false\"]}}\n")},
 		{"apply", "-j", "0", writePlan(t, t.TempDir(), twoFiles)},

@@ -162,6 +162,7 @@ func isLeftover(rel string) bool {
 // a normal apply then repairs the machine to exactly the tree of an
 // uninterrupted run and leaves no temporary or staging files behind.
 func TestKill9AtRandomMoments(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: the crash harness runs 31 cold applies")
 	}
@@ -171,48 +172,66 @@ func TestKill9AtRandomMoments(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	t.Logf("seed %d", seed)
 	const rounds = 30
-	for i := 0; i < rounds; i++ {
-		out, cache := t.TempDir(), t.TempDir()
-		delay := time.Duration(rng.Int64N(int64(refDur * 11 / 10)))
-		cmd := s.apply(bin, out, cache)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(delay)
-		_ = cmd.Process.Signal(syscall.SIGKILL) // it may have finished: that is a moment too
-		_ = cmd.Wait()
+	delays := make([]time.Duration, rounds)
+	for i := range delays {
+		delays[i] = time.Duration(rng.Int64N(int64(refDur * 11 / 10)))
+	}
+	// Rounds are independent (own machine and cache directories): two at
+	// a time halve the wall time, and a loaded machine only moves where
+	// in the run the random moment falls.
+	for w := range 2 {
+		t.Run(fmt.Sprintf("worker%d", w), func(t *testing.T) {
+			t.Parallel()
+			for i := w; i < rounds; i += 2 {
+				killAndRepair(t, bin, s, ref, i, delays[i])
+			}
+		})
+	}
+}
 
-		for rel, desc := range tree(t, out) {
-			if isLeftover(rel) || strings.HasPrefix(desc, "-") && ref[rel] == "" {
-				continue
-			}
-			if want, ok := ref[rel]; ok && want != desc && strings.HasPrefix(desc, "-") {
-				t.Errorf("round %d (killed at %s): %s has the wrong content after the kill: %s, want %s", i, delay, rel, desc, want)
-			}
+// killAndRepair kills a cold apply after delay, checks that no final path
+// holds wrong content, and that the next apply repairs the machine to ref.
+func killAndRepair(t *testing.T, bin string, s *crashStand, ref map[string]string, i int, delay time.Duration) {
+	t.Helper()
+	out, cache := t.TempDir(), t.TempDir()
+	cmd := s.apply(bin, out, cache)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(delay)
+	_ = cmd.Process.Signal(syscall.SIGKILL) // it may have finished: that is a moment too
+	_ = cmd.Wait()
+
+	for rel, desc := range tree(t, out) {
+		if isLeftover(rel) || strings.HasPrefix(desc, "-") && ref[rel] == "" {
+			continue
 		}
-		if msg, err := s.apply(bin, out, cache).CombinedOutput(); err != nil {
-			t.Fatalf("round %d (killed at %s): the repairing apply failed: %v\n%s", i, delay, err, msg)
+		if want, ok := ref[rel]; ok && want != desc && strings.HasPrefix(desc, "-") {
+			t.Errorf("round %d (killed at %s): %s has the wrong content after the kill: %s, want %s", i, delay, rel, desc, want)
 		}
-		got := tree(t, out)
-		var diffs []string
-		for rel, want := range ref {
-			if got[rel] != want {
-				diffs = append(diffs, fmt.Sprintf("%s: %q, want %q", rel, got[rel], want))
-			}
+	}
+	if msg, err := s.apply(bin, out, cache).CombinedOutput(); err != nil {
+		t.Fatalf("round %d (killed at %s): the repairing apply failed: %v\n%s", i, delay, err, msg)
+	}
+	got := tree(t, out)
+	var diffs []string
+	for rel, want := range ref {
+		if got[rel] != want {
+			diffs = append(diffs, fmt.Sprintf("%s: %q, want %q", rel, got[rel], want))
 		}
-		for rel := range got {
-			if _, ok := ref[rel]; !ok {
-				diffs = append(diffs, "unexpected "+rel)
-			}
+	}
+	for rel := range got {
+		if _, ok := ref[rel]; !ok {
+			diffs = append(diffs, "unexpected "+rel)
 		}
-		entries, _ := os.ReadDir(filepath.Join(cache, "tmp"))
-		for _, e := range entries {
-			diffs = append(diffs, "cache temporary file left: "+e.Name())
-		}
-		sort.Strings(diffs)
-		if len(diffs) > 0 {
-			t.Fatalf("round %d (killed at %s): after the repair the tree differs from an uninterrupted run:\n%s", i, delay, strings.Join(diffs, "\n"))
-		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(cache, "tmp"))
+	for _, e := range entries {
+		diffs = append(diffs, "cache temporary file left: "+e.Name())
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		t.Fatalf("round %d (killed at %s): after the repair the tree differs from an uninterrupted run:\n%s", i, delay, strings.Join(diffs, "\n"))
 	}
 }
 

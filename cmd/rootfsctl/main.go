@@ -42,6 +42,16 @@ const (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
+// zerolog's formats are process-wide: set once, before any logger exists
+// (in-process runs in tests build loggers concurrently). Millisecond
+// timestamps: steps run concurrently and finish within milliseconds of each
+// other. Durations are milliseconds too, in fields whose names end in Ms.
+func init() {
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
+	zerolog.DurationFieldUnit = time.Millisecond
+	zerolog.DurationFieldInteger = false
+}
+
 // stopGrace bounds how long rootfsctl may take to stop after SIGINT or
 // SIGTERM: a run step's command gets 5 s after SIGTERM and 1 s more after
 // SIGKILL, and the rest is cleanup. Past it, whatever still blocks (a read
@@ -309,12 +319,6 @@ func (a *app) logger() (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), usagef("--log-format %q: use auto, console or json", a.logFormat)
 	}
-	// Millisecond timestamps: steps run concurrently and finish within
-	// milliseconds of each other. Durations are milliseconds too, in
-	// fields whose names end in Ms.
-	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
-	zerolog.DurationFieldUnit = time.Millisecond
-	zerolog.DurationFieldInteger = false
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
 

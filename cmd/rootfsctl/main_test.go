@@ -56,6 +56,7 @@ const twoFiles = `  a:
 `
 
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good := writePlan(t, dir, twoFiles)
 	bad := filepath.Join(dir, "bad.yaml")
@@ -92,6 +93,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestApplyPlanAndReport(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	plan := writePlan(t, dir, twoFiles)
 	ctx := context.Background()
@@ -133,6 +135,7 @@ func TestApplyPlanAndReport(t *testing.T) {
 }
 
 func TestApplyFailureExitCode(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	plan := writePlan(t, dir, "  boom:\n    type: run\n    with: {command: [\"false\"]}\n")
 	code, out, errOut := cli(t, context.Background(), "apply", plan)
@@ -142,6 +145,7 @@ func TestApplyFailureExitCode(t *testing.T) {
 }
 
 func TestInvalidPlanChangesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	plan := writePlan(t, dir, twoFiles+"  c:\n    type: file\n    needs: [zzz]\n    with: {path: /tmp/x}\n")
 	code, _, errOut := cli(t, context.Background(), "apply", plan)
@@ -154,6 +158,7 @@ func TestInvalidPlanChangesNothing(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"apply"}, {"apply", "--nope", "x.yaml"}, {"frobnicate"}, {"graph", "--format", "png", "x.yaml"},
 		{"apply", "--var", "novalue", "x.yaml"}, {"steps", "no-such-type"},
@@ -165,6 +170,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestInfoCommands(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -187,6 +193,7 @@ func TestInfoCommands(t *testing.T) {
 // TestSIGINT builds the real binary, interrupts a running apply and checks
 // exit code 130, the partial result, and that the next apply completes.
 func TestSIGINT(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "rootfsctl")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -253,6 +260,7 @@ func TestSIGINT(t *testing.T) {
 // apply stops at preflight and creates nothing; preflight reports why
 // without naming addresses.
 func TestApplyRunsPreflightFirst(t *testing.T) {
+	t.Parallel()
 	out := t.TempDir()
 	vars := []string{"--var", "registry=127.0.0.1:1", "--var", "mirror=http://127.0.0.1:1", "--var", "out=" + out}
 	code, _, errOut := cli(t, context.Background(), append([]string{"apply", "../../plans/demo.yaml"}, vars...)...)
@@ -287,6 +295,7 @@ func TestApplyRunsPreflightFirst(t *testing.T) {
 }
 
 func TestCacheCommand(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, name := range []string{"old", "new"} {
 		p := filepath.Join(dir, "sha256", strings.Repeat(name[:1], 64))

@@ -126,6 +126,7 @@ func phaseRun(t *testing.T, cmd *exec.Cmd, phase string, delay time.Duration, si
 // the partial table, leave no temporary file, and the next apply must
 // produce exactly the tree of an uninterrupted run.
 func TestInterruptInEveryPhase(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: runs about twenty applies")
 	}

@@ -12,6 +12,7 @@ import (
 // TestBarProgressShowsBytesAndTotal renders the terminal bar into a buffer:
 // it names the transfer and shows bytes out of the known total.
 func TestBarProgressShowsBytesAndTotal(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	p := newBarProgress(&out)
 	a := p.Track("kubelet 1.33.1 linux/amd64", 4<<20)
@@ -34,6 +35,7 @@ func TestBarProgressShowsBytesAndTotal(t *testing.T) {
 // TestLogProgressReportsPeriodically: without a terminal, a transfer logs
 // its bytes, total and rate at most once per interval.
 func TestLogProgressReportsPeriodically(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	p := logProgress{log: zerolog.New(&out), interval: 50 * time.Millisecond}
 	tr := p.Track("containerd 2.0.4 linux/amd64", 3000)
