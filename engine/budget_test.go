@@ -128,7 +128,9 @@ type inner struct {
 	policy retry.Policy
 }
 
-func (s *inner) Check(context.Context) (engine.Change, error) { return engine.NeedsChange("always"), nil }
+func (s *inner) Check(context.Context) (engine.Change, error) {
+	return engine.NeedsChange("always"), nil
+}
 func (s *inner) Apply(ctx context.Context) error {
 	p := retry.PolicyFrom(ctx, retry.Policy{Attempts: 4})
 	s.mu.Lock()
