@@ -173,7 +173,7 @@ func TestFailFast(t *testing.T) {
 	if m := result(t, rep, "later").Message; !strings.Contains(m, "fail-fast") {
 		t.Errorf("later message: got %q, want it to say fail-fast", m)
 	}
-	if !rep.Failed() || rep.Status != "failed" {
+	if !rep.Failed() || rep.Status != engine.OutcomeFailed {
 		t.Errorf("report status: got %q, want failed", rep.Status)
 	}
 }
@@ -246,7 +246,7 @@ func TestInterrupt(t *testing.T) {
 		t.Fatalf("Run(): got %v, want ErrInterrupted", err)
 	}
 	wantStatuses(t, rep, map[string]engine.Status{"done": "changed", "stuck": "cancelled", "other": "cancelled", "next": "blocked"})
-	if rep.Status != "interrupted" {
+	if rep.Status != engine.OutcomeInterrupted {
 		t.Errorf("report status: got %q, want interrupted", rep.Status)
 	}
 }
