@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -42,7 +41,5 @@ func (ds Diagnostics) WriteJSON(w io.Writer) error {
 	if ds == nil {
 		ds = Diagnostics{}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(ds)
+	return writeJSON(w, ds)
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -155,9 +154,7 @@ func (g *Graph) renderJSON(w io.Writer) error {
 			out.Edges = append(out.Edges, graphJSONEdge{From: n, To: id})
 		}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeJSON(w, out)
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -44,9 +44,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	if r.Steps == nil {
 		r.Steps = []StepResult{}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return writeJSON(w, r)
 }
 
 // WriteTable writes the preflight results as a table and a summary line.
@@ -72,7 +70,13 @@ func (r *PreflightReport) WriteJSON(w io.Writer) error {
 	if r.Checks == nil {
 		r.Checks = []CheckResult{}
 	}
+	return writeJSON(w, r)
+}
+
+// writeJSON writes v as one indented JSON document: every JSON the engine
+// renders looks the same.
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return enc.Encode(v)
 }
