@@ -14,7 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/fixture"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 )
 
 // TestDamagedLargeLayerIsDroppedFromCache: a cached layer damaged near its

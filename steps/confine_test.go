@@ -12,7 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/fixture"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 )
 
 // TestImageSymlinksCannotRedirectWrites: an image whose etc, usr/local/bin

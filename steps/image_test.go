@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/fixture"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 )
 
 // newRegistry starts another in-process registry and returns its host:port.

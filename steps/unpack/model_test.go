@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rootfsctl/rootfsctl/steps/fixture"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 	"github.com/rootfsctl/rootfsctl/steps/unpack"
 )
 

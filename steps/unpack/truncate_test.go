@@ -14,7 +14,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/rootfsctl/rootfsctl/steps/fixture"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 	"github.com/rootfsctl/rootfsctl/steps/unpack"
 )
 

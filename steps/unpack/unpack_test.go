@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/rootfsctl/rootfsctl/steps/fixture"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 	"github.com/rootfsctl/rootfsctl/steps/unpack"
 )
 
