@@ -21,8 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/unpack"
 	"github.com/rootfsctl/rootfsctl/steps/cache"
-	"github.com/rootfsctl/rootfsctl/steps/unpack"
 )
 
 const workspaceDoc = `Makes machineDir a complete root filesystem from an OCI image and writes

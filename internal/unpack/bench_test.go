@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/rootfsctl/rootfsctl/steps/unpack"
+	"github.com/rootfsctl/rootfsctl/internal/unpack"
 )
 
 // BenchmarkLayer unpacks a real gzipped layer, given by

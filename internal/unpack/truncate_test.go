@@ -15,7 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
-	"github.com/rootfsctl/rootfsctl/steps/unpack"
+	"github.com/rootfsctl/rootfsctl/internal/unpack"
 )
 
 // tarPieces returns a layer's tar stream in pieces that each end on a
