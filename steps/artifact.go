@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/fetch"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
 )
 
 var placeholderPattern = regexp.MustCompile(`\{[^{}]*\}`)

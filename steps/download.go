@@ -19,8 +19,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/steps/cache"
-	"github.com/rootfsctl/rootfsctl/steps/fetch"
 )
 
 // job is one artifact of a download step: a binary installed as it is

@@ -2,25 +2,21 @@ package steps
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/fetch"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
 )
 
 // artifactCheck probes that artifacts can be downloaded, without
@@ -35,7 +31,7 @@ type artifactCheck struct {
 func (c artifactCheck) Name() string { return c.name }
 
 func (c artifactCheck) Run(ctx context.Context) []engine.CheckResult {
-	budget := budgetOf(ctx)
+	budget := fetch.TimeLeft(ctx, engine.CheckTimeout)
 	out := make([]engine.CheckResult, len(c.arts))
 	done := make(chan struct{}, len(c.arts))
 	for i, a := range c.arts {
@@ -53,7 +49,7 @@ func (c artifactCheck) Run(ctx context.Context) []engine.CheckResult {
 				return
 			}
 			if err := c.d.opts.Fetch.Reachable(ctx, a.URL); err != nil {
-				r.Severity, r.Message = engine.SeverityError, prefix+describe(err, budget)
+				r.Severity, r.Message = engine.SeverityError, prefix+fetch.Describe(err, budget)
 			}
 			out[i] = r
 		}()
@@ -75,61 +71,6 @@ func hostOf(raw string) string {
 		return "a local file"
 	}
 	return u.Host
-}
-
-// budgetOf is the time a check has, from its context's deadline (the
-// engine's CheckTimeout when run by engine.Preflight), for messages.
-func budgetOf(ctx context.Context) time.Duration {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return engine.CheckTimeout
-	}
-	return time.Until(dl).Round(100 * time.Millisecond)
-}
-
-// describe explains an error without the URL, credentials or file
-// contents it may carry. It decides by the error's type, never its text.
-// budget is the check's time, for a deadline that passed.
-func describe(err error, budget time.Duration) string {
-	var (
-		se      *fetch.StatusError
-		dns     *net.DNSError
-		op      *net.OpError
-		errno   syscall.Errno
-		unknown x509.UnknownAuthorityError
-		badHost x509.HostnameError
-		invalid x509.CertificateInvalidError
-		record  tls.RecordHeaderError
-	)
-	switch {
-	case errors.Is(err, context.Canceled):
-		return "cancelled"
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Sprintf("no answer within %s", budget)
-	case errors.As(err, &se):
-		return fmt.Sprintf("server answered %d %s", se.Code, http.StatusText(se.Code))
-	case errors.As(err, &dns):
-		return "host name does not resolve"
-	case errors.As(err, &unknown):
-		return "TLS certificate signed by an unknown authority"
-	case errors.As(err, &badHost):
-		return "TLS certificate is not valid for this host"
-	case errors.As(err, &invalid):
-		return "TLS certificate is not valid (expired or not yet valid)"
-	case errors.As(err, &record):
-		return "the server does not speak TLS"
-	case errors.Is(err, fs.ErrNotExist):
-		return "file does not exist"
-	case errors.Is(err, fs.ErrPermission):
-		return "permission denied"
-	case errors.Is(err, fetch.ErrNotRegular):
-		return "not a regular file"
-	case errors.As(err, &errno):
-		return errno.Error()
-	case errors.As(err, &op):
-		return "network error (" + op.Op + ")"
-	}
-	return "network or protocol error"
 }
 
 // checks groups the step's artifacts by the preflight check each belongs
@@ -158,7 +99,7 @@ type imageCheck struct{ w *workspace }
 func (imageCheck) Name() string { return imageCheckName }
 
 func (c imageCheck) Run(ctx context.Context) []engine.CheckResult {
-	budget := budgetOf(ctx)
+	budget := fetch.TimeLeft(ctx, engine.CheckTimeout)
 	// The registry host, never the repository or tag.
 	where := "OCI layout: "
 	if c.w.ref.layoutPath == "" {
@@ -187,7 +128,7 @@ func describeImageErr(err error, budget time.Duration) string {
 	var pe *platformError
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return describe(err, budget)
+		return fetch.Describe(err, budget)
 	case errors.As(err, &pe):
 		return pe.Error()
 	case errors.As(err, &te):
@@ -203,7 +144,7 @@ func describeImageErr(err error, budget time.Duration) string {
 	case errors.Is(err, fs.ErrNotExist):
 		return "does not exist"
 	}
-	return describe(err, budget)
+	return fetch.Describe(err, budget)
 }
 
 // provisioningCheck: the machine dir, if it exists, is a readable
@@ -233,11 +174,11 @@ func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
 		if !fi.IsDir() {
 			problem = errors.New("machine directory exists and is not a directory")
 		} else if d, err := os.Open(md); err != nil {
-			problem = fmt.Errorf("machine directory is not readable: %s", describe(err, 0))
+			problem = fmt.Errorf("machine directory is not readable: %s", fetch.Describe(err, 0))
 		} else {
 			names, err := d.Readdirnames(1)
 			if err != nil && !errors.Is(err, io.EOF) {
-				problem = fmt.Errorf("machine directory is not readable: %s", describe(err, 0))
+				problem = fmt.Errorf("machine directory is not readable: %s", fetch.Describe(err, 0))
 			} else if len(names) == 0 {
 				problem = mountPointProblem(md) // only an unpack, into an empty one, trips over it
 			}
@@ -305,7 +246,7 @@ func writableAncestor(dir string) error {
 			}
 			f, err := os.CreateTemp(dir, TempPrefix+"probe-")
 			if err != nil {
-				return fmt.Errorf("%s is not writable: %s", dir, describe(err, 0))
+				return fmt.Errorf("%s is not writable: %s", dir, fetch.Describe(err, 0))
 			}
 			f.Close()
 			return os.Remove(f.Name())

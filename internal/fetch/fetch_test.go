@@ -9,30 +9,38 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/rootfsctl/rootfsctl/steps/fetch"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
 )
 
 var payload = bytes.Repeat([]byte("0123456789abcdef"), 64*1024) // 1 MiB
 
+// breakOff answers with the payload's length but sends only its first n
+// bytes before dropping the connection.
+func breakOff(w http.ResponseWriter, n int) {
+	w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(payload[:n])
+	w.(http.Flusher).Flush()
+	conn, _, _ := w.(http.Hijacker).Hijack()
+	conn.Close()
+}
+
 // TestResumeWithRange: the first response breaks off half way; the client
 // asks for the rest with a Range request and the result is complete.
 func TestResumeWithRange(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	var sawRange atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
-			w.Header().Set("Content-Length", "1048576")
-			w.WriteHeader(http.StatusOK)
-			w.Write(payload[:300000])
-			w.(http.Flusher).Flush()
-			conn, _, _ := w.(http.Hijacker).Hijack()
-			conn.Close()
+			breakOff(w, 300000)
 			return
 		}
 		sawRange.Store(r.Header.Get("Range"))
@@ -51,6 +59,7 @@ func TestResumeWithRange(t *testing.T) {
 }
 
 func TestRedactsCredentialsAndQuery(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.NotFoundHandler())
 	defer srv.Close()
 	u := strings.Replace(srv.URL, "http://", "http://user:s3cret@", 1) + "/a/b?token=abc#frag"
@@ -64,6 +73,7 @@ func TestRedactsCredentialsAndQuery(t *testing.T) {
 }
 
 func TestUserAgentAndFileURLs(t *testing.T) {
+	t.Parallel()
 	var ua atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ua.Store(r.UserAgent())
@@ -90,6 +100,7 @@ func TestUserAgentAndFileURLs(t *testing.T) {
 
 // TestReachableFallsBackToRangedGET: servers that refuse HEAD still pass.
 func TestReachableFallsBackToRangedGET(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead {
 			w.WriteHeader(http.StatusMethodNotAllowed)
@@ -109,6 +120,7 @@ func TestReachableFallsBackToRangedGET(t *testing.T) {
 }
 
 func TestParseChecksum(t *testing.T) {
+	t.Parallel()
 	const a = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	const b = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 	for _, tc := range []struct {
@@ -123,6 +135,7 @@ func TestParseChecksum(t *testing.T) {
 		{"not a digest", "<html>404</html>", "x", "", "not a SHA-256"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			got, err := fetch.ParseChecksum([]byte(tc.doc), tc.file)
 			if got != tc.want || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 				t.Errorf("ParseChecksum(): %q, %v; want %q, %q", got, err, tc.want, tc.err)
@@ -134,6 +147,7 @@ func TestParseChecksum(t *testing.T) {
 // TestFileURLFifoIsRefused: a file:// URL naming a fifo is refused at
 // once instead of blocking for a writer that never comes.
 func TestFileURLFifoIsRefused(t *testing.T) {
+	t.Parallel()
 	fifo := filepath.Join(t.TempDir(), "sum")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -158,16 +172,12 @@ func TestFileURLFifoIsRefused(t *testing.T) {
 // request with 206 for other bytes (here from byte 0) is not appended;
 // the transfer starts over and ends with the right content.
 func TestResumeAtTheWrongOffsetStartsOver(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case calls.Add(1) == 1:
-			w.Header().Set("Content-Length", "1048576")
-			w.WriteHeader(http.StatusOK)
-			w.Write(payload[:300000])
-			w.(http.Flusher).Flush()
-			conn, _, _ := w.(http.Hijacker).Hijack()
-			conn.Close()
+			breakOff(w, 300000)
 		case r.Header.Get("Range") != "":
 			w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(payload)-1, len(payload)))
 			w.WriteHeader(http.StatusPartialContent)
