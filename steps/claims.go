@@ -12,7 +12,7 @@ import (
 	"path"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/temp"
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 	"github.com/rs/zerolog"
 )
 
@@ -114,22 +114,15 @@ func claimPath(ctx context.Context, root *os.Root, p, step, artifact, what strin
 			}
 		}
 		b, _ := json.Marshal(want) // plain strings: cannot fail
-		if err := root.MkdirAll(claimsDir, 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", claimsDir, err)
-		}
-		f, tmp, err := temp.Create(root, claimsDir, tempPrefix(step))
+		f, err := atomicfile.Create(root, name, step)
 		if err != nil {
 			return fmt.Errorf("claim %s: %w", p, err)
 		}
-		_, err = f.Write(append(b, '\n'))
-		if err == nil {
-			err = f.Sync()
+		if _, err := f.Write(append(b, '\n')); err != nil {
+			f.Abort()
+			return fmt.Errorf("claim %s: %w", p, err)
 		}
-		if err == nil {
-			err = root.Link(tmp, name)
-		}
-		_ = root.Remove(tmp) // the claim is the link; best effort, removeTemps takes a leftover
-		f.Close()
+		err = f.Link()
 		if errors.Is(err, fs.ErrExist) {
 			continue // claimed at this moment by another step: read whose
 		}

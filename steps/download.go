@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
@@ -573,7 +574,7 @@ func (d *downloads) extracted(ctx context.Context, j job, archive string, hold *
 // the machine. Every member is staged first and committed only when all
 // are staged, so a failure installs none of them.
 func (d *downloads) installMembers(ctx context.Context, root *os.Root, j job, archive string, members []member) ([]fileState, error) {
-	var pending []*staged
+	var pending []*atomicfile.File
 	abort := func() {
 		for _, s := range pending {
 			s.Abort()
@@ -595,7 +596,7 @@ func (d *downloads) installMembers(ctx context.Context, root *os.Root, j job, ar
 			}
 			return nil, err
 		}
-		fs, err := recordFile(root, s.name, s.Digest(), fetch.Redact(j.art.URL)+"#"+members[i].Name)
+		fs, err := recordFile(root, s.Name(), s.Digest(), fetch.Redact(j.art.URL)+"#"+members[i].Name)
 		if err != nil {
 			return nil, err
 		}
@@ -645,9 +646,9 @@ func (d *downloads) Tidy(context.Context) error {
 }
 
 func (d *downloads) tidy(root *os.Root) {
-	removeTemps(root, d.installDir, d.id)
-	removeTemps(root, StateDir, d.id)
-	removeTemps(root, claimsDir, d.id)
+	atomicfile.RemoveTemps(root, d.installDir, d.id)
+	atomicfile.RemoveTemps(root, StateDir, d.id)
+	atomicfile.RemoveTemps(root, claimsDir, d.id)
 }
 
 // copyFromCache stages a copy of a cache entry at dest inside the machine
@@ -711,7 +712,7 @@ func (h *pins) release() {
 // errEntryGone: a cache entry the install was prepared with is gone.
 var errEntryGone = errors.New("cache entry removed meanwhile")
 
-func (d *downloads) copyFromCache(root *os.Root, dest, digest, what string) (*staged, error) {
+func (d *downloads) copyFromCache(root *os.Root, dest, digest, what string) (*atomicfile.File, error) {
 	f, err := d.opts.Cache.OpenUnverified(digest)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("install %s: %w", what, errEntryGone)
@@ -720,7 +721,7 @@ func (d *downloads) copyFromCache(root *os.Root, dest, digest, what string) (*st
 		return nil, fmt.Errorf("install %s: open cache entry: %w", what, err)
 	}
 	defer f.Close()
-	s, err := stage(root, dest, d.id)
+	s, err := atomicfile.Create(root, dest, d.id)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 )
 
 const fileDoc = `Writes a file on the host with exactly the given content and mode.
@@ -79,8 +80,8 @@ func (s *fileStep) Apply(_ context.Context) error {
 	if fi, err := root.Lstat(filepath.Base(s.path)); err == nil && !fi.Mode().IsRegular() && fi.Mode()&fs.ModeSymlink == 0 {
 		return errNotAFile(s.path, fi.Mode())
 	}
-	removeTemps(root, ".", "file")
-	if err := writeAtomic(root, filepath.Base(s.path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm(), "file"); err != nil {
+	atomicfile.RemoveTemps(root, ".", "file")
+	if err := atomicfile.WriteFile(root, filepath.Base(s.path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm(), "file"); err != nil {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	}
 	return nil
@@ -99,7 +100,7 @@ func (s *fileStep) Tidy(context.Context) error {
 		return nil // no directory yet: nothing to tidy
 	}
 	defer root.Close()
-	removeTemps(root, ".", "file")
+	atomicfile.RemoveTemps(root, ".", "file")
 	return nil
 }
 

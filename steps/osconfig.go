@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 	"github.com/rs/zerolog"
 )
 
@@ -166,8 +167,8 @@ func applyFiles(machineDir string, files map[string][]byte, owner string) error 
 				continue
 			}
 		}
-		removeTemps(root, path.Dir(name), owner)
-		if err := writeAtomic(root, name, bytes.NewReader(files[name]), 0o644, owner); err != nil {
+		atomicfile.RemoveTemps(root, path.Dir(name), owner)
+		if err := atomicfile.WriteFile(root, name, bytes.NewReader(files[name]), 0o644, owner); err != nil {
 			return fmt.Errorf("write %s in the machine: %w", name, err)
 		}
 	}
@@ -278,15 +279,10 @@ func (s *resolvedStep) Apply(context.Context) error {
 	}
 	// A symlink made beside it and renamed over it: the unit is masked or
 	// not, never missing.
-	tmp := path.Join(dir, tempPrefix(s.id)+"mask-"+randomSuffix())
-	if err := root.Symlink(maskTarget, tmp); err != nil {
+	if err := atomicfile.Symlink(root, maskTarget, resolvedUnit, s.id); err != nil {
 		return fmt.Errorf("mask systemd-resolved: %w", err)
 	}
-	if err := root.Rename(tmp, resolvedUnit); err != nil {
-		_ = root.Remove(tmp) // best effort
-		return fmt.Errorf("mask systemd-resolved: %w", err)
-	}
-	return syncDir(root, dir)
+	return nil
 }
 
 // Resources: the machine directory.
@@ -315,6 +311,6 @@ func tidyMachine(machineDir, owner string, files map[string][]byte) {
 		dirs[path.Dir(name)] = true
 	}
 	for d := range dirs {
-		removeTemps(root, d, owner)
+		atomicfile.RemoveTemps(root, d, owner)
 	}
 }

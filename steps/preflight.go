@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
 )
 
@@ -244,7 +245,7 @@ func writableAncestor(dir string) error {
 			if !fi.IsDir() {
 				return fmt.Errorf("%s is not a directory", dir)
 			}
-			f, err := os.CreateTemp(dir, TempPrefix+"probe-")
+			f, err := os.CreateTemp(dir, atomicfile.TempPrefix+"probe-")
 			if err != nil {
 				return fmt.Errorf("%s is not writable: %s", dir, fetch.Describe(err, 0))
 			}

@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"path"
+
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 )
 
 // StateDir is where steps record, inside the machine's rootfs, what they
@@ -62,7 +64,7 @@ func writeState(root *os.Root, st *installState) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(root, statePath(st.Step), bytes.NewReader(append(b, '\n')), 0o644, st.Step)
+	return atomicfile.WriteFile(root, statePath(st.Step), bytes.NewReader(append(b, '\n')), 0o644, st.Step)
 }
 
 // stateKey digests the values that decide what a step installs.

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
@@ -67,3 +68,7 @@ func Register(reg *engine.Registry, opts Options) {
 		Checks: []string{cniCheck}}, cniDefaults,
 		func(id string, p *CNIParams) (engine.Step, error) { return newCNI(id, p, o) })
 }
+
+// TempPrefix starts the name of every temporary file rootfsctl creates next
+// to a final path, so that leftovers of a crash are recognisable.
+const TempPrefix = atomicfile.TempPrefix

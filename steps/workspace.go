@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 	"github.com/rootfsctl/rootfsctl/internal/unpack"
 	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
@@ -321,7 +322,7 @@ func writeHostFile(file string, content []byte, mode fs.FileMode) error {
 		return fmt.Errorf("open %s: %w", dir, err)
 	}
 	defer root.Close()
-	if err := writeAtomic(root, filepath.Base(file), bytes.NewReader(content), mode, "workspace"); err != nil {
+	if err := atomicfile.WriteFile(root, filepath.Base(file), bytes.NewReader(content), mode, "workspace"); err != nil {
 		return fmt.Errorf("write %s: %w", file, err)
 	}
 	return nil
@@ -425,7 +426,7 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 	if err := root.MkdirAll(StateDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", StateDir, err)
 	}
-	if err := writeAtomic(root, workspaceRecordPath, bytes.NewReader(append(rec, '\n')), 0o644, "workspace"); err != nil {
+	if err := atomicfile.WriteFile(root, workspaceRecordPath, bytes.NewReader(append(rec, '\n')), 0o644, "workspace"); err != nil {
 		return err
 	}
 	// Everything on disk before the rename that makes it the machine.
@@ -676,12 +677,12 @@ func (w *workspace) Tidy(ctx context.Context) error {
 	w.cleanLeftovers(ctx)
 	for _, file := range []string{w.nspawn, w.override} {
 		if root, err := os.OpenRoot(filepath.Dir(file)); err == nil {
-			removeTemps(root, ".", "workspace")
+			atomicfile.RemoveTemps(root, ".", "workspace")
 			root.Close()
 		}
 	}
 	if root, err := openMachine(w.dir); err == nil {
-		removeTemps(root, StateDir, "workspace")
+		atomicfile.RemoveTemps(root, StateDir, "workspace")
 		root.Close()
 	}
 	return nil

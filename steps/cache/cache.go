@@ -29,9 +29,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 	"golang.org/x/sys/unix"
-
-	"github.com/rootfsctl/rootfsctl/steps/temp"
 )
 
 // Cache is a cache directory. It is created (mode 0700) on the first write,
@@ -251,12 +250,8 @@ func (r *verifyingReader) drop() {
 
 // Entry is an entry being written.
 type Entry struct {
-	c    *Cache
-	root *os.Root // the cache directory
-	f    *os.File
-	tmp  string // name inside root; "" once stored or removed
-	h    hash.Hash
-	n    int64
+	root *os.Root // the cache directory; the entry's to close
+	f    *atomicfile.File
 }
 
 // openRoot opens the cache directory for writing through it.
@@ -274,35 +269,22 @@ func (c *Cache) Create() (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, tmp, err := temp.Create(root, "tmp", "entry-")
+	f, err := atomicfile.CreateTemp(root, "tmp", "entry-")
 	if err != nil {
 		root.Close()
 		return nil, fmt.Errorf("create cache entry: %w", err)
 	}
-	return &Entry{c: c, root: root, f: f, tmp: tmp, h: sha256.New()}, nil
+	return &Entry{root: root, f: f}, nil
 }
 
-func (e *Entry) Write(p []byte) (int, error) {
-	n, err := e.f.Write(p)
-	e.h.Write(p[:n])
-	e.n += int64(n)
-	return n, err
-}
+func (e *Entry) Write(p []byte) (int, error) { return e.f.Write(p) }
 
 // Truncate and Seek let a download restart from the beginning.
-func (e *Entry) Truncate(n int64) error {
-	if n != 0 {
-		return errors.New("cache entries can only be truncated to zero")
-	}
-	e.h.Reset()
-	e.n = 0
-	return e.f.Truncate(0)
-}
-
+func (e *Entry) Truncate(n int64) error                    { return e.f.Truncate(n) }
 func (e *Entry) Seek(off int64, whence int) (int64, error) { return e.f.Seek(off, whence) }
 
 // Digest is the hex SHA-256 of what was written so far.
-func (e *Entry) Digest() string { return hex.EncodeToString(e.h.Sum(nil)) }
+func (e *Entry) Digest() string { return e.f.Digest() }
 
 // MismatchError says an entry's content is not what was expected.
 type MismatchError struct{ Got, Want string }
@@ -332,14 +314,16 @@ func (e *Entry) CommitPinned(want string) (*Pin, error) {
 		return nil, err
 	}
 	e.root.Close()
-	if err := unix.Flock(int(e.f.Fd()), unix.LOCK_SH); err != nil {
-		e.f.Close()
+	f := e.f.Detach()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("pin cache entry %s: %w", want, err)
 	}
-	return &Pin{f: e.f}, nil
+	return &Pin{f: f}, nil
 }
 
 // store checks the digest and renames the file into place, still locked.
+// Entries need no fsync: they are verified whenever they are read.
 func (e *Entry) store(want string) error {
 	got := e.Digest()
 	if got != want {
@@ -351,21 +335,16 @@ func (e *Entry) store(want string) error {
 		// Not an entry: nothing rootfsctl made. Out of the way.
 		_ = e.root.RemoveAll(dest) // the rename below says if it did not go
 	}
-	if err := e.root.Rename(e.tmp, dest); err != nil {
+	if err := e.f.RenameTo(dest); err != nil {
 		e.Abort()
 		return fmt.Errorf("store cache entry: %w", err)
 	}
-	e.tmp = ""
 	return nil
 }
 
 // Abort discards the entry.
 func (e *Entry) Abort() {
-	if e.tmp != "" {
-		_ = e.root.Remove(e.tmp) // best effort: CleanTemp removes what is left
-		e.tmp = ""
-	}
-	_ = e.f.Close()
+	e.f.Abort() // best effort: CleanTemp removes what is left
 	_ = e.root.Close()
 }
 
@@ -377,20 +356,19 @@ func (c *Cache) putSmall(name string, doc []byte) error {
 		return err
 	}
 	defer root.Close()
-	f, tmp, err := temp.Create(root, "tmp", "doc-")
+	f, err := atomicfile.CreateTemp(root, "tmp", "doc-")
 	if err != nil {
 		return err
 	}
-	defer f.Close() // after the rename: the lock covers the whole write
 	if _, err := f.Write(doc); err != nil {
-		_ = root.Remove(tmp) // best effort: CleanTemp removes what is left
+		f.Abort()
 		return err
 	}
-	if err := root.Rename(tmp, name); err != nil {
-		_ = root.Remove(tmp) // best effort, as above
+	if err := f.RenameTo(name); err != nil {
+		f.Abort()
 		return err
 	}
-	return nil
+	return f.Close() // after the rename: the lock covers the whole write
 }
 
 // Sum returns a remembered published checksum for key (a checksum URL and
@@ -440,7 +418,7 @@ func (c *Cache) CleanTemp() {
 		return
 	}
 	for _, d := range des {
-		temp.RemoveUnheld(root, path.Join("tmp", d.Name()))
+		atomicfile.RemoveUnheld(root, path.Join("tmp", d.Name()))
 	}
 }
 

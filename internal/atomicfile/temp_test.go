@@ -1,11 +1,9 @@
-package temp_test
+package atomicfile
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/rootfsctl/rootfsctl/steps/temp"
 )
 
 // TestRemoveUnheldSparesLiveFiles: a temporary file being written (open,
@@ -21,11 +19,11 @@ func TestRemoveUnheldSparesLiveFiles(t *testing.T) {
 	}
 	defer root.Close()
 
-	live, name, err := temp.Create(root, ".", "x-")
+	live, name, err := createTemp(root, ".", "x-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if temp.RemoveUnheld(root, name) {
+	if RemoveUnheld(root, name) {
 		t.Fatalf("RemoveUnheld(%s) removed a file that is still being written", name)
 	}
 	if _, err := live.Write([]byte("data")); err != nil {
@@ -36,19 +34,19 @@ func TestRemoveUnheldSparesLiveFiles(t *testing.T) {
 	}
 	live.Close()
 
-	dead, name, err := temp.Create(root, ".", "x-")
+	dead, name, err := createTemp(root, ".", "x-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dead.Close() // its writer died
-	if !temp.RemoveUnheld(root, name) {
+	if !RemoveUnheld(root, name) {
 		t.Errorf("RemoveUnheld(%s) kept a file nobody holds", name)
 	}
 	// A file from an older version, never locked, is a leftover too.
 	if err := os.WriteFile(filepath.Join(dir, "x-old"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if !temp.RemoveUnheld(root, "x-old") {
+	if !RemoveUnheld(root, "x-old") {
 		t.Error("RemoveUnheld(x-old) kept an unlocked leftover")
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 || entries[0].Name() != "final" {

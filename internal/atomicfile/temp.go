@@ -1,15 +1,4 @@
-// Package temp creates temporary files that other processes can tell from
-// the leftovers of a killed run: a temporary file is in use exactly while
-// an open file description holds an exclusive flock on it, from before its
-// name can be seen as ours until after it is renamed into place or
-// removed. The kernel drops the lock when its holder dies, so cleanup may
-// remove any temporary file it can lock, and nothing else.
-//
-// Every rootfsctl run sharing a directory (a host's nspawn settings, a
-// download cache, a machine) must create its temporary files here and
-// clean up only with RemoveUnheld. It must not decide by names, ages or
-// process ids what is a leftover.
-package temp
+package atomicfile
 
 import (
 	"crypto/rand"
@@ -19,9 +8,17 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
+
+// TempPrefix starts the name of every temporary file rootfsctl creates next
+// to a final path, so that leftovers of a crash are recognisable.
+const TempPrefix = ".rootfsctl-tmp-"
+
+// tempPrefix starts the temporary names of one owner (a step id).
+func tempPrefix(owner string) string { return TempPrefix + owner + "-" }
 
 // attempts bounds the retries when another process's cleanup removed or
 // locked a name in the moment between its creation and our lock (a cache
@@ -29,11 +26,11 @@ import (
 // several times in a row).
 const attempts = 64
 
-// Create makes a new file dir/<prefix><random> inside root, opened for
+// createTemp makes a new file dir/<prefix><random> inside root, opened for
 // writing with mode 0600, and returns it locked, with its name inside
 // root. The lock lasts until the file is closed: rename it into place
 // before closing it.
-func Create(root *os.Root, dir, prefix string) (*os.File, string, error) {
+func createTemp(root *os.Root, dir, prefix string) (*os.File, string, error) {
 	for range attempts {
 		name := path.Join(dir, prefix+randomSuffix())
 		f, err := root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -96,11 +93,38 @@ func RemoveUnheld(root *os.Root, name string) bool {
 	}
 	// Locked by us now, so its writer is gone; but the name must still be
 	// the file we locked (a writer may have just renamed it into place and
-	// another taken the name, which Create's random names make unlikely).
+	// another taken the name, which the random names make unlikely).
 	if same, err := names(root, name, f); err != nil || !same {
 		return false
 	}
 	return root.Remove(name) == nil
+}
+
+// RemoveTemps deletes owner's leftover temporary files in dir (inside
+// root), for example after a crash: only those no live process holds,
+// since another run may be writing into the same directory. Best effort:
+// a missing dir has none.
+func RemoveTemps(root *os.Root, dir, owner string) {
+	d, err := root.Open(dir)
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, n := range names {
+		if !strings.HasPrefix(n, tempPrefix(owner)) {
+			continue
+		}
+		p := path.Join(dir, n)
+		if fi, err := root.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			// A staged symlink cannot carry a lock. Symlinks are staged only
+			// inside a machine, whose lock keeps other runs out, and only
+			// by their owner step, which is the one cleaning up here.
+			_ = root.Remove(p)
+			continue
+		}
+		RemoveUnheld(root, p)
+	}
 }
 
 func randomSuffix() string {
