@@ -11,9 +11,10 @@ import (
 	"os"
 	"path"
 
+	"github.com/rs/zerolog"
+
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
-	"github.com/rs/zerolog"
 )
 
 // claimsDir holds one claim per path a download step installs into the

@@ -20,8 +20,8 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
-	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
 
 // job is one artifact of a download step: a binary installed as it is

@@ -10,9 +10,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
-	"github.com/rs/zerolog"
 )
 
 const osDoc = `Writes OS configuration into the machine so that kubelet and container

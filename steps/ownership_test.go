@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
 	"github.com/rootfsctl/rootfsctl/steps"
-	"github.com/rs/zerolog"
 )
 
 // publish writes a gzipped tarball of entries at rel in the stand's mirror

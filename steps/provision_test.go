@@ -35,10 +35,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
 	"github.com/rootfsctl/rootfsctl/steps"
-	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
 
 // stand is a registry and an artifact mirror on loopback, with hooks to

@@ -17,8 +17,8 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
-	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
 
 // Options are what steps need from the process that runs them; cmd sets

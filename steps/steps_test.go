@@ -17,8 +17,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/steps"
-	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")

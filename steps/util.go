@@ -8,8 +8,9 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/rootfsctl/rootfsctl/engine"
 	"golang.org/x/sys/unix"
+
+	"github.com/rootfsctl/rootfsctl/engine"
 )
 
 // openMachine opens the machine directory as an os.Root: every read and

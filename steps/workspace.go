@@ -22,8 +22,8 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/internal/unpack"
-	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
 
 const workspaceDoc = `Makes machineDir a complete root filesystem from an OCI image and writes

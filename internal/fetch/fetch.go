@@ -21,8 +21,9 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/rootfsctl/rootfsctl/internal/retry"
 	"github.com/rs/zerolog"
+
+	"github.com/rootfsctl/rootfsctl/internal/retry"
 )
 
 // Client fetches URLs. The zero value is not usable; use New.

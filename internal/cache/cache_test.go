@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rootfsctl/rootfsctl/steps/cache"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
 )
 
 // put stores data as an entry and returns its digest and path.
@@ -159,8 +159,10 @@ func TestSmallDocumentsAreBounded(t *testing.T) {
 // a symlink to another directory is refused; prune and info touch nothing
 // outside the cache.
 func TestPlantedSymlinksCannotReachOutside(t *testing.T) {
+	t.Parallel()
 	for _, sub := range []string{"sha256", "sums", "tmp"} {
 		t.Run(sub, func(t *testing.T) {
+			t.Parallel()
 			dir, victim := t.TempDir(), t.TempDir()
 			if err := os.WriteFile(filepath.Join(victim, "important.conf"), []byte("keep"), 0o644); err != nil {
 				t.Fatal(err)
@@ -195,6 +197,7 @@ func TestPlantedSymlinksCannotReachOutside(t *testing.T) {
 // TestDirectoryInPlaceOfAnEntry: a directory where an entry belongs does
 // not break storing the entry, and prune removes such junk.
 func TestDirectoryInPlaceOfAnEntry(t *testing.T) {
+	t.Parallel()
 	c := cache.New(t.TempDir())
 	data := random(1000)
 	sum := sha256.Sum256(data)
