@@ -11,6 +11,7 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
+	"github.com/rootfsctl/rootfsctl/internal/machine"
 )
 
 const fileDoc = `Writes a file on the host with exactly the given content and mode.
@@ -52,7 +53,7 @@ func (s *fileStep) Check(_ context.Context) (engine.Change, error) {
 	case !fi.Mode().IsRegular():
 		return engine.Change{}, errNotAFile(s.path, fi.Mode())
 	}
-	same, err := hasContent(nil, s.path, []byte(s.p.Content))
+	same, err := machine.HasContent(nil, s.path, []byte(s.p.Content))
 	if err != nil {
 		return engine.Change{}, fmt.Errorf("read %s: %w", s.path, err)
 	}

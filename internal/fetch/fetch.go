@@ -92,6 +92,10 @@ func (c *Client) Transport() http.RoundTripper {
 	return http.DefaultTransport
 }
 
+// Policy is how the client attempts a transfer where the context carries
+// no policy of its own, for other transfers (the registry's) to share.
+func (c *Client) Policy() retry.Policy { return c.policy }
+
 // IdleTimeout is how long a transfer may deliver no bytes.
 func (c *Client) IdleTimeout() time.Duration { return c.idleTimeout }
 

@@ -1,79 +1,82 @@
-package steps
+package oci
 
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/rootfsctl/rootfsctl/internal/retry"
 )
 
-// imageRef is a parsed image reference: a registry reference, or an OCI
-// image layout on disk ("oci:/path" or "oci:/path:tag").
-type imageRef struct {
-	raw        string
-	ref        name.Reference // registry images
-	layoutPath string         // oci: images
-	layoutTag  string
+// Registry is how registries are reached.
+type Registry struct {
+	Keychain  authn.Keychain
+	Transport http.RoundTripper // shared with artifact downloads: proxies and timeouts
+	UserAgent string
+	// Policy is how a request is attempted where the context carries no
+	// retry policy.
+	Policy retry.Policy
+	// IdleTimeout gives up on a blob that sends nothing for this long.
+	IdleTimeout time.Duration
 }
 
-func parseImageRef(raw string, insecure bool) (imageRef, error) {
-	if p, ok := strings.CutPrefix(raw, "oci:"); ok {
-		tag := ""
-		if i := strings.LastIndex(p, ":"); i > strings.LastIndex(p, "/") {
-			p, tag = p[:i], p[i+1:]
-		}
-		if !strings.HasPrefix(p, "/") {
-			return imageRef{}, fmt.Errorf("oci: layout path must be absolute, got %q", p)
-		}
-		return imageRef{raw: raw, layoutPath: p, layoutTag: tag}, nil
-	}
-	var opts []name.Option
-	if insecure {
-		opts = append(opts, name.Insecure)
-	}
-	ref, err := name.ParseReference(raw, opts...)
-	if err != nil {
-		return imageRef{}, fmt.Errorf("invalid image reference: %v", err)
-	}
-	return imageRef{raw: raw, ref: ref}, nil
-}
-
-// isDigest reports whether the reference pins a digest (repo@sha256:...).
-func (r imageRef) isDigest() bool {
-	_, ok := r.ref.(name.Digest)
-	return ok
-}
-
-// resolved is the one image selected for the platform.
-type resolved struct {
+// Image is the one image selected for the platform.
+type Image struct {
 	image    v1.Image
-	digest   string // of the platform's image manifest
-	platform string
+	reg      *Registry
+	Digest   string // of the platform's image manifest
+	Platform string
 }
 
-// resolve fetches the manifest (or index, then the platform's manifest)
-// and nothing else: layers are read later, while unpacking.
-func (w *workspace) resolve(ctx context.Context) (*resolved, error) {
-	ir := w.ref
-	want := w.platform
-	if ir.layoutPath != "" {
-		return resolveLayout(ir, want)
+// Resolve fetches the manifest (or index, then the platform's manifest)
+// and nothing else: layers are read later, while unpacking. A registry is
+// asked again, under the retry policy, when its answer may change.
+func (r *Registry) Resolve(ctx context.Context, ref Ref, want v1.Platform) (*Image, error) {
+	var img *Image
+	var err error
+	if ref.layoutPath != "" {
+		img, err = resolveLayout(ref, want)
+	} else {
+		_, err = retry.Do(ctx, retry.PolicyFrom(ctx, r.Policy), retry.Hooks{Retryable: transient}, func(ctx context.Context, _ int) error {
+			img, err = r.resolveRemote(ctx, ref.ref, want)
+			return err
+		})
 	}
-	opts := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(w.opts.Keychain),
-		remote.WithTransport(w.opts.Fetch.Transport()),
-		remote.WithUserAgent(w.opts.Fetch.UserAgent()),
-	}
-	desc, err := remote.Get(ir.ref, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("resolve image %s: %w", ir.ref.Context().Name(), err)
+		return nil, err
+	}
+	img.reg = r
+	return img, nil
+}
+
+// options are go-containerregistry's remote options. Its retrying
+// transport is held to one attempt: the requests are retried here, under
+// the policy the whole run shares, and ggcr's own waits would not end
+// when the context does.
+func (r *Registry) options(ctx context.Context) []remote.Option {
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(r.Keychain),
+		remote.WithTransport(r.Transport),
+		remote.WithUserAgent(r.UserAgent),
+		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
+	}
+}
+
+func (r *Registry) resolveRemote(ctx context.Context, ref name.Reference, want v1.Platform) (*Image, error) {
+	desc, err := remote.Get(ref, r.options(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("resolve image %s: %w", ref.Context().Name(), err)
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
@@ -89,7 +92,7 @@ func (w *workspace) resolve(ctx context.Context) (*resolved, error) {
 	return checkSingle(img, want)
 }
 
-func resolveLayout(ir imageRef, want v1.Platform) (*resolved, error) {
+func resolveLayout(ir Ref, want v1.Platform) (*Image, error) {
 	if err := checkLayout(ir.layoutPath); err != nil {
 		return nil, fmt.Errorf("open OCI layout %s: %w", ir.layoutPath, err)
 	}
@@ -125,7 +128,7 @@ func resolveLayout(ir imageRef, want v1.Platform) (*resolved, error) {
 }
 
 // pickFromIndex selects the platform's manifest; only it is then fetched.
-func pickFromIndex(idx v1.ImageIndex, want v1.Platform) (*resolved, error) {
+func pickFromIndex(idx v1.ImageIndex, want v1.Platform) (*Image, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, fmt.Errorf("read image index: %w", err)
@@ -135,7 +138,7 @@ func pickFromIndex(idx v1.ImageIndex, want v1.Platform) (*resolved, error) {
 		if d.Platform == nil {
 			continue
 		}
-		have = append(have, platformString(*d.Platform))
+		have = append(have, PlatformString(*d.Platform))
 		if !d.Platform.Satisfies(want) {
 			continue
 		}
@@ -148,9 +151,9 @@ func pickFromIndex(idx v1.ImageIndex, want v1.Platform) (*resolved, error) {
 		}
 		img, err := idx.Image(d.Digest)
 		if err != nil {
-			return nil, fmt.Errorf("read image manifest for %s: %w", platformString(want), err)
+			return nil, fmt.Errorf("read image manifest for %s: %w", PlatformString(want), err)
 		}
-		return &resolved{image: img, digest: d.Digest.String(), platform: platformString(*d.Platform)}, nil
+		return &Image{image: img, Digest: d.Digest.String(), Platform: PlatformString(*d.Platform)}, nil
 	}
 	if len(im.Manifests) == 1 && im.Manifests[0].Platform == nil && im.Manifests[0].MediaType.IsImage() {
 		img, err := idx.Image(im.Manifests[0].Digest)
@@ -159,12 +162,12 @@ func pickFromIndex(idx v1.ImageIndex, want v1.Platform) (*resolved, error) {
 		}
 		return checkSingle(img, want)
 	}
-	return nil, &platformError{want: platformString(want), have: have}
+	return nil, &platformError{want: PlatformString(want), have: have}
 }
 
 // checkSingle accepts a single manifest whose config names no platform or
 // the wanted one.
-func checkSingle(img v1.Image, want v1.Platform) (*resolved, error) {
+func checkSingle(img v1.Image, want v1.Platform) (*Image, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("image digest: %w", err)
@@ -175,9 +178,9 @@ func checkSingle(img v1.Image, want v1.Platform) (*resolved, error) {
 	}
 	got := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 	if got.Architecture != "" && !got.Satisfies(want) {
-		return nil, &platformError{want: platformString(want), have: []string{platformString(got)}}
+		return nil, &platformError{want: PlatformString(want), have: []string{PlatformString(got)}}
 	}
-	return &resolved{image: img, digest: d.String(), platform: platformString(want)}, nil
+	return &Image{image: img, Digest: d.String(), Platform: PlatformString(want)}, nil
 }
 
 // platformError says the image has no manifest for the wanted platform. It
@@ -191,7 +194,8 @@ func (e *platformError) Error() string {
 	return fmt.Sprintf("image has no manifest for %s (it has: %s)", e.want, strings.Join(e.have, ", "))
 }
 
-func platformString(p v1.Platform) string {
+// PlatformString is os/arch[/variant].
+func PlatformString(p v1.Platform) string {
 	s := p.OS + "/" + p.Architecture
 	if p.Variant != "" {
 		s += "/" + p.Variant
@@ -232,4 +236,13 @@ func checkLayout(dir string) error {
 		}
 	}
 	return nil
+}
+
+// Satisfies reports whether a recorded platform is want: the recorded one
+// is the index entry's, which may name a variant (linux/arm64/v8) the plan
+// does not ask for (linux/arm64); it is the plan's platform when it would
+// have been chosen for it.
+func Satisfies(recorded string, want v1.Platform) bool {
+	got, err := v1.ParsePlatform(recorded)
+	return err == nil && got.Satisfies(want)
 }

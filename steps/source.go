@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/rootfsctl/rootfsctl/engine"
@@ -47,7 +48,7 @@ func (s Source) problems(prefix string, allowed ...string) engine.FieldErrors {
 		return nil
 	}
 	for _, ph := range placeholderPattern.FindAllString(string(s.URL), -1) {
-		if !contains(allowed, ph[1:len(ph)-1]) {
+		if !slices.Contains(allowed, ph[1:len(ph)-1]) {
 			bad("unknown placeholder %s (allowed: {%s})", ph, strings.Join(allowed, "}, {"))
 		}
 	}
@@ -94,25 +95,6 @@ func checkURL(raw string) error {
 	return nil
 }
 
-func contains[T comparable](list []T, s T) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// artifact is a resolved download: where it is, how to verify it.
-type artifact struct {
-	Name        string // what it is, for messages: "kubelet 1.33.1 linux/amd64"
-	URL         string
-	SumURL      string // published checksum document, when Pinned is ""
-	SumFile     string // the name to look up in that document
-	Pinned      string // sha256 from the plan
-	Description string
-}
-
 // expandTemplate fills the named placeholders of a url template.
 func expandTemplate(tmpl string, vals map[string]string) string {
 	return placeholderPattern.ReplaceAllStringFunc(tmpl, func(ph string) string {
@@ -144,12 +126,4 @@ func sibling(u, name string) string {
 // linuxVals are the placeholders every artifact's url template may use.
 func linuxVals(version Version, arch Arch) map[string]string {
 	return map[string]string{"version": string(version), "arch": string(arch), "os": "linux"}
-}
-
-// key identifies the artifact: what it is (name, version, platform), the
-// file it is published as, and its pin. Where it is served from is not
-// part of it: the same release from a mirror is the same artifact, and
-// moving a plan to a mirror reinstalls nothing.
-func (a artifact) key() string {
-	return stateKey([]string{a.Name, a.SumFile, a.Pinned})
 }
