@@ -1,9 +1,7 @@
 package steps_test
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -57,21 +55,6 @@ func TestLogDurationFieldsCarryTheirUnit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// events parses JSON log lines.
-func events(t *testing.T, b []byte) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		var ev map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("log line %q: %v", sc.Text(), err)
-		}
-		out = append(out, ev)
-	}
-	return out
 }
 
 // TestLogDurationsInProvisioning: the unpack's duration and a download's
