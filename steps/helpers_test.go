@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -23,6 +21,7 @@ import (
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 	"github.com/rootfsctl/rootfsctl/steps"
 )
 
@@ -50,31 +49,17 @@ func wantAll(t *testing.T, rep *engine.Report, status engine.Status) {
 // symlink target. Two equal manifests mean nothing changed.
 func manifest(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
+	out, err := fixture.Tree(dir, func(p string, fi fs.FileInfo) (string, error) {
 		desc := fmt.Sprintf("%v %d", fi.Mode(), fi.Size())
-		switch {
-		case fi.Mode().IsRegular():
+		if fi.Mode().IsRegular() {
 			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.Sum256(b)
-			desc += " " + hex.EncodeToString(h[:]) + fmt.Sprint(" ", fi.ModTime().UnixNano())
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
+			desc += fmt.Sprint(" ", fixture.SHA256(b), " ", fi.ModTime().UnixNano())
+			return desc, err
+		}
+		if target, err := os.Readlink(p); err == nil {
 			desc += " -> " + target
 		}
-		out[rel] = desc
-		return nil
+		return desc, nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -99,15 +99,14 @@ func scanArchive(ctx context.Context, r io.Reader, j Job, sink func(m member, co
 	s := scan{job: j, found: map[string]bool{}, byDest: map[string]string{}}
 	tr := tar.NewReader(zr)
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
+		switch {
+		case err == io.EOF:
+			return s.finish(r)
+		case err != nil:
 			return s.refuse(err)
+		case ctx.Err() != nil:
+			return ctx.Err()
 		}
 		m, ok, err := s.choose(hdr)
 		if err != nil {
@@ -122,11 +121,6 @@ func scanArchive(ctx context.Context, r io.Reader, j Job, sink func(m member, co
 		s.found[path.Base(m.Dest)] = true
 		s.n++
 	}
-	// Read to the end: the cache verifies the archive's digest there.
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return fmt.Errorf("extract %s: %w", j.Artifact.Name, err)
-	}
-	return s.complete()
 }
 
 // scan is what scanArchive keeps track of.
@@ -164,8 +158,12 @@ func (s *scan) choose(hdr *tar.Header) (member, bool, error) {
 	return member{Name: name, Dest: dest}, true, nil
 }
 
-// complete checks that every required member was there.
-func (s *scan) complete() error {
+// finish reads the archive r to its end (where the cache verifies its
+// digest) and checks that every required member was there.
+func (s *scan) finish(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return fmt.Errorf("extract %s: %w", s.job.Artifact.Name, err)
+	}
 	var missing []string
 	for _, req := range s.job.Require {
 		if !s.found[req] {

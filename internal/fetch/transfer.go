@@ -64,34 +64,48 @@ func (c *Client) fetchOnce(ctx context.Context, rawURL string, offset int64, w i
 func (c *Client) copyBody(ctx context.Context, cancel context.CancelCauseFunc, rawURL string, resp *http.Response, w io.Writer, total int64, onProgress func(int64, int)) (int64, error) {
 	idle := time.AfterFunc(c.idleTimeout, func() { cancel(errIdle) })
 	defer idle.Stop()
-	var n int64
-	buf := make([]byte, 256*1024)
-	for {
-		k, rerr := resp.Body.Read(buf)
-		if k > 0 {
-			idle.Reset(c.idleTimeout)
-			if _, err := w.Write(buf[:k]); err != nil {
-				return n, fmt.Errorf("write: %w", err)
-			}
-			n += int64(k)
-			if onProgress != nil {
-				onProgress(total, k)
-			}
+	n, rerr, werr := copyChunks(resp.Body, w, func(k int) {
+		idle.Reset(c.idleTimeout)
+		if onProgress != nil {
+			onProgress(total, k)
 		}
-		if rerr == io.EOF {
-			break
+	})
+	switch {
+	case werr != nil:
+		return n, werr
+	case rerr != nil:
+		if errors.Is(context.Cause(ctx), errIdle) {
+			rerr = fmt.Errorf("no data for %s", c.idleTimeout)
 		}
-		if rerr != nil {
-			if errors.Is(context.Cause(ctx), errIdle) {
-				rerr = fmt.Errorf("no data for %s", c.idleTimeout)
-			}
-			return n, fmt.Errorf("GET %s: body: %w", Redact(rawURL), rerr)
-		}
-	}
-	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return n, fmt.Errorf("GET %s: body: %w", Redact(rawURL), rerr)
+	case resp.ContentLength >= 0 && n != resp.ContentLength:
 		return n, fmt.Errorf("GET %s: body ended after %d of %d bytes", Redact(rawURL), n, resp.ContentLength)
 	}
 	return n, nil
+}
+
+// copyChunks copies src to w, telling onData the size of each chunk
+// written, until src ends (io.EOF is no error). It returns the bytes
+// copied and what stopped it: a read error as src gave it, or a write
+// error.
+func copyChunks(src io.Reader, w io.Writer, onData func(n int)) (n int64, readErr, writeErr error) {
+	buf := make([]byte, 256*1024)
+	for {
+		k, rerr := src.Read(buf)
+		if k > 0 {
+			if _, err := w.Write(buf[:k]); err != nil {
+				return n, nil, fmt.Errorf("write: %w", err)
+			}
+			n += int64(k)
+			onData(k)
+		}
+		if rerr == io.EOF {
+			return n, nil, nil
+		}
+		if rerr != nil {
+			return n, rerr, nil
+		}
+	}
 }
 
 // rangeStart reads the first byte position of a Content-Range header
@@ -147,27 +161,31 @@ func fetchFile(ctx context.Context, u *url.URL, w io.Writer, onProgress func(int
 		return 0, fmt.Errorf("open %s: %w", u.Path, ErrNotRegular)
 	}
 	total := fi.Size()
-	var n int64
-	buf := make([]byte, 256*1024)
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
+	n, rerr, werr := copyChunks(&ctxReader{ctx: ctx, r: f}, w, func(k int) {
+		if onProgress != nil {
+			onProgress(total, k)
 		}
-		k, rerr := f.Read(buf)
-		if k > 0 {
-			if _, err := w.Write(buf[:k]); err != nil {
-				return n, fmt.Errorf("write: %w", err)
-			}
-			n += int64(k)
-			if onProgress != nil {
-				onProgress(total, k)
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, fmt.Errorf("read %s: %w", u.Path, rerr)
-		}
+	})
+	switch {
+	case werr != nil:
+		return n, werr
+	case rerr != nil && rerr == ctx.Err():
+		return n, rerr
+	case rerr != nil:
+		return n, fmt.Errorf("read %s: %w", u.Path, rerr)
 	}
+	return n, nil
+}
+
+// ctxReader stops a copy when the context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

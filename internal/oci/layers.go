@@ -11,7 +11,6 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/internal/budget"
 	"github.com/rootfsctl/rootfsctl/internal/cache"
-	"github.com/rootfsctl/rootfsctl/internal/retry"
 )
 
 // Layer is one layer of an image.
@@ -97,7 +96,7 @@ func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer,
 // cacheLayer downloads a layer blob into the cache unless it is there.
 // A transfer that breaks off is attempted again, under the retry policy.
 func (im *Image) cacheLayer(ctx context.Context, c *cache.Cache, l Layer) error {
-	_, err := retry.Do(ctx, retry.PolicyFrom(ctx, im.reg.Policy), retry.Hooks{Retryable: transient}, func(ctx context.Context, _ int) error {
+	return im.reg.try(ctx, func(ctx context.Context) error {
 		if c.Has(l.Digest) {
 			return nil
 		}
@@ -105,18 +104,14 @@ func (im *Image) cacheLayer(ctx context.Context, c *cache.Cache, l Layer) error 
 		if err != nil {
 			return err
 		}
-		defer rc.Close()
-		e, err := c.Create()
-		if err != nil {
+		// The registry's reads know only the resolving context: a
+		// cancelled fetch ends its transfer by closing it.
+		defer context.AfterFunc(ctx, func() { _ = rc.Close() })()
+		return pull(c, l, rc, func(blob io.Reader) error {
+			_, err := io.Copy(io.Discard, blob)
 			return err
-		}
-		if _, err := io.Copy(e, &ctxReader{ctx: ctx, r: rc}); err != nil {
-			e.Abort()
-			return err
-		}
-		return e.Commit(l.Digest)
+		})
 	})
-	return err
 }
 
 // unpackLayer hands one layer to unpack, from the cache or the registry.
@@ -135,19 +130,26 @@ func (im *Image) unpackLayer(ctx context.Context, c *cache.Cache, l Layer, unpac
 		return err
 	}
 	var rc io.ReadCloser
-	_, err := retry.Do(ctx, retry.PolicyFrom(ctx, im.reg.Policy), retry.Hooks{Retryable: transient}, func(context.Context, int) (err error) {
+	err := im.reg.try(ctx, func(context.Context) (err error) {
 		rc, err = im.open(l)
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	return pull(c, l, rc, func(blob io.Reader) error { return unpack(ctx, l, blob) })
+}
+
+// pull hands a layer's blob from rc to consume, writing it to a new cache
+// entry on the way, which is stored when the digest of what went through
+// is the layer's. It closes rc.
+func pull(c *cache.Cache, l Layer, rc io.ReadCloser, consume func(blob io.Reader) error) error {
 	defer rc.Close()
 	e, err := c.Create()
 	if err != nil {
 		return err
 	}
-	if err := unpack(ctx, l, io.TeeReader(rc, e)); err != nil {
+	if err := consume(io.TeeReader(rc, e)); err != nil {
 		e.Abort()
 		return err
 	}

@@ -47,7 +47,7 @@ func (r *Registry) Resolve(ctx context.Context, ref Ref, want v1.Platform) (*Ima
 	if ref.layoutPath != "" {
 		img, err = resolveLayout(ref, want)
 	} else {
-		_, err = retry.Do(ctx, retry.PolicyFrom(ctx, r.Policy), retry.Hooks{Retryable: transient}, func(ctx context.Context, _ int) error {
+		err = r.try(ctx, func(ctx context.Context) (err error) {
 			img, err = r.resolveRemote(ctx, ref.ref, want)
 			return err
 		})
@@ -57,6 +57,15 @@ func (r *Registry) Resolve(ctx context.Context, ref Ref, want v1.Platform) (*Ima
 	}
 	img.reg = r
 	return img, nil
+}
+
+// try attempts a registry request under the context's retry policy, or
+// the registry's, as long as the failure may be transient.
+func (r *Registry) try(ctx context.Context, fn func(ctx context.Context) error) error {
+	_, err := retry.Do(ctx, retry.PolicyFrom(ctx, r.Policy), retry.Hooks{Retryable: transient}, func(ctx context.Context, _ int) error {
+		return fn(ctx)
+	})
+	return err
 }
 
 // options are go-containerregistry's remote options. Its retrying

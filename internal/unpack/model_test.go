@@ -229,36 +229,23 @@ func describeModel(n *node, prefix string, out map[string]string) {
 
 func describeDisk(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
+	out, err := fixture.Tree(dir, func(p string, fi fs.FileInfo) (string, error) {
 		switch {
 		case fi.IsDir():
-			out[rel] = "dir"
+			return "dir", nil
 		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			out[rel] = "symlink -> " + target
+			target, err := os.Readlink(p)
+			return "symlink -> " + target, err
 		case fi.Mode().IsRegular():
-			b, _ := os.ReadFile(p)
-			out[rel] = "file " + string(b)
-		default:
-			out[rel] = "other " + fi.Mode().String()
+			b, err := os.ReadFile(p)
+			return "file " + string(b), err
 		}
-		return nil
+		return "other " + fi.Mode().String(), nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	delete(out, ".") // the target itself is the caller's
 	return out
 }
 
