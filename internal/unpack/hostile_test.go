@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -39,10 +40,14 @@ type hostile struct {
 	up                     string // more ".." than any test path is deep
 }
 
+// probes numbers the hostile stands of one process, so that tests running
+// at once look for probes of their own.
+var probes atomic.Int64
+
 func newHostile(t *testing.T) hostile {
 	outside := t.TempDir()
 	h := hostile{outside: outside, victim: filepath.Join(outside, "victim"), in: strings.TrimPrefix(outside, "/"),
-		probe: fmt.Sprintf("rootfsctl-hostile-probe-%d", os.Getpid()), up: strings.Repeat("../", 16)}
+		probe: fmt.Sprintf("rootfsctl-hostile-probe-%d-%d", os.Getpid(), probes.Add(1)), up: strings.Repeat("../", 16)}
 	if err := os.WriteFile(h.victim, []byte("untouched"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +108,7 @@ func (h hostile) checkOutside(t *testing.T) {
 // runtimes resolve them: what a hostile one points at is inside the
 // target, or the entry fails.
 func TestHostileLayers(t *testing.T) {
+	t.Parallel()
 	h := newHostile(t)
 	type layers = [][]fixture.Entry
 	h.run(t, []hostileCase{
@@ -152,6 +158,7 @@ func TestHostileLayers(t *testing.T) {
 // TestHostileSymlinkChains: chains of symlinks stay inside the target
 // however they climb, and loops end in ELOOP.
 func TestHostileSymlinkChains(t *testing.T) {
+	t.Parallel()
 	h := newHostile(t)
 	type layers = [][]fixture.Entry
 	h.run(t, []hostileCase{
@@ -180,6 +187,7 @@ func TestHostileSymlinkChains(t *testing.T) {
 // TestEntriesReplaceHostileSymlinks: an entry at a symlink's name
 // replaces the symlink; it never writes through it.
 func TestEntriesReplaceHostileSymlinks(t *testing.T) {
+	t.Parallel()
 	h := newHostile(t)
 	type layers = [][]fixture.Entry
 	h.run(t, []hostileCase{

@@ -34,6 +34,7 @@ func apply(t *testing.T, privileged bool, layers ...[]fixture.Entry) (string, *u
 func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
 func TestLayerSemantics(t *testing.T) {
+	t.Parallel()
 	dir, _, err := apply(t, false,
 		[]fixture.Entry{
 			{Name: "a/", Type: tar.TypeDir},
@@ -206,6 +207,7 @@ func checkTree(t *testing.T, dir string, want map[string]string, absent []string
 }
 
 func TestUnprivilegedSkipsWhatNeedsRoot(t *testing.T) {
+	t.Parallel()
 	dir, u, err := apply(t, false, []fixture.Entry{
 		{Name: "dev/null", Type: tar.TypeChar, Mode: 0o666, Major: 1, Minor: 3},
 		{Name: "etc/shadow", Mode: 0o640, GID: 42, Body: "x"},
@@ -231,6 +233,7 @@ func TestUnprivilegedSkipsWhatNeedsRoot(t *testing.T) {
 
 // TestPrivilegedKeepsOwnersDevicesXattrs needs root, as provisioning does.
 func TestPrivilegedKeepsOwnersDevicesXattrs(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("CI runs as root and must run this test")
@@ -279,6 +282,7 @@ func TestPrivilegedKeepsOwnersDevicesXattrs(t *testing.T) {
 }
 
 func TestPlainTarLayer(t *testing.T) {
+	t.Parallel()
 	// gzip layers come through the registry tests; an uncompressed one here.
 	dir, _, err := apply(t, false, []fixture.Entry{{Name: "plain", Body: "tar"}})
 	if err != nil || !exists(filepath.Join(dir, "plain")) {
