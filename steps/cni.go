@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/artifact"
 )
 
 const cniDoc = `Installs the CNI plugins into <machineDir>/<installDir> (mode 0755) from
@@ -39,17 +40,16 @@ func newCNI(id string, p *CNIParams, o *Options) (engine.Step, error) {
 	if errs := p.Source.problems("", "version", "arch", "os"); len(errs) > 0 {
 		return nil, errs
 	}
-	d := &downloads{id: id, machineDir: p.MachineDir.String(), installDir: p.InstallDir.String(), opts: o}
+	s := o.downloads(id, p.MachineDir, p.InstallDir)
 	tgz := fmt.Sprintf("cni-plugins-linux-%s-v%s.tgz", p.Arch, p.Version)
-	a := artifact{Name: fmt.Sprintf("cni-plugins %s linux/%s", p.Version, p.Arch), SumFile: tgz, Pinned: string(p.SHA256)}
+	a := artifact.Artifact{Name: fmt.Sprintf("cni-plugins %s linux/%s", p.Version, p.Arch), SumFile: tgz, Pinned: string(p.SHA256)}
 	a.URL = p.Source.locate(linuxVals(p.Version, p.Arch), cniUpstream, "v"+string(p.Version)+"/"+tgz)
 	a.SumURL = withSuffix(a.URL, ".sha256")
-	installDir := d.installDir
-	d.jobs = append(d.jobs, job{art: a, label: "cni-plugins", check: cniCheck, require: texts(p.Require), executablesOnly: true, selection: "top-level executables",
-		pick: func(m string) (string, bool) {
+	installDir := s.InstallDir
+	s.Jobs = append(s.Jobs, artifact.Job{Artifact: a, Label: "cni-plugins", Check: cniCheck, Require: texts(p.Require), ExecutablesOnly: true, Selection: "top-level executables",
+		Pick: func(m string) (string, bool) {
 			return path.Join(installDir, m), !strings.Contains(m, "/") && m != "."
 		}})
-	d.summary = fmt.Sprintf("cni-plugins %s linux/%s", p.Version, p.Arch)
-	d.key = d.jobsKey()
-	return d, nil
+	s.Summary = fmt.Sprintf("cni-plugins %s linux/%s", p.Version, p.Arch)
+	return artifact.New(s), nil
 }

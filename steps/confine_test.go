@@ -12,13 +12,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/fixture"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 )
 
 // TestImageSymlinksCannotRedirectWrites: an image whose etc, usr/local/bin
 // and opt/cni/bin are symlinks to absolute host paths makes the steps fail;
 // nothing is written outside the machine directory.
 func TestImageSymlinksCannotRedirectWrites(t *testing.T) {
+	t.Parallel()
 	s := newStand(t)
 	host := t.TempDir()
 	hostEtc, hostBin, hostCNI := filepath.Join(host, "etc"), filepath.Join(host, "bin"), filepath.Join(host, "cni")
@@ -57,6 +58,7 @@ func TestImageSymlinksCannotRedirectWrites(t *testing.T) {
 // TestResolvConfSymlinkToHost: an image whose etc/resolv.conf points at a
 // host file gets a regular file in the machine; the host file is untouched.
 func TestResolvConfSymlinkToHost(t *testing.T) {
+	t.Parallel()
 	s := newStand(t)
 	hostFile := filepath.Join(t.TempDir(), "precious.conf")
 	if err := os.WriteFile(hostFile, []byte("host data\n"), 0o644); err != nil {

@@ -5,6 +5,7 @@ import (
 	"path"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/artifact"
 )
 
 const criDoc = `Installs containerd and runc into <machineDir>/<installDir> (mode 0755).
@@ -46,27 +47,26 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	if errs = append(errs, p.Runc.Source.problems("runc.", "version", "arch", "os")...); len(errs) > 0 {
 		return nil, errs
 	}
-	d := &downloads{id: id, machineDir: p.MachineDir.String(), installDir: p.InstallDir.String(), opts: o}
+	s := o.downloads(id, p.MachineDir, p.InstallDir)
 	cv, rv := p.Containerd.Version, p.Runc.Version
 
 	tarball := fmt.Sprintf("containerd-%s-linux-%s.tar.gz", cv, p.Arch)
-	ca := artifact{Name: fmt.Sprintf("containerd %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Containerd.SHA256)}
+	ca := artifact.Artifact{Name: fmt.Sprintf("containerd %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Containerd.SHA256)}
 	ca.URL = p.Containerd.Source.locate(linuxVals(cv, p.Arch), containerdUpstream, "v"+string(cv)+"/"+tarball)
 	ca.SumURL = withSuffix(ca.URL, ".sha256sum")
-	installDir := d.installDir
-	d.jobs = append(d.jobs, job{art: ca, label: "containerd", check: criCheck, require: []string{"containerd"}, selection: "bin/*", pick: func(m string) (string, bool) {
+	installDir := s.InstallDir
+	s.Jobs = append(s.Jobs, artifact.Job{Artifact: ca, Label: "containerd", Check: criCheck, Require: []string{"containerd"}, Selection: "bin/*", Pick: func(m string) (string, bool) {
 		dir, base := path.Split(m)
 		return path.Join(installDir, base), dir == "bin/" && base != ""
 	}})
 
 	runcFile := "runc." + string(p.Arch)
-	ra := artifact{Name: fmt.Sprintf("runc %s linux/%s", rv, p.Arch), SumFile: runcFile, Pinned: string(p.Runc.SHA256)}
+	ra := artifact.Artifact{Name: fmt.Sprintf("runc %s linux/%s", rv, p.Arch), SumFile: runcFile, Pinned: string(p.Runc.SHA256)}
 	// runc publishes one checksum file for all architectures, beside the binaries.
 	ra.URL = p.Runc.Source.locate(linuxVals(rv, p.Arch), runcUpstream, "v"+string(rv)+"/"+runcFile)
 	ra.SumURL = sibling(ra.URL, "runc.sha256sum")
-	d.jobs = append(d.jobs, job{art: ra, label: "runc", check: criCheck, dest: path.Join(installDir, "runc")})
+	s.Jobs = append(s.Jobs, artifact.Job{Artifact: ra, Label: "runc", Check: criCheck, Dest: path.Join(installDir, "runc")})
 
-	d.summary = fmt.Sprintf("containerd %s, runc %s linux/%s", cv, rv, p.Arch)
-	d.key = d.jobsKey()
-	return d, nil
+	s.Summary = fmt.Sprintf("containerd %s, runc %s linux/%s", cv, rv, p.Arch)
+	return artifact.New(s), nil
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
+	"github.com/rootfsctl/rootfsctl/internal/machine"
 )
 
 const fileDoc = `Writes a file on the host with exactly the given content and mode.
@@ -51,7 +53,7 @@ func (s *fileStep) Check(_ context.Context) (engine.Change, error) {
 	case !fi.Mode().IsRegular():
 		return engine.Change{}, errNotAFile(s.path, fi.Mode())
 	}
-	same, err := hasContent(nil, s.path, []byte(s.p.Content))
+	same, err := machine.HasContent(nil, s.path, []byte(s.p.Content))
 	if err != nil {
 		return engine.Change{}, fmt.Errorf("read %s: %w", s.path, err)
 	}
@@ -79,8 +81,8 @@ func (s *fileStep) Apply(_ context.Context) error {
 	if fi, err := root.Lstat(filepath.Base(s.path)); err == nil && !fi.Mode().IsRegular() && fi.Mode()&fs.ModeSymlink == 0 {
 		return errNotAFile(s.path, fi.Mode())
 	}
-	removeTemps(root, ".", "file")
-	if err := writeAtomic(root, filepath.Base(s.path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm(), "file"); err != nil {
+	atomicfile.RemoveTemps(root, ".", "file")
+	if err := atomicfile.WriteFile(root, filepath.Base(s.path), bytes.NewReader([]byte(s.p.Content)), s.p.Mode.Perm(), "file"); err != nil {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	}
 	return nil
@@ -99,7 +101,7 @@ func (s *fileStep) Tidy(context.Context) error {
 		return nil // no directory yet: nothing to tidy
 	}
 	defer root.Close()
-	removeTemps(root, ".", "file")
+	atomicfile.RemoveTemps(root, ".", "file")
 	return nil
 }
 

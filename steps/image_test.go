@@ -1,39 +1,14 @@
 package steps_test
 
 import (
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/fixture"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 )
-
-// newRegistry starts another in-process registry and returns its host:port.
-func newRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
-
-func pushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(r, idx); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
-}
 
 // TestImageIdentityAcrossReferences: an image is the same image when its
 // platform manifest digest is the same, wherever it is served from. The
@@ -43,8 +18,7 @@ func pushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
 // resolved once, so a warm apply asks the registry nothing.
 func TestImageIdentityAcrossReferences(t *testing.T) {
 	t.Parallel()
-	s := newStand(t)
-	wantAll(t, s.run(nil, false), engine.StatusChanged)
+	s := provisioned(t)
 
 	s.mu.Lock()
 	s.regPaths = nil

@@ -3,9 +3,11 @@ package steps
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/artifact"
 )
 
 const kubeDoc = `Downloads the Kubernetes node binaries into <machineDir>/<installDir>
@@ -55,7 +57,7 @@ const (
 func (p *KubeParams) problems() engine.FieldErrors {
 	errs := p.Source.problems("", "version", "arch", "os", "binary")
 	for b := range p.SHA256 {
-		if !contains(p.Binaries, Name(b)) {
+		if !slices.Contains(p.Binaries, Name(b)) {
 			errs = append(errs, engine.FieldError{Path: "sha256", Uses: []string{"binaries"}, Message: fmt.Sprintf("pins %q, which is not in binaries", b)})
 		}
 	}
@@ -75,17 +77,17 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 	if errs := p.problems(); len(errs) > 0 {
 		return nil, errs
 	}
-	d := &downloads{id: id, machineDir: p.MachineDir.String(), installDir: p.InstallDir.String(), opts: o}
+	s := o.downloads(id, p.MachineDir, p.InstallDir)
 	vals := linuxVals(p.Version, p.Arch)
 	var names []string
 	for _, bin := range p.Binaries {
 		b := string(bin)
 		names = append(names, b)
 		vals["binary"] = b
-		a := artifact{Name: fmt.Sprintf("%s %s linux/%s", b, p.Version, p.Arch), SumFile: b, Pinned: string(p.SHA256[b])}
+		a := artifact.Artifact{Name: fmt.Sprintf("%s %s linux/%s", b, p.Version, p.Arch), SumFile: b, Pinned: string(p.SHA256[b])}
 		a.URL = p.Source.locate(vals, kubeUpstream, fmt.Sprintf("v%s/bin/linux/%s/%s", p.Version, p.Arch, b))
 		a.SumURL = withSuffix(a.URL, ".sha256")
-		d.jobs = append(d.jobs, job{art: a, label: b, check: kubeCheck, dest: path.Join(d.installDir, b)})
+		s.Jobs = append(s.Jobs, artifact.Job{Artifact: a, Label: b, Check: kubeCheck, Dest: path.Join(s.InstallDir, b)})
 	}
 	summary := fmt.Sprintf("%s %s linux/%s", strings.Join(names, ", "), p.Version, p.Arch)
 	if !p.Crictl.Skip {
@@ -94,16 +96,15 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 			cv = minorZero(p.Version)
 		}
 		tarball := fmt.Sprintf("crictl-v%s-linux-%s.tar.gz", cv, p.Arch)
-		a := artifact{Name: fmt.Sprintf("crictl %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Crictl.SHA256)}
+		a := artifact.Artifact{Name: fmt.Sprintf("crictl %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Crictl.SHA256)}
 		a.URL = p.Crictl.Source.locate(linuxVals(cv, p.Arch), crictlUpstream, "v"+string(cv)+"/"+tarball)
 		a.SumURL = withSuffix(a.URL, ".sha256")
-		dest := path.Join(d.installDir, "crictl")
-		d.jobs = append(d.jobs, job{art: a, label: "crictl", check: kubeCheck, require: []string{"crictl"}, selection: "crictl", pick: func(m string) (string, bool) {
+		dest := path.Join(s.InstallDir, "crictl")
+		s.Jobs = append(s.Jobs, artifact.Job{Artifact: a, Label: "crictl", Check: kubeCheck, Require: []string{"crictl"}, Selection: "crictl", Pick: func(m string) (string, bool) {
 			return dest, m == "crictl"
 		}})
 		summary += fmt.Sprintf("; crictl %s", cv)
 	}
-	d.summary = summary
-	d.key = d.jobsKey()
-	return d, nil
+	s.Summary = summary
+	return artifact.New(s), nil
 }

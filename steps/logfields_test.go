@@ -1,9 +1,7 @@
 package steps_test
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -21,11 +19,12 @@ import (
 // TestLogDurationFieldsCarryTheirUnit: every duration in the steps' log
 // events is written with zerolog's Dur (milliseconds) under a name ending
 // in Ms, so a reader of the JSON knows the unit. This scans the source of
-// every steps package, so a new duration field cannot forget it.
+// the steps and of the internal packages they log through, so a new
+// duration field cannot forget it.
 func TestLogDurationFieldsCarryTheirUnit(t *testing.T) {
 	t.Parallel()
 	fset := token.NewFileSet()
-	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+	scan := func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
 			return err
 		}
@@ -50,25 +49,12 @@ func TestLogDurationFieldsCarryTheirUnit(t *testing.T) {
 			return true
 		})
 		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-}
-
-// events parses JSON log lines.
-func events(t *testing.T, b []byte) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		var ev map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("log line %q: %v", sc.Text(), err)
+	for _, dir := range []string{".", "../internal"} {
+		if err := filepath.WalkDir(dir, scan); err != nil {
+			t.Fatal(err)
 		}
-		out = append(out, ev)
 	}
-	return out
 }
 
 // TestLogDurationsInProvisioning: the unpack's duration and a download's

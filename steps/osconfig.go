@@ -3,15 +3,19 @@ package steps
 import (
 	"bytes"
 	"context"
+	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
+	"os"
 	"sort"
 	"strings"
+	"text/template"
+
+	"github.com/rs/zerolog"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rs/zerolog"
+	"github.com/rootfsctl/rootfsctl/internal/machine"
 )
 
 const osDoc = `Writes OS configuration into the machine so that kubelet and container
@@ -21,6 +25,13 @@ etc/modules-load.d/kubernetes.conf (modules), etc/apt/sources.list (suite,
 components and the mirror for the architecture; suite, -updates, -backports,
 -security), and etc/hostname. Up to date when every file already has exactly
 that content.`
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+// templates render the files configure-os writes; each says why its
+// settings exist.
+var templates = template.Must(template.ParseFS(templateFS, "templates/*.tmpl"))
 
 // OSParams are the parameters of configure-os.
 type OSParams struct {
@@ -70,14 +81,14 @@ func (p *OSParams) problems() engine.FieldErrors {
 type osConfig struct {
 	id         string
 	machineDir string
-	files      map[string][]byte // path inside the machine -> content
+	files      machine.Files
 }
 
 func newOSConfig(id string, p *OSParams, _ *Options) (engine.Step, error) {
 	if errs := p.problems(); len(errs) > 0 {
 		return nil, errs
 	}
-	s := &osConfig{id: id, machineDir: p.MachineDir.String(), files: map[string][]byte{}}
+	s := &osConfig{id: id, machineDir: p.MachineDir.String(), files: machine.Files{}}
 	render := func(file, tmpl string, data any) error {
 		var b bytes.Buffer
 		if err := templates.ExecuteTemplate(&b, tmpl, data); err != nil {
@@ -108,17 +119,40 @@ func newOSConfig(id string, p *OSParams, _ *Options) (engine.Step, error) {
 }
 
 func (s *osConfig) Check(context.Context) (engine.Change, error) {
-	return checkFiles(s.machineDir, s.files)
+	return checkMachine(s.machineDir, func(root *os.Root) (engine.Change, error) {
+		if stale := s.files.Stale(root); len(stale) > 0 {
+			return engine.NeedsChange(strings.Join(stale, "; ")), nil
+		}
+		return engine.UpToDate(fmt.Sprintf("%d files current", len(s.files))), nil
+	})
 }
 
 func (s *osConfig) Apply(ctx context.Context) error {
 	zerolog.Ctx(ctx).Debug().Str("phase", "config").Int("files", len(s.files)).Msg("writing")
-	return applyFiles(s.machineDir, s.files, s.id)
+	root, err := machine.Open(s.machineDir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return s.files.Write(root, s.id)
 }
 
-// checkFiles compares files inside the machine with the wanted content.
-func checkFiles(machineDir string, files map[string][]byte) (engine.Change, error) {
-	root, err := openMachine(machineDir)
+// Resources: the machine directory.
+func (s *osConfig) Resources() []string { return []string{s.machineDir} }
+
+// Tidy removes temporary files an interrupted run left next to the files.
+func (s *osConfig) Tidy(context.Context) error {
+	if root, err := machine.Open(s.machineDir); err == nil {
+		s.files.Tidy(root, s.id)
+		root.Close()
+	}
+	return nil
+}
+
+// checkMachine runs check on the machine's root; a machine directory that
+// does not exist yet (its workspace step has not run) needs a change.
+func checkMachine(dir string, check func(root *os.Root) (engine.Change, error)) (engine.Change, error) {
+	root, err := machine.Open(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return engine.NeedsChange("machine directory does not exist yet"), nil
 	}
@@ -126,195 +160,5 @@ func checkFiles(machineDir string, files map[string][]byte) (engine.Change, erro
 		return engine.Change{}, err
 	}
 	defer root.Close()
-	var stale []string
-	for _, name := range sortedKeys(files) {
-		fi, err := root.Lstat(name)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			stale = append(stale, name+" is missing")
-			continue
-		case err == nil && !fi.Mode().IsRegular():
-			stale = append(stale, name+" is not a regular file")
-			continue
-		}
-		// Read no more than the wanted content and one byte: the image's
-		// file may be of any size.
-		same, err := hasContent(root, name, files[name])
-		switch {
-		case err != nil:
-			// An escaping symlink in the image lands here: report, do not follow.
-			stale = append(stale, fmt.Sprintf("%s cannot be read inside the machine (%v)", name, err))
-		case !same:
-			stale = append(stale, name+" differs")
-		}
-	}
-	if len(stale) > 0 {
-		return engine.NeedsChange(strings.Join(stale, "; ")), nil
-	}
-	return engine.UpToDate(fmt.Sprintf("%d files current", len(files))), nil
-}
-
-func applyFiles(machineDir string, files map[string][]byte, owner string) error {
-	root, err := openMachine(machineDir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	for _, name := range sortedKeys(files) {
-		if fi, err := root.Lstat(name); err == nil && fi.Mode().IsRegular() {
-			if same, err := hasContent(root, name, files[name]); err == nil && same {
-				continue
-			}
-		}
-		removeTemps(root, path.Dir(name), owner)
-		if err := writeAtomic(root, name, bytes.NewReader(files[name]), 0o644, owner); err != nil {
-			return fmt.Errorf("write %s in the machine: %w", name, err)
-		}
-	}
-	return nil
-}
-
-func sortedKeys(m map[string][]byte) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-const resolvedDoc = `Masks systemd-resolved inside the machine and gives it a static
-resolv.conf. The image's systemd-resolved would start on boot and replace
-/etc/resolv.conf with "No DNS servers known." since it has no upstream
-inside the container; with VirtualEthernet=no the machine shares the host's
-network, so the host's resolver configuration works as it is.
-etc/systemd/system/systemd-resolved.service becomes a symlink to /dev/null
-(replacing whatever was there), and the host's resolvConf (symlinks followed
-on the host side only) is copied to etc/resolv.conf as a regular file.`
-
-// ResolvedParams are the parameters of disable-resolved.
-type ResolvedParams struct {
-	MachineDir MachineDir     `yaml:"machineDir" jsonschema:"required" jsonschema_description:"The machine's root directory (absolute)."`
-	ResolvConf engine.AbsPath `yaml:"resolvConf" jsonschema_description:"The host file copied into the machine."`
-}
-
-var resolvedDefaults = ResolvedParams{ResolvConf: "/etc/resolv.conf"}
-
-const (
-	resolvedUnit  = "etc/systemd/system/systemd-resolved.service"
-	machineResolv = "etc/resolv.conf"
-	maskTarget    = "/dev/null"
-)
-
-type resolvedStep struct {
-	id         string
-	machineDir string
-	resolvConf string // on the host
-}
-
-func newResolved(id string, p *ResolvedParams, _ *Options) (engine.Step, error) {
-	return &resolvedStep{id: id, machineDir: p.MachineDir.String(), resolvConf: p.ResolvConf.String()}, nil
-}
-
-// hostResolv reads the host's resolv.conf (symlinks followed on the host):
-// a regular file of bounded size, never a device or a fifo.
-func (s *resolvedStep) hostResolv() ([]byte, error) {
-	b, err := readBounded(nil, s.resolvConf, maxHostFile)
-	if err != nil {
-		return nil, fmt.Errorf("read host %s: %w", s.resolvConf, err)
-	}
-	return b, nil
-}
-
-func (s *resolvedStep) Check(context.Context) (engine.Change, error) {
-	want, err := s.hostResolv()
-	if err != nil {
-		return engine.Change{}, err
-	}
-	ch, err := checkFiles(s.machineDir, map[string][]byte{machineResolv: want})
-	if err != nil || ch.Reason == "machine directory does not exist yet" {
-		return ch, err
-	}
-	var reasons []string
-	if ch.Needed {
-		reasons = append(reasons, ch.Reason)
-	}
-	root, err := openMachine(s.machineDir)
-	if err != nil {
-		return engine.Change{}, err
-	}
-	defer root.Close()
-	if target, err := root.Readlink(resolvedUnit); err != nil || target != maskTarget {
-		reasons = append(reasons, "systemd-resolved is not masked")
-	}
-	if len(reasons) > 0 {
-		return engine.NeedsChange(strings.Join(reasons, "; ")), nil
-	}
-	return engine.UpToDate("systemd-resolved masked; resolv.conf matches the host's"), nil
-}
-
-func (s *resolvedStep) Apply(context.Context) error {
-	want, err := s.hostResolv()
-	if err != nil {
-		return err
-	}
-	if err := applyFiles(s.machineDir, map[string][]byte{machineResolv: want}, s.id); err != nil {
-		return err
-	}
-	root, err := openMachine(s.machineDir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	if target, err := root.Readlink(resolvedUnit); err == nil && target == maskTarget {
-		return nil
-	}
-	dir := path.Dir(resolvedUnit)
-	if err := root.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s in the machine: %w", dir, err)
-	}
-	if fi, err := root.Lstat(resolvedUnit); err == nil && fi.IsDir() {
-		return engine.Permanent(fmt.Errorf("mask systemd-resolved: %s is a directory in the machine", resolvedUnit))
-	}
-	// A symlink made beside it and renamed over it: the unit is masked or
-	// not, never missing.
-	tmp := path.Join(dir, tempPrefix(s.id)+"mask-"+randomSuffix())
-	if err := root.Symlink(maskTarget, tmp); err != nil {
-		return fmt.Errorf("mask systemd-resolved: %w", err)
-	}
-	if err := root.Rename(tmp, resolvedUnit); err != nil {
-		_ = root.Remove(tmp) // best effort
-		return fmt.Errorf("mask systemd-resolved: %w", err)
-	}
-	return syncDir(root, dir)
-}
-
-// Resources: the machine directory.
-func (s *osConfig) Resources() []string     { return []string{s.machineDir} }
-func (s *resolvedStep) Resources() []string { return []string{s.machineDir} }
-
-// Tidy removes temporary files an interrupted run left next to the files.
-func (s *osConfig) Tidy(context.Context) error {
-	tidyMachine(s.machineDir, s.id, s.files)
-	return nil
-}
-
-func (s *resolvedStep) Tidy(context.Context) error {
-	tidyMachine(s.machineDir, s.id, map[string][]byte{machineResolv: nil, resolvedUnit: nil})
-	return nil
-}
-
-func tidyMachine(machineDir, owner string, files map[string][]byte) {
-	root, err := openMachine(machineDir)
-	if err != nil {
-		return
-	}
-	defer root.Close()
-	dirs := map[string]bool{}
-	for name := range files {
-		dirs[path.Dir(name)] = true
-	}
-	for d := range dirs {
-		removeTemps(root, d, owner)
-	}
+	return check(root)
 }

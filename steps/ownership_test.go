@@ -2,61 +2,19 @@ package steps_test
 
 import (
 	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 	"github.com/rootfsctl/rootfsctl/steps"
-	"github.com/rootfsctl/rootfsctl/steps/fetch"
-	"github.com/rootfsctl/rootfsctl/steps/fixture"
-	"github.com/rs/zerolog"
 )
-
-// publish writes a gzipped tarball of entries at rel in the stand's mirror
-// with a checksum file (suffix: the upstream's, .sha256 or .sha256sum).
-func (s *stand) publish(rel, suffix string, entries []fixture.Entry) {
-	s.t.Helper()
-	p := filepath.Join(s.mirrorDir, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		s.t.Fatal(err)
-	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(fixture.Tar(entries))
-	zw.Close()
-	sum := sha256.Sum256(gz.Bytes())
-	if err := os.WriteFile(p, gz.Bytes(), 0o644); err != nil {
-		s.t.Fatal(err)
-	}
-	if err := os.WriteFile(p+suffix, []byte(hex.EncodeToString(sum[:])+"  "+filepath.Base(p)+"\n"), 0o644); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-// keep saves files of the mirror and returns what puts them back.
-func (s *stand) keep(rels ...string) func() {
-	s.t.Helper()
-	saved := map[string][]byte{}
-	for _, rel := range rels {
-		saved[rel] = []byte(readFile(s.t, filepath.Join(s.mirrorDir, rel)))
-	}
-	return func() {
-		for rel, b := range saved {
-			if err := os.WriteFile(filepath.Join(s.mirrorDir, rel), b, 0o644); err != nil {
-				s.t.Fatal(err)
-			}
-		}
-	}
-}
 
 func containerdWith(extra ...fixture.Entry) []fixture.Entry {
 	return append([]fixture.Entry{
@@ -144,22 +102,10 @@ func TestOnePathOneOwner(t *testing.T) {
 // it takes them over instead of failing every apply.
 func TestRenamedStepTakesOverItsPaths(t *testing.T) {
 	t.Parallel()
-	s := newStand(t)
-	wantAll(t, s.run(nil, false), engine.StatusChanged)
-	reg := engine.NewRegistry()
-	steps.Register(reg, steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond)), Cache: mustCache(t)})
-	src := fmt.Sprintf("apiVersion: rootfsctl/v1\nkind: Plan\nname: renamed\nsteps:\n  plugins:\n    type: download-cni\n    with: {machineDir: %s, arch: amd64, baseURL: %q}\n", s.machine(), s.mirror+"/cni")
-	p, err := engine.Parse("renamed.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, _ := engine.NewGraph(p)
+	s := provisioned(t)
+	p := parse(t, standOptions(t), fmt.Sprintf("  plugins:\n    type: download-cni\n    with: {machineDir: %s, arch: amd64, baseURL: %q}\n", s.machine(), s.mirror+"/cni"))
 	for round, want := range []engine.Status{engine.StatusChanged, engine.StatusUnchanged} {
-		rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r := rep.Steps[0]; r.Status != want {
+		if r := applyPlan(t, p).Steps[0]; r.Status != want {
 			t.Fatalf("round %d: plugins %s (%s), want %s", round, r.Status, r.Error, want)
 		}
 	}
@@ -171,8 +117,7 @@ func TestRenamedStepTakesOverItsPaths(t *testing.T) {
 // since it was installed is left alone.
 func TestFilesNoLongerInstalledAreRemoved(t *testing.T) {
 	t.Parallel()
-	s := newStand(t)
-	wantAll(t, s.run(nil, false), engine.StatusChanged)
+	s := provisioned(t)
 	bin := filepath.Join(s.machine(), "usr/local/bin")
 	if err := os.WriteFile(filepath.Join(bin, "kubectl"), []byte("edited by hand"), 0o755); err != nil {
 		t.Fatal(err)

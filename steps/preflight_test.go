@@ -1,9 +1,7 @@
 package steps_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -11,61 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/steps"
-	"github.com/rootfsctl/rootfsctl/steps/fetch"
 )
-
-// replaceStep rebuilds one step of a loaded plan from its parameters as
-// changed by edit, through the plan loader (so defaults and validation
-// apply as for a plan file).
-func replaceStep(t *testing.T, p *engine.Plan, id string, opts steps.Options, edit func(params any)) {
-	t.Helper()
-	st, ok := p.Step(id)
-	if !ok {
-		t.Fatalf("plan has no step %s", id)
-	}
-	edit(st.Params)
-	with, err := yaml.Marshal(st.Params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := engine.NewRegistry()
-	steps.Register(reg, opts)
-	src := fmt.Sprintf("apiVersion: rootfsctl/v1\nkind: Plan\nname: t\nsteps:\n  %s:\n    type: %s\n    with:\n%s", id, st.Type, indent(string(with), "      "))
-	one, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
-	if err != nil {
-		t.Fatalf("rebuild step %s:\n%v", id, err)
-	}
-	st.Impl = one.Steps[0].Impl
-}
-
-func indent(s, prefix string) string {
-	return prefix + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n"+prefix) + "\n"
-}
-
-// hostIndependent gives the plan's workspace a bind source the test owns:
-// the plan's default (/lib/modules) is missing on some hosts, and would
-// turn into a warning there.
-func hostIndependent(t *testing.T, p *engine.Plan, opts steps.Options) {
-	t.Helper()
-	bind := t.TempDir()
-	replaceStep(t, p, "workspace", opts, func(params any) {
-		params.(*steps.WorkspaceParams).BindReadOnly = []steps.BindPath{steps.BindPath(bind)}
-	})
-}
-
-func standOptions(t *testing.T) steps.Options {
-	return steps.Options{Fetch: fetch.New("rootfsctl/test", fetch.WithRetries(1, time.Millisecond)), Cache: mustCache(t)}
-}
-
-func table(rep *engine.PreflightReport) string {
-	var b bytes.Buffer
-	rep.WriteTable(&b)
-	return b.String()
-}
 
 // leaks reports what a preflight result must never show: a URL, a path on
 // the mirror or registry, the image's repository or tag, credentials.
@@ -153,16 +100,18 @@ func TestPreflight(t *testing.T) {
 	s.setFault(nil)
 }
 
-// runChecks runs the preflight checks of one step directly, under ctx (the
-// engine would give each its own CheckTimeout).
-func runChecks(ctx context.Context, t *testing.T, p *engine.Plan, id string) []engine.CheckResult {
-	t.Helper()
-	st, _ := p.Step(id)
-	var out []engine.CheckResult
-	for _, c := range st.Impl.(engine.Preflighter).Preflight() {
-		out = append(out, c.Run(ctx)...)
+// checkContext is what a test runs checks under: cancelled by the
+// returned function or at the end of the test, and past the deadline when
+// one is given.
+func checkContext(t *testing.T, deadline time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if deadline > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, deadline)
+		t.Cleanup(stop)
 	}
-	return out
+	return ctx, cancel
 }
 
 // stall answers nothing until the request is given up, and says when a
@@ -228,12 +177,7 @@ func TestPreflightMessagesNameArtifactAndHost(t *testing.T) {
 			}
 			at := strings.NewReplacer("MIRROR", strings.TrimPrefix(s.mirror, "http://"))
 			p, _ := s.planWith(opts, map[string]string{"mirror": at.Replace(tc.mirror)})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if tc.deadline > 0 {
-				ctx, cancel = context.WithTimeout(ctx, tc.deadline)
-				defer cancel()
-			}
+			ctx, cancel := checkContext(t, tc.deadline)
 			arrived := make(chan struct{}, 1)
 			switch {
 			case tc.fault != nil:
@@ -294,12 +238,7 @@ func TestImageCheckMessages(t *testing.T) {
 			if tc.platform != "" {
 				replaceStep(t, p, "workspace", opts, func(params any) { params.(*steps.WorkspaceParams).Platform = steps.Platform(tc.platform) })
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if tc.deadline > 0 {
-				ctx, cancel = context.WithTimeout(ctx, tc.deadline)
-				defer cancel()
-			}
+			ctx, cancel := checkContext(t, tc.deadline)
 			arrived := make(chan struct{}, 1)
 			if tc.stall {
 				s.setRegistryFault(stall(arrived))

@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,24 +110,10 @@ func (s *runStep) Check(_ context.Context) (engine.Change, error) {
 func (s *runStep) Apply(ctx context.Context) error {
 	log := zerolog.Ctx(ctx)
 	prog := s.p.Command[0]
-	cmd := exec.CommandContext(ctx, prog, s.p.Command[1:]...)
-	cmd.Dir = s.p.Dir.String()
-	if cmd.Dir != "" {
-		// Said here, or exec blames the program for a missing directory.
-		if fi, err := os.Stat(cmd.Dir); err != nil || !fi.IsDir() {
-			return engine.Permanent(fmt.Errorf("working directory %s does not exist or is not a directory", cmd.Dir))
-		}
+	cmd, err := s.command(ctx)
+	if err != nil {
+		return err
 	}
-	cmd.Env = os.Environ()
-	keys := make([]string, 0, len(s.p.Env))
-	for k := range s.p.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		cmd.Env = append(cmd.Env, k+"="+s.p.Env[k])
-	}
-	cmd.Stdin = nil
 	tail := &lineTail{max: stderrTail}
 	stdout := &lineLog{log: log, stream: "stdout"}
 	stderr := &lineLog{log: log, stream: "stderr", tail: tail}
@@ -148,7 +135,7 @@ func (s *runStep) Apply(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return engine.Permanent(fmt.Errorf("start %s: %w", prog, err))
 	}
-	err := cmd.Wait()
+	err = cmd.Wait()
 	stdout.flush()
 	stderr.flush()
 	if ctx.Err() != nil {
@@ -156,6 +143,33 @@ func (s *runStep) Apply(ctx context.Context) error {
 		k.finish()
 		return fmt.Errorf("run %s: %w", prog, ctx.Err())
 	}
+	return s.outcome(log, err, tail)
+}
+
+// command is the command to run, in its directory, with rootfsctl's
+// environment and the step's variables (in name order) added.
+func (s *runStep) command(ctx context.Context) (*exec.Cmd, error) {
+	cmd := exec.CommandContext(ctx, s.p.Command[0], s.p.Command[1:]...)
+	cmd.Dir = s.p.Dir.String()
+	if cmd.Dir != "" {
+		// Said here, or exec blames the program for a missing directory.
+		if fi, err := os.Stat(cmd.Dir); err != nil || !fi.IsDir() {
+			return nil, engine.Permanent(fmt.Errorf("working directory %s does not exist or is not a directory", cmd.Dir))
+		}
+	}
+	cmd.Env = os.Environ()
+	for _, k := range slices.Sorted(maps.Keys(s.p.Env)) {
+		cmd.Env = append(cmd.Env, k+"="+s.p.Env[k])
+	}
+	cmd.Stdin = nil
+	return cmd, nil
+}
+
+// outcome turns how the command ended into the step's error. The first
+// line of a failure is what a table shows: it ends with the last thing
+// the command said, and the tail of stderr follows.
+func (s *runStep) outcome(log *zerolog.Logger, err error, tail *lineTail) error {
+	prog := s.p.Command[0]
 	if err == nil {
 		return nil
 	}
@@ -164,19 +178,17 @@ func (s *runStep) Apply(ctx context.Context) error {
 		return nil
 	}
 	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		msg := fmt.Sprintf("%s exited with status %d", prog, exit.ExitCode())
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			msg = fmt.Sprintf("%s was killed by %s", prog, unix.SignalName(ws.Signal()))
-		}
-		// The first line is what a table shows: end it with the last thing
-		// the command said, then quote the tail below.
-		if last := tail.last(); last != "" {
-			msg += ": " + last + "\n" + tail.String()
-		}
-		return errors.New(msg)
+	if !errors.As(err, &exit) {
+		return fmt.Errorf("run %s: %w", prog, err)
 	}
-	return fmt.Errorf("run %s: %w", prog, err)
+	msg := fmt.Sprintf("%s exited with status %d", prog, exit.ExitCode())
+	if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		msg = fmt.Sprintf("%s was killed by %s", prog, unix.SignalName(ws.Signal()))
+	}
+	if last := tail.last(); last != "" {
+		msg += ": " + last + "\n" + tail.String()
+	}
+	return errors.New(msg)
 }
 
 // groupKiller sends SIGTERM to a process group and SIGKILL after the

@@ -1,11 +1,16 @@
-// Package steps holds rootfsctl's step types. Each type is a typed parameter
-// struct (decoded, defaulted and validated by the engine from its tags) and a
-// builder returning an engine.Step. Steps exchange nothing in memory: their
-// inputs are their parameters, their outputs land on disk.
+// Package steps holds rootfsctl's step types, one file each: its typed
+// parameters (decoded and checked by the engine, starting from the
+// defaults value given to Register), the builder that parses them once
+// into an engine.Step, its Check and Apply, and its preflight checks. The
+// machinery steps share lives in internal packages of one noun each
+// (artifact, oci, machine, nspawn, cache, fetch, unpack). Steps exchange
+// nothing in memory: their inputs are their parameters, their outputs land
+// on disk.
 //
 // Steps must not read host facts themselves (they arrive as parameters), keep
-// no global state, and never write into a machine directory through a plain
-// path join: every such write goes through an os.Root.
+// no global state, start no goroutine outside the budget in their context,
+// and never write into a machine directory through a plain path join: every
+// such write goes through an os.Root.
 package steps
 
 import (
@@ -16,8 +21,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/cache"
-	"github.com/rootfsctl/rootfsctl/steps/fetch"
+	"github.com/rootfsctl/rootfsctl/internal/artifact"
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
+	"github.com/rootfsctl/rootfsctl/internal/machine"
 )
 
 // Options are what steps need from the process that runs them; cmd sets
@@ -66,4 +74,18 @@ func Register(reg *engine.Registry, opts Options) {
 	engine.Register(reg, engine.StepType{Name: "download-cni", Summary: "Install the CNI plugins into the machine.", Doc: cniDoc,
 		Checks: []string{cniCheck}}, cniDefaults,
 		func(id string, p *CNIParams) (engine.Step, error) { return newCNI(id, p, o) })
+}
+
+// TempPrefix starts the name of every temporary file rootfsctl creates next
+// to a final path, so that leftovers of a crash are recognisable.
+const TempPrefix = atomicfile.TempPrefix
+
+// StateDir is where steps record, inside the machine's rootfs, what they
+// installed. ensure-workspace removes any copy an image ships, so the
+// records are always rootfsctl's own.
+const StateDir = machine.StateDir
+
+// downloads starts the spec of a download step.
+func (o *Options) downloads(id string, dir MachineDir, installDir engine.RelPath) artifact.Spec {
+	return artifact.Spec{Step: id, MachineDir: dir.String(), InstallDir: installDir.String(), Fetch: o.Fetch, Cache: o.Cache}
 }

@@ -2,7 +2,6 @@ package steps_test
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,44 +13,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/rs/zerolog"
-
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/steps"
-	"github.com/rootfsctl/rootfsctl/steps/cache"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
-
-var host = engine.Host{Arch: "amd64", OS: "linux", Hostname: "node1", Kernel: "6.1.0"}
-
-// build loads a one-step plan and returns the step's implementation.
-func build(t *testing.T, stepYAML string) engine.Step {
-	t.Helper()
-	reg := engine.NewRegistry()
-	steps.Register(reg, steps.Options{})
-	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: t\nsteps:\n  s:\n" + stepYAML
-	p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
-	if err != nil {
-		t.Fatalf("Parse():\n%v", err)
-	}
-	return p.Steps[0].Impl
-}
-
-func ctx() context.Context { return zerolog.Nop().WithContext(context.Background()) }
-
-func mustCheck(t *testing.T, s engine.Step, needed bool, reason string) {
-	t.Helper()
-	ch, err := s.Check(ctx())
-	if err != nil {
-		t.Fatalf("Check(): %v", err)
-	}
-	if ch.Needed != needed || !strings.Contains(ch.Reason, reason) {
-		t.Fatalf("Check(): got %+v, want needed=%v with reason containing %q", ch, needed, reason)
-	}
-}
-
 func TestFileStep(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a/b/c.conf")
 	s := build(t, "    type: file\n    with: {path: "+path+", content: \"x=1\\n\", mode: \"0640\"}\n")
@@ -103,6 +70,7 @@ func TestFileStep(t *testing.T) {
 }
 
 func TestFileStepSetuidMode(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "tool")
 	s := build(t, "    type: file\n    with: {path: "+path+", content: x, mode: \"04755\"}\n")
 	if err := s.Apply(ctx()); err != nil {
@@ -119,6 +87,7 @@ func TestFileStepSetuidMode(t *testing.T) {
 // a socket at the path is refused by Check and by Apply, and left as it is;
 // a symlink is replaced as a link, never followed.
 func TestFileStepRefusesWhatIsNotAFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
@@ -166,6 +135,7 @@ func TestFileStepRefusesWhatIsNotAFile(t *testing.T) {
 }
 
 func TestRunStep(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	t.Run("env dir and creates", func(t *testing.T) {
 		s := build(t, "    type: run\n    with: {command: [sh, -c, 'echo \"$GREETING\" > out'], dir: "+dir+", env: {GREETING: hi}, creates: out}\n")
@@ -240,19 +210,6 @@ func TestRunStep(t *testing.T) {
 	})
 }
 
-// buildWith is build with the given step options.
-func buildWith(t *testing.T, opts steps.Options, stepYAML string) engine.Step {
-	t.Helper()
-	reg := engine.NewRegistry()
-	steps.Register(reg, opts)
-	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: t\nsteps:\n  s:\n" + stepYAML
-	p, err := engine.Parse("t.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: host})
-	if err != nil {
-		t.Fatalf("Parse():\n%v", err)
-	}
-	return p.Steps[0].Impl
-}
-
 // alive reports whether pid is a process that is not a zombie.
 func alive(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -324,15 +281,11 @@ func TestRunEndsWithinTheGracePeriod(t *testing.T) {
 	}
 }
 
-func mustCache(t *testing.T) *cache.Cache {
-	t.Helper()
-	return cache.New(t.TempDir())
-}
-
 // TestMissingDirectoriesAreNamed: a run step's missing working directory
 // and a download step's missing machine are said as such, once, and are
 // not retried.
 func TestMissingDirectoriesAreNamed(t *testing.T) {
+	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "nope")
 	s := build(t, "    type: run\n    with: {command: [\"true\"], dir: "+missing+"}\n")
 	err := s.Apply(ctx())
@@ -349,6 +302,7 @@ func TestMissingDirectoriesAreNamed(t *testing.T) {
 // TestFileStepTidiesLeftovers: a temporary file a killed write left beside
 // the target is removed by the next apply, even when the file is current.
 func TestFileStepTidiesLeftovers(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	target := filepath.Join(dir, "target.txt")
 	s := build(t, "    type: file\n    with: {path: "+target+", content: x}\n")

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
 )
 
 // Typed parameter values. Each checks itself when decoded and describes
@@ -127,10 +128,10 @@ type URL string
 func (u *URL) UnmarshalText(b []byte) error {
 	s := string(b)
 	if err := urlSyntax.check(s); err != nil {
-		return fmt.Errorf("%q is not an https://, http:// or file:/// URL", redactURL(s))
+		return fmt.Errorf("%q is not an https://, http:// or file:/// URL", fetch.Redact(s))
 	}
 	if _, err := url.Parse(s); err != nil {
-		return fmt.Errorf("invalid URL %s: %v", redactURL(s), err)
+		return fmt.Errorf("invalid URL %s: %v", fetch.Redact(s), err)
 	}
 	*u = URL(s)
 	return nil
@@ -172,16 +173,6 @@ func set[T ~string](v *T, p pattern, b []byte) error {
 	return nil
 }
 
-// redactURL drops credentials and queries from a URL for messages.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
-}
-
 // BindPath is a host path bound into the machine: absolute, without the
 // spaces and colons that nspawn's Bind= syntax gives meaning to.
 type BindPath string
@@ -206,7 +197,7 @@ type URLTemplate string
 
 func (u *URLTemplate) UnmarshalText(b []byte) error {
 	if err := urlSyntax.check(string(b)); err != nil {
-		return fmt.Errorf("%q is not an https://, http:// or file:/// URL template", redactURL(string(b)))
+		return fmt.Errorf("%q is not an https://, http:// or file:/// URL template", fetch.Redact(string(b)))
 	}
 	*u = URLTemplate(b)
 	return nil

@@ -1,10 +1,8 @@
 package steps
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,17 +10,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"text/template"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/engine"
-	"github.com/rootfsctl/rootfsctl/steps/cache"
-	"github.com/rootfsctl/rootfsctl/steps/unpack"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
+	"github.com/rootfsctl/rootfsctl/internal/machine"
+	"github.com/rootfsctl/rootfsctl/internal/nspawn"
+	"github.com/rootfsctl/rootfsctl/internal/oci"
+	"github.com/rootfsctl/rootfsctl/internal/unpack"
 )
 
 const workspaceDoc = `Makes machineDir a complete root filesystem from an OCI image and writes
@@ -66,30 +65,31 @@ var workspaceDefaults = WorkspaceParams{
 	BindReadOnly:  []BindPath{"/lib/modules"},
 }
 
-//go:embed templates/*.tmpl
-var templateFS embed.FS
-
-var templates = template.Must(template.ParseFS(templateFS, "templates/*.tmpl"))
+// The preflight checks of ensure-workspace.
+const (
+	imageCheckName        = "oci-image-reachable"
+	provisioningCheckName = "nspawn-machine-provisioning"
+)
 
 type workspace struct {
-	p        WorkspaceParams
-	dir      string // the machine directory
-	machine  string
-	binds    []string // bindReadOnly
-	devices  []string // hostDevices
-	ref      imageRef
-	platform v1.Platform
-	nspawn   string // host path of the .nspawn file
-	override string // host path of the drop-in
-	opts     *Options
+	p          WorkspaceParams
+	dir        string // the machine directory
+	machine    string
+	ref        oci.Ref
+	platform   v1.Platform
+	settings   nspawn.Settings
+	reg        *oci.Registry
+	cache      *cache.Cache
+	privileged bool
 }
 
 func newWorkspace(_ string, p *WorkspaceParams, o *Options) (engine.Step, error) {
 	dir := string(p.MachineDir)
-	w := &workspace{p: *p, dir: dir, machine: filepath.Base(dir), opts: o,
-		binds: texts(p.BindReadOnly), devices: texts(p.HostDevices)}
+	w := &workspace{p: *p, dir: dir, machine: filepath.Base(dir), cache: o.Cache, privileged: o.Privileged,
+		reg: &oci.Registry{Keychain: o.Keychain, Transport: o.Fetch.Transport(), UserAgent: o.Fetch.UserAgent(),
+			Policy: o.Fetch.Policy(), IdleTimeout: o.Fetch.IdleTimeout()}}
 	var err error
-	if w.ref, err = parseImageRef(string(p.Image), p.Insecure); err != nil {
+	if w.ref, err = oci.ParseRef(string(p.Image), p.Insecure); err != nil {
 		return nil, engine.FieldError{Path: "image", Message: err.Error(), Uses: []string{"insecure"}}
 	}
 	pl, err := v1.ParsePlatform(string(p.Platform))
@@ -97,26 +97,11 @@ func newWorkspace(_ string, p *WorkspaceParams, o *Options) (engine.Step, error)
 		return nil, err
 	}
 	w.platform = *pl
-	w.nspawn = string(p.NspawnConfig)
-	if w.nspawn == "" {
-		w.nspawn = "/etc/systemd/nspawn/" + w.machine + ".nspawn"
-	}
-	w.override = string(p.ServiceOverride)
-	if w.override == "" {
-		w.override = "/etc/systemd/system/systemd-nspawn@" + w.machine + ".service.d/override.conf"
-	}
+	w.settings = nspawn.Settings{Machine: w.machine, BindReadOnly: texts(p.BindReadOnly), HostDevices: texts(p.HostDevices),
+		NspawnFile:   cmp.Or(string(p.NspawnConfig), "/etc/systemd/nspawn/"+w.machine+".nspawn"),
+		OverrideFile: cmp.Or(string(p.ServiceOverride), "/etc/systemd/system/systemd-nspawn@"+w.machine+".service.d/override.conf")}
 	return w, nil
 }
-
-// workspaceRecord is written inside the rootfs when it is complete.
-type workspaceRecord struct {
-	Image    string    `json:"image"`
-	Digest   string    `json:"digest"`
-	Platform string    `json:"platform"`
-	Unpacked time.Time `json:"unpacked"`
-}
-
-const workspaceRecordPath = StateDir + "/workspace.json"
 
 // rootfsState is what the machine directory holds now.
 type rootfsState int
@@ -128,114 +113,45 @@ const (
 )
 
 func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
-	d, err := os.Open(w.dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	empty, err := machine.Empty(w.dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return rootfsMissing, "machine directory does not exist", nil
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("open machine directory: %w", err)
-	}
-	names, err := d.Readdirnames(1)
-	d.Close()
-	if len(names) == 0 {
-		if err != nil && err != io.EOF {
-			return 0, "", fmt.Errorf("read machine directory: %w", err)
-		}
+	case err != nil:
+		return 0, "", err
+	case empty:
 		return rootfsMissing, "machine directory is empty", nil
 	}
-	root, err := openMachine(w.dir)
-	if err != nil {
-		return 0, "", err
+	rec, why, err := machine.ReadRecord(w.dir)
+	if rec == nil || err != nil {
+		return rootfsOther, why, err
 	}
-	defer root.Close()
-	b, err := readBounded(root, workspaceRecordPath, maxRecord)
-	if errors.Is(err, fs.ErrNotExist) {
-		return rootfsOther, "machine directory holds a root filesystem rootfsctl did not unpack", nil
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("read workspace record: %w", err)
-	}
-	var rec workspaceRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rootfsOther, "machine directory has a damaged workspace record", nil
-	}
-	wantPlatform := platformString(w.platform)
+	wantPlatform := oci.PlatformString(w.platform)
+	pinned, isPin := w.ref.PinnedDigest()
 	switch {
-	case !platformSatisfies(rec.Platform, w.platform):
+	case !oci.Satisfies(rec.Platform, w.platform):
 		return rootfsOther, fmt.Sprintf("machine holds a %s rootfs, plan wants %s", rec.Platform, wantPlatform), nil
-	case rec.Image == string(w.p.Image), w.ref.isDigest() && rec.Digest == w.ref.ref.Identifier():
+	case rec.Image == string(w.p.Image), isPin && rec.Digest == pinned:
 		// The reference it was unpacked from (a tag is resolved once, so a
 		// warm apply asks no registry anything), or a pin of its manifest.
-		return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + ")", nil
+		return rootfsCurrent, "holds the plan's image (" + oci.Short(rec.Digest) + ")", nil
 	}
 	// Another reference (another registry, a mirror, a digest of an
 	// index): an image is the same image when its platform manifest is, so
 	// resolve the plan's reference, manifest only, and compare.
-	img, err := w.resolve(ctx)
+	img, err := w.reg.Resolve(ctx, w.ref, w.platform)
 	if err != nil {
 		return 0, "", fmt.Errorf("compare the machine's image with the plan's: %w", err)
 	}
-	if img.digest != rec.Digest {
-		return rootfsOther, fmt.Sprintf("machine holds another image (%s) than the plan's (%s)", short(rec.Digest), short(img.digest)), nil
+	if img.Digest != rec.Digest {
+		return rootfsOther, fmt.Sprintf("machine holds another image (%s) than the plan's (%s)", oci.Short(rec.Digest), oci.Short(img.Digest)), nil
 	}
-	return rootfsCurrent, "holds the plan's image (" + short(rec.Digest) + "), the same image from another reference", nil
+	return rootfsCurrent, "holds the plan's image (" + oci.Short(rec.Digest) + "), the same image from another reference", nil
 }
 
-// platformSatisfies: the recorded platform is the index entry's, which may
-// name a variant (linux/arm64/v8) the plan does not ask for (linux/arm64);
-// it is the plan's platform when it would have been chosen for it.
-func platformSatisfies(recorded string, want v1.Platform) bool {
-	got, err := v1.ParsePlatform(recorded)
-	return err == nil && got.Satisfies(want)
-}
-
-func short(digest string) string {
-	if len(digest) > 19 {
-		return digest[:19]
-	}
-	return digest
-}
-
-// configs renders the two host files.
-func (w *workspace) configs() (map[string][]byte, error) {
-	data := struct {
-		Machine      string
-		BindReadOnly []string
-		HostDevices  []string
-	}{w.machine, w.binds, w.devices}
-	out := map[string][]byte{}
-	for file, tmpl := range map[string]string{w.nspawn: "machine.nspawn.tmpl", w.override: "override.conf.tmpl"} {
-		var b bytes.Buffer
-		if err := templates.ExecuteTemplate(&b, tmpl, data); err != nil {
-			return nil, fmt.Errorf("render %s: %w", tmpl, err)
-		}
-		out[file] = b.Bytes()
-	}
-	return out, nil
-}
-
-// staleConfigs lists the host config files whose content is not the
-// rendered one, each with why ("is missing", "differs").
-func (w *workspace) staleConfigs() ([]string, error) {
-	cfg, err := w.configs()
-	if err != nil {
-		return nil, err
-	}
-	var stale []string
-	for _, file := range []string{w.nspawn, w.override} {
-		same, err := hasContent(nil, file, cfg[file])
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", file, err)
-		}
-		if !same {
-			if _, err := os.Lstat(file); errors.Is(err, fs.ErrNotExist) {
-				stale = append(stale, file+" is missing")
-			} else {
-				stale = append(stale, file+" differs")
-			}
-		}
-	}
-	return stale, nil
+// imageChanged refuses to touch a machine holding another image.
+func imageChanged(why string) error {
+	return engine.Permanent(fmt.Errorf("%s; set onImageChange: recreate to replace it, or keep to use it as it is", why))
 }
 
 func (w *workspace) Check(ctx context.Context) (engine.Change, error) {
@@ -244,26 +160,27 @@ func (w *workspace) Check(ctx context.Context) (engine.Change, error) {
 		return engine.Change{}, err
 	}
 	var reasons []string
-	switch st {
-	case rootfsMissing:
+	switch {
+	case st == rootfsMissing:
 		reasons = append(reasons, why+"; will unpack the image")
-	case rootfsOther:
-		switch w.p.OnImageChange {
-		case "recreate":
-			reasons = append(reasons, why+"; will recreate it (onImageChange: recreate)")
-		case "fail":
-			return engine.Change{}, engine.Permanent(fmt.Errorf("%s; set onImageChange: recreate to replace it, or keep to use it as it is", why))
-		}
+	case st == rootfsOther && w.p.OnImageChange == "recreate":
+		reasons = append(reasons, why+"; will recreate it (onImageChange: recreate)")
+	case st == rootfsOther && w.p.OnImageChange == "fail":
+		return engine.Change{}, imageChanged(why)
 	}
-	stale, err := w.staleConfigs()
+	files, err := w.settings.Render()
+	if err != nil {
+		return engine.Change{}, err
+	}
+	stale, err := nspawn.Stale(files)
 	if err != nil {
 		return engine.Change{}, err
 	}
 	reasons = append(reasons, stale...)
-	if len(reasons) > 0 {
+	switch {
+	case len(reasons) > 0:
 		return engine.NeedsChange(strings.Join(reasons, "; ")), nil
-	}
-	if st == rootfsOther {
+	case st == rootfsOther:
 		return engine.UpToDate(why + " (kept: onImageChange: keep); nspawn settings current"), nil
 	}
 	return engine.UpToDate(why + "; nspawn settings current"), nil
@@ -276,383 +193,70 @@ func (w *workspace) Apply(ctx context.Context) error {
 	}
 	switch {
 	case st == rootfsMissing:
-		if err := w.unpack(ctx, false); err != nil {
-			return err
-		}
+		err = w.unpack(ctx, false)
 	case st == rootfsOther && w.p.OnImageChange == "recreate":
 		zerolog.Ctx(ctx).Warn().Str("machine", w.machine).Msg(why + "; recreating it")
-		if err := w.unpack(ctx, true); err != nil {
-			return err
-		}
+		err = w.unpack(ctx, true)
 	case st == rootfsOther && w.p.OnImageChange == "fail":
-		return engine.Permanent(fmt.Errorf("%s; set onImageChange: recreate to replace it, or keep to use it as it is", why))
+		err = imageChanged(why)
 	}
-	cfg, err := w.configs()
+	if err != nil {
+		return err
+	}
+	files, err := w.settings.Render()
 	if err != nil {
 		return err
 	}
 	if err := w.Tidy(ctx); err != nil {
 		return err
 	}
-	for _, file := range []string{w.nspawn, w.override} {
-		same, err := hasContent(nil, file, cfg[file])
-		if err != nil {
-			return fmt.Errorf("read %s: %w", file, err)
-		}
-		if same {
-			continue
-		}
-		zerolog.Ctx(ctx).Debug().Str("phase", "config").Str("file", file).Msg("writing")
-		if err := writeHostFile(file, cfg[file], 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return nspawn.Write(ctx, files)
 }
 
-// writeHostFile writes a host file atomically, creating its directory.
-func writeHostFile(file string, content []byte, mode fs.FileMode) error {
-	dir := filepath.Dir(file)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer root.Close()
-	if err := writeAtomic(root, filepath.Base(file), bytes.NewReader(content), mode, "workspace"); err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	return nil
-}
-
-// mountPointProblem refuses a machine directory that is a mount point
-// (an empty volume): the rootfs is unpacked beside it and renamed into
-// place when complete, and nothing can be renamed onto a mount point; the
-// unpack would end in "device or resource busy" after all its work.
-func mountPointProblem(dir string) error {
-	var st, parent unix.Stat_t
-	if unix.Lstat(dir, &st) != nil || unix.Lstat(filepath.Dir(dir), &parent) != nil {
-		return nil // missing: nothing is mounted there
-	}
-	if st.Dev != parent.Dev {
-		return engine.Permanent(fmt.Errorf("machine directory %s is a mount point: rootfsctl unpacks beside it and renames the rootfs into place, which a mount point cannot take; use a directory inside the volume as machineDir", dir))
-	}
-	return nil
-}
-
-// Names of directories beside the machine dir: the staging area of an
-// unpack in progress, and a replaced rootfs waiting to be deleted.
-func (w *workspace) stagingPrefix() string { return "." + w.machine + ".rootfsctl-staging-" }
-func (w *workspace) oldPrefix() string     { return "." + w.machine + ".rootfsctl-old-" }
-
-// cleanLeftovers removes staging and old directories of earlier runs that
-// were interrupted. They are never accepted as a rootfs.
-func (w *workspace) cleanLeftovers(ctx context.Context) {
-	parent := filepath.Dir(w.dir)
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), w.stagingPrefix()) || strings.HasPrefix(e.Name(), w.oldPrefix()) {
-			p := filepath.Join(parent, e.Name())
-			zerolog.Ctx(ctx).Info().Str("path", p).Msg("removing leftover of an interrupted run")
-			if err := os.RemoveAll(p); err != nil {
-				zerolog.Ctx(ctx).Warn().Err(err).Str("path", p).Msg("could not remove leftover")
-			}
-		}
-	}
-}
-
-// unpack builds the rootfs in a staging directory and moves it into place.
+// unpack builds the rootfs from the image beside the machine directory
+// and moves it into place (internal/machine).
 func (w *workspace) unpack(ctx context.Context, replace bool) error {
-	log := zerolog.Ctx(ctx)
-	parent := filepath.Dir(w.dir)
-	// Missing parents are made 0700, as /var/lib/machines is: the rootfs
-	// holds setuid-root programs and device nodes, which host users must
-	// not reach.
-	if err := os.MkdirAll(parent, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", parent, err)
-	}
-	if err := mountPointProblem(w.dir); err != nil {
-		return err
-	}
-	w.cleanLeftovers(ctx)
-	log.Debug().Str("phase", "pull").Msg("resolving the image")
-	img, err := w.resolve(ctx)
-	if err != nil {
-		return err
-	}
-	staging, err := os.MkdirTemp(parent, w.stagingPrefix())
-	if err != nil {
-		return fmt.Errorf("create staging directory: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			// Best effort; a leftover is removed by the next run and never accepted.
-			_ = os.RemoveAll(staging)
-		}
-	}()
-	// The machine's root is 0755 and root's (when privileged), whatever
-	// the image's "./" entry says (the unpack leaves the target alone).
-	if err := os.Chmod(staging, 0o755); err != nil {
-		return fmt.Errorf("chmod staging directory: %w", err)
-	}
-	if w.opts.Privileged {
-		if err := os.Lchown(staging, 0, 0); err != nil {
-			return fmt.Errorf("chown staging directory: %w", err)
-		}
-	}
-	root, err := os.OpenRoot(staging)
-	if err != nil {
-		return fmt.Errorf("open staging directory: %w", err)
-	}
-	defer root.Close()
-
+	var rec machine.Record
+	var stats unpack.Stats
 	start := time.Now()
-	stats, err := w.unpackLayers(ctx, root, img)
+	err := machine.Build(ctx, w.dir, machine.BuildOptions{Replace: replace, Privileged: w.privileged}, func(root *os.Root) (_ machine.Record, err error) {
+		rec, stats, err = w.fill(ctx, root)
+		return rec, err
+	})
 	if err != nil {
 		return err
 	}
-	// The state directory is rootfsctl's: an image must not pre-seed records.
-	if err := root.RemoveAll(StateDir); err != nil {
-		return fmt.Errorf("clear %s: %w", StateDir, err)
-	}
-	rec, _ := json.MarshalIndent(workspaceRecord{Image: string(w.p.Image), Digest: img.digest, Platform: img.platform, Unpacked: time.Now().UTC()}, "", "  ")
-	if err := root.MkdirAll(StateDir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", StateDir, err)
-	}
-	if err := writeAtomic(root, workspaceRecordPath, bytes.NewReader(append(rec, '\n')), 0o644, "workspace"); err != nil {
-		return err
-	}
-	// Everything on disk before the rename that makes it the machine.
-	rootDir, err := root.Open(".")
-	if err != nil {
-		return err
-	}
-	err = unix.Syncfs(int(rootDir.Fd()))
-	rootDir.Close()
-	if err != nil {
-		return fmt.Errorf("sync staging directory: %w", err)
-	}
-
-	if replace {
-		old, err := os.MkdirTemp(parent, w.oldPrefix())
-		if err != nil {
-			return fmt.Errorf("create directory for the old rootfs: %w", err)
-		}
-		if err := os.Remove(old); err != nil {
-			return err
-		}
-		if err := os.Rename(w.dir, old); err != nil {
-			return fmt.Errorf("move old rootfs aside: %w", err)
-		}
-		defer func() {
-			if err := os.RemoveAll(old); err != nil {
-				log.Warn().Err(err).Str("path", old).Msg("could not remove the old rootfs; the next run retries")
-			}
-		}()
-	} else if err := os.Remove(w.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove empty machine directory: %w", err)
-	}
-	if err := os.Rename(staging, w.dir); err != nil {
-		return fmt.Errorf("move rootfs into place: %w", err)
-	}
-	committed = true
-	if d, err := os.Open(parent); err == nil {
-		_ = d.Sync() // durability of the rename; the data itself is already synced
-		d.Close()
-	}
-	ev := log.Info().Str("digest", img.digest).Str("platform", img.platform).Int("entries", stats.Entries).
-		Int64("bytes", stats.Bytes).Dur("tookMs", time.Since(start))
-	ev.Msg("unpacked image")
+	log := zerolog.Ctx(ctx)
+	log.Info().Str("digest", rec.Digest).Str("platform", rec.Platform).Int("entries", stats.Entries).
+		Int64("bytes", stats.Bytes).Dur("tookMs", time.Since(start)).Msg("unpacked image")
 	if stats.SkippedOwners+stats.SkippedDevices+stats.SkippedXattrs > 0 {
 		log.Warn().Int("owners", stats.SkippedOwners).Int("deviceNodes", stats.SkippedDevices).Int("xattrs", stats.SkippedXattrs).
 			Msg("not running as root: file owners, device nodes and security xattrs from the image were not kept")
 	}
 	if stats.UnsupportedXattrs > 0 {
-		log.Warn().Int("xattrs", stats.UnsupportedXattrs).Str("path", parent).
+		log.Warn().Int("xattrs", stats.UnsupportedXattrs).Str("path", filepath.Dir(w.dir)).
 			Msg("the file system of the machine directory does not support some extended attributes of the image (or their namespace): they were not kept; file capabilities among them are lost")
 	}
 	return nil
 }
 
-// unpackLayers applies the layers in order. A layer already in the cache is
-// read from there (verified as it is read); otherwise it is streamed from
-// the registry and written to the cache as it is unpacked: one pass hashes,
-// inflates and extracts, with no temporary copy. While layer N is unpacked,
-// the following layers are fetched into the cache.
-func (w *workspace) unpackLayers(ctx context.Context, root *os.Root, img *resolved) (unpack.Stats, error) {
-	layers, err := img.image.Layers()
+// fill resolves the image and unpacks its layers into root.
+func (w *workspace) fill(ctx context.Context, root *os.Root) (machine.Record, unpack.Stats, error) {
+	zerolog.Ctx(ctx).Debug().Str("phase", "pull").Msg("resolving the image")
+	img, err := w.reg.Resolve(ctx, w.ref, w.platform)
 	if err != nil {
-		return unpack.Stats{}, fmt.Errorf("list layers: %w", err)
+		return machine.Record{}, unpack.Stats{}, err
 	}
-	digests := make([]string, len(layers))
-	for i, l := range layers {
-		d, err := l.Digest()
-		if err != nil {
-			return unpack.Stats{}, fmt.Errorf("layer %d: %w", i+1, err)
-		}
-		if d.Algorithm != "sha256" {
-			return unpack.Stats{}, fmt.Errorf("layer %d: unsupported digest algorithm %s", i+1, d.Algorithm)
-		}
-		digests[i] = d.Hex
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	// fetched[i] receives the outcome of caching layer i (i >= 1).
-	fetched := make([]chan error, len(layers))
-	for i := range fetched {
-		fetched[i] = make(chan error, 1)
-	}
-	fetcherDone := make(chan struct{})
-	go func() {
-		defer close(fetcherDone)
-		for i := 1; i < len(layers); i++ {
-			fetched[i] <- w.cacheLayer(ctx, layers[i], digests[i])
-		}
-	}()
-	// On any return, stop the fetcher and wait for it, so its temporary
-	// cache file is gone before this step reports.
-	defer func() {
-		cancel()
-		<-fetcherDone
-	}()
-
-	u := unpack.New(root, unpack.Options{Privileged: w.opts.Privileged})
+	u := unpack.New(root, unpack.Options{Privileged: w.privileged})
 	defer u.Close()
-	for i, l := range layers {
-		name := fmt.Sprintf("layer %d/%d", i+1, len(layers))
-		if i > 0 {
-			if err := <-fetched[i]; err != nil {
-				return u.Stats(), fmt.Errorf("fetch %s (%s): %w", name, short("sha256:"+digests[i]), err)
-			}
-		}
-		if err := w.unpackLayer(ctx, u, l, digests[i], name); err != nil {
-			return u.Stats(), fmt.Errorf("unpack %s (%s): %w", name, short("sha256:"+digests[i]), err)
-		}
-	}
-	return u.Stats(), nil
-}
-
-// cacheLayer downloads a layer blob into the cache unless it is there.
-func (w *workspace) cacheLayer(ctx context.Context, l v1.Layer, digest string) error {
-	if w.opts.Cache.Has(digest) {
-		return nil
-	}
-	rc, err := w.blob(l)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	e, err := w.opts.Cache.Create()
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(e, &ctxReader{ctx: ctx, r: rc}); err != nil {
-		e.Abort()
-		return err
-	}
-	return e.Commit(digest)
-}
-
-func (w *workspace) unpackLayer(ctx context.Context, u *unpack.Unpacker, l v1.Layer, digest, name string) error {
-	zerolog.Ctx(ctx).Debug().Str("phase", "unpack").Str("layer", name).Msg("unpacking")
-	size, _ := l.Size()
-	tr := engine.ProgressFrom(ctx).Track(name, size)
-	defer tr.Done()
-	// An open entry can be read to its end even if a prune removes its
-	// name meanwhile; one removed before the open is pulled instead.
-	if rc, _, err := w.opts.Cache.Open(digest); err == nil {
-		err = u.Layer(ctx, &progressReader{r: rc, t: tr})
-		// Close verifies what the unpack did not read: a damaged entry is
-		// the cause of the failure (and is gone now, so a retry pulls it).
-		if cerr := rc.Close(); errors.Is(cerr, cache.ErrCorrupt) && !errors.Is(err, cache.ErrCorrupt) {
-			return fmt.Errorf("cached layer: %w; removed it, a retry pulls it again", cerr)
-		}
-		return err
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	rc, err := w.blob(l)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	e, err := w.opts.Cache.Create()
-	if err != nil {
-		return err
-	}
-	if err := u.Layer(ctx, io.TeeReader(&progressReader{r: rc, t: tr}, e)); err != nil {
-		e.Abort()
-		return err
-	}
-	// The whole blob went through the entry: its digest is the check.
-	if err := e.Commit(digest); err != nil {
-		return fmt.Errorf("verify layer: %w", err)
-	}
-	return nil
-}
-
-// blob opens a layer's compressed blob with the idle timeout artifact
-// downloads have: a registry that stops sending mid-blob is given up on.
-func (w *workspace) blob(l v1.Layer) (io.ReadCloser, error) {
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	return newIdleReader(rc, w.opts.Fetch.IdleTimeout()), nil
-}
-
-// idleReader closes its source when no byte arrives for a while, which
-// ends the read waiting on it with errIdle.
-type idleReader struct {
-	rc    io.ReadCloser
-	after time.Duration
-	timer *time.Timer
-	idle  atomic.Bool
-}
-
-var errIdle = errors.New("the registry sent no data")
-
-func newIdleReader(rc io.ReadCloser, after time.Duration) *idleReader {
-	r := &idleReader{rc: rc, after: after}
-	r.timer = time.AfterFunc(after, func() {
-		r.idle.Store(true)
-		_ = rc.Close() // unblocks the read; the reader reports errIdle
+	err = img.Unpack(ctx, w.cache, func(ctx context.Context, l oci.Layer, blob io.Reader) error {
+		zerolog.Ctx(ctx).Debug().Str("phase", "unpack").Str("layer", l.Name).Msg("unpacking")
+		tr := engine.ProgressFrom(ctx).Track(l.Name, l.Size)
+		defer tr.Done()
+		return u.Layer(ctx, &progressReader{r: blob, t: tr})
 	})
-	return r
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	if r.idle.Load() {
-		return n, fmt.Errorf("%w for %s", errIdle, r.after)
-	}
-	if n > 0 {
-		r.timer.Reset(r.after)
-	}
-	return n, err
-}
-
-func (r *idleReader) Close() error {
-	r.timer.Stop()
-	return r.rc.Close()
-}
-
-// ctxReader stops a copy when the context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
+	rec := machine.Record{Image: string(w.p.Image), Digest: img.Digest, Platform: img.Platform, Unpacked: time.Now().UTC()}
+	return rec, u.Stats(), err
 }
 
 type progressReader struct {
@@ -673,16 +277,128 @@ func (w *workspace) Resources() []string { return []string{w.dir} }
 // directories beside the machine, temporary files next to the nspawn
 // settings and in the state directory.
 func (w *workspace) Tidy(ctx context.Context) error {
-	w.cleanLeftovers(ctx)
-	for _, file := range []string{w.nspawn, w.override} {
-		if root, err := os.OpenRoot(filepath.Dir(file)); err == nil {
-			removeTemps(root, ".", "workspace")
-			root.Close()
-		}
-	}
-	if root, err := openMachine(w.dir); err == nil {
-		removeTemps(root, StateDir, "workspace")
+	machine.Tidy(ctx, w.dir)
+	w.settings.Tidy()
+	if root, err := machine.Open(w.dir); err == nil {
+		machine.TidyRecord(root)
 		root.Close()
 	}
 	return nil
+}
+
+func (w *workspace) Preflight() []engine.Check {
+	return []engine.Check{imageCheck{w}, provisioningCheck{w}}
+}
+
+// imageCheck resolves the image's manifest for the platform without
+// pulling layers. Its time is the context's (engine.CheckTimeout).
+type imageCheck struct{ w *workspace }
+
+func (imageCheck) Name() string { return imageCheckName }
+
+func (c imageCheck) Run(ctx context.Context) []engine.CheckResult {
+	left := fetch.TimeLeft(ctx, engine.CheckTimeout)
+	r := engine.CheckResult{Name: c.Name(), Target: "image for machine " + c.w.machine, Severity: engine.SeverityOK}
+	if st, _, err := c.w.inspect(ctx); err == nil && st == rootfsCurrent {
+		r.Message = "machine already holds the plan's image; no pull needed"
+		return []engine.CheckResult{r}
+	}
+	// The registry host, never the repository or tag.
+	where := c.w.ref.Where() + ": "
+	img, err := c.w.reg.Resolve(ctx, c.w.ref, c.w.platform)
+	if err != nil {
+		r.Severity, r.Message = engine.SeverityError, where+oci.Describe(err, left)
+		return []engine.CheckResult{r}
+	}
+	r.Message = where + "manifest for " + img.Platform + " resolves"
+	return []engine.CheckResult{r}
+}
+
+// provisioningCheck: the machine dir, if it exists, is a readable
+// directory, and the places rootfsctl will create files in are writable.
+type provisioningCheck struct{ w *workspace }
+
+func (provisioningCheck) Name() string { return provisioningCheckName }
+
+func (c provisioningCheck) Run(context.Context) []engine.CheckResult {
+	res := func(target string, err error, ok string) engine.CheckResult {
+		r := engine.CheckResult{Name: c.Name(), Target: target, Severity: engine.SeverityOK, Message: ok}
+		if err != nil {
+			r.Severity, r.Message = engine.SeverityError, err.Error()
+		}
+		return r
+	}
+	var out []engine.CheckResult
+	md := c.w.dir
+	if fi, err := os.Stat(md); err == nil {
+		var problem error
+		if !fi.IsDir() {
+			problem = errors.New("machine directory exists and is not a directory")
+		} else if empty, err := machine.Empty(md); err != nil {
+			problem = fmt.Errorf("machine directory is not readable: %s", fetch.Describe(err, 0))
+		} else if empty {
+			problem = machine.MountPointProblem(md) // only an unpack, into an empty one, trips over it
+		}
+		out = append(out, res("machine directory", problem, "exists and is readable"))
+	}
+	// nspawn refuses to start a machine whose bind source is missing.
+	for _, src := range append(append([]string{}, c.w.settings.BindReadOnly...), c.w.settings.HostDevices...) {
+		r := engine.CheckResult{Name: c.Name(), Target: "bind source " + src, Severity: engine.SeverityOK, Message: "exists"}
+		if _, err := os.Stat(src); err != nil {
+			r.Severity = engine.SeverityWarning
+			r.Message = "does not exist on this host: systemd-nspawn will refuse to start the machine until it does"
+		}
+		out = append(out, r)
+	}
+	out = append(out, exposureResult(c.Name(), filepath.Dir(md)))
+	for _, t := range []struct{ what, dir string }{
+		{"machine directory parent", filepath.Dir(md)},
+		{".nspawn directory", filepath.Dir(c.w.settings.NspawnFile)},
+		{"service drop-in directory", filepath.Dir(c.w.settings.OverrideFile)},
+	} {
+		out = append(out, res(t.what, writableAncestor(t.dir), "writable"))
+	}
+	return out
+}
+
+// exposureResult says whether other host users can reach the machine
+// directory: they can when every directory from / down to its parent lets
+// them through (search permission for others). Missing directories are
+// created 0700, which stops them.
+func exposureResult(check, parent string) engine.CheckResult {
+	r := engine.CheckResult{Name: check, Target: "machine directory access", Severity: engine.SeverityOK}
+	switch guard, missing := machine.Guard(parent); {
+	case missing:
+		r.Message = fmt.Sprintf("%s will be created mode 0700: other users cannot reach the machine", guard)
+	case guard != "":
+		r.Message = fmt.Sprintf("%s stops other users: they cannot reach the machine", guard)
+	default:
+		r.Severity = engine.SeverityWarning
+		r.Message = fmt.Sprintf("every directory from / to %s lets other users through: they can run the machine's setuid programs and open its device nodes; make %s mode 0700 (as /var/lib/machines is)", parent, parent)
+	}
+	return r
+}
+
+// writableAncestor probes the nearest existing ancestor of dir with a
+// temporary file that is removed again.
+func writableAncestor(dir string) error {
+	for {
+		fi, err := os.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", dir)
+			}
+			f, err := os.CreateTemp(dir, TempPrefix+"probe-")
+			if err != nil {
+				return fmt.Errorf("%s is not writable: %s", dir, fetch.Describe(err, 0))
+			}
+			f.Close()
+			return os.Remove(f.Name())
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return errors.New("no existing ancestor directory")
+		}
+		dir = parent
+	}
 }

@@ -1,0 +1,99 @@
+package artifact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/rs/zerolog"
+
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
+)
+
+// install copies one prepared job from the cache into the machine.
+func (in *Installer) install(ctx context.Context, root *os.Root, j Job, pl jobPlan) ([]file, error) {
+	zerolog.Ctx(ctx).Debug().Str("phase", "install").Str("artifact", j.Artifact.Name).Msg("installing")
+	if pl.members != nil {
+		return in.installMembers(ctx, root, j, pl.digest, pl.members)
+	}
+	f, err := in.copyFromCache(root, pl.dest, pl.digest, j.Artifact.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Commit(0o755); err != nil {
+		return nil, err
+	}
+	rec, err := recordFile(root, pl.dest, pl.digest, fetch.Redact(j.Artifact.URL), j.Artifact.key())
+	if err != nil {
+		return nil, err
+	}
+	zerolog.Ctx(ctx).Info().Str("artifact", j.Artifact.Name).Str("sha256", pl.digest).Str("path", pl.dest).Msg("installed")
+	return []file{rec}, nil
+}
+
+// installMembers copies the archive's chosen members from the cache into
+// the machine. Every member is staged first and committed only when all
+// are staged, so a failure installs none of them.
+func (in *Installer) installMembers(ctx context.Context, root *os.Root, j Job, archive string, members []member) ([]file, error) {
+	var pending []*atomicfile.File
+	abort := func(fs []*atomicfile.File) {
+		for _, f := range fs {
+			f.Abort()
+		}
+	}
+	for _, m := range members {
+		f, err := in.copyFromCache(root, m.Dest, m.SHA256, j.Artifact.Name+": "+m.Name)
+		if err != nil {
+			abort(pending)
+			return nil, err
+		}
+		pending = append(pending, f)
+	}
+	var files []file
+	for i, f := range pending {
+		if err := f.Commit(0o755); err != nil {
+			abort(pending[i+1:])
+			return nil, err
+		}
+		rec, err := recordFile(root, f.Name(), f.Digest(), fetch.Redact(j.Artifact.URL)+"#"+members[i].Name, j.Artifact.key())
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, rec)
+	}
+	zerolog.Ctx(ctx).Info().Str("artifact", j.Artifact.Name).Str("sha256", archive).Int("files", len(files)).Msg("installed")
+	return files, nil
+}
+
+// copyFromCache stages a copy of a cache entry at dest inside the machine
+// and checks the copy's digest (the one hash of the install). A damaged
+// entry is removed, so a retry downloads it again.
+func (in *Installer) copyFromCache(root *os.Root, dest, digest, what string) (*atomicfile.File, error) {
+	src, err := in.Cache.OpenUnverified(digest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("install %s: %w", what, errEntryGone)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("install %s: open cache entry: %w", what, err)
+	}
+	defer src.Close()
+	f, err := atomicfile.Create(root, dest, in.Step)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(f, src); err != nil {
+		f.Abort()
+		return nil, fmt.Errorf("install %s: %w", what, err)
+	}
+	if got := f.Digest(); got != digest {
+		f.Abort()
+		in.Cache.Remove(digest)
+		return nil, fmt.Errorf("install %s: %w (got %s, want %s); removed it, a retry downloads it again", what, cache.ErrCorrupt, got, digest)
+	}
+	return f, nil
+}

@@ -1,0 +1,99 @@
+package claims_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rootfsctl/rootfsctl/internal/claims"
+)
+
+func machineRoot(t *testing.T) *os.Root {
+	t.Helper()
+	root, err := os.OpenRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return root
+}
+
+func inPlan(steps ...string) func(string) bool {
+	return func(step string) bool {
+		for _, s := range steps {
+			if s == step {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// TestOneOwnerPerPath: a path claimed by a step of the plan is refused to
+// another with a *ConflictError naming both; the owner claims it again at
+// will, a sibling artifact of the owner takes it over, and once released
+// it is free.
+func TestOneOwnerPerPath(t *testing.T) {
+	t.Parallel()
+	root := machineRoot(t)
+	ctx := context.Background()
+	live := inPlan("kube", "cri")
+	kubelet := claims.Claim{Path: "usr/local/bin/kubelet", Step: "kube", Artifact: "kubelet"}
+	if err := claims.Take(ctx, root, kubelet, "kubelet 1.33.1 (step kube)", live); err != nil {
+		t.Fatal(err)
+	}
+	if err := claims.Take(ctx, root, kubelet, "kubelet 1.33.2 (step kube)", live); err != nil {
+		t.Errorf("Take() again by its owner: %v", err)
+	}
+	rival := claims.Claim{Path: kubelet.Path, Step: "cri", Artifact: "containerd"}
+	var ce *claims.ConflictError
+	if err := claims.Take(ctx, root, rival, "containerd 2.0.4 (step cri)", live); !errors.As(err, &ce) ||
+		ce.Owner != "kubelet (step kube)" || ce.Want != "containerd 2.0.4 (step cri)" {
+		t.Errorf("Take() by another step: %v, want a *ConflictError naming both", err)
+	}
+	sibling := claims.Claim{Path: kubelet.Path, Step: "kube", Artifact: "kubernetes-server"}
+	if err := claims.Take(ctx, root, sibling, "kubernetes-server (step kube)", live); err != nil {
+		t.Errorf("Take() by another artifact of the owner step: %v", err)
+	}
+	claims.Release(root, "kube", map[string]bool{})
+	if err := claims.Take(ctx, root, rival, "containerd 2.0.4 (step cri)", live); err != nil {
+		t.Errorf("Take() after the owner released the path: %v", err)
+	}
+}
+
+// TestStaleAndForeignClaimsAreTakenOver: the claim of a step the plan no
+// longer has, and a file under a claim's name that rootfsctl did not write
+// whole, give way; Release leaves the paths a step still installs.
+func TestStaleAndForeignClaimsAreTakenOver(t *testing.T) {
+	t.Parallel()
+	root := machineRoot(t)
+	ctx := context.Background()
+	old := claims.Claim{Path: "opt/cni/bin/bridge", Step: "cni", Artifact: "cni-plugins"}
+	if err := claims.Take(ctx, root, old, "cni-plugins (step cni)", inPlan("cni")); err != nil {
+		t.Fatal(err)
+	}
+	renamed := claims.Claim{Path: old.Path, Step: "plugins", Artifact: "cni-plugins"}
+	if err := claims.Take(ctx, root, renamed, "cni-plugins (step plugins)", inPlan("plugins")); err != nil {
+		t.Errorf("Take() over a step no longer in the plan: %v", err)
+	}
+	des, err := fs.ReadDir(root.FS(), claims.Dir)
+	if err != nil || len(des) != 1 {
+		t.Fatalf("%s: %v %v, want one claim", claims.Dir, des, err)
+	}
+	name := filepath.Join(claims.Dir, des[0].Name())
+	if err := root.WriteFile(name, []byte("{half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := claims.Claim{Path: old.Path, Step: "cri", Artifact: "runc"}
+	if err := claims.Take(ctx, root, other, "runc (step cri)", inPlan("plugins", "cri")); err != nil {
+		t.Errorf("Take() over an unreadable claim: %v", err)
+	}
+	claims.Release(root, "cri", map[string]bool{old.Path: true})
+	var ce *claims.ConflictError
+	if err := claims.Take(ctx, root, renamed, "cni-plugins (step plugins)", inPlan("plugins", "cri")); !errors.As(err, &ce) {
+		t.Errorf("Take() of a path its owner still installs: %v, want a conflict", err)
+	}
+}
