@@ -28,8 +28,13 @@ type ApplyOptions struct {
 	// Preflight, when set, runs the preflight checks of the steps that need
 	// a change before anything is changed; a failure ends the apply.
 	Preflight *PreflightOptions
+	// Before runs, in order, once the machines are locked and before any
+	// step is checked (not for check-only runs): clearing what a killed run
+	// left in a cache, for example.
+	Before []func(ctx context.Context)
 	// After runs, in order, once the steps have finished (not for
 	// check-only runs): pruning a cache, for example. It sees the report.
+	// Hooks find the apply's logger with zerolog.Ctx.
 	After []func(ctx context.Context, rep *Report)
 
 	// sleep waits between attempts; tests replace it to observe backoff.
@@ -86,6 +91,10 @@ func Apply(ctx context.Context, g *Graph, opts ApplyOptions) (*Report, error) {
 			return rep, err
 		}
 		defer release()
+		s.phase("before", "running the before-run hooks")
+		for _, h := range opts.Before {
+			h(opts.Logger.WithContext(ctx))
+		}
 	}
 	s.phase("check", "checking every step")
 	s.checkAll(ctx)
@@ -101,7 +110,7 @@ func Apply(ctx context.Context, g *Graph, opts ApplyOptions) (*Report, error) {
 	if !opts.CheckOnly {
 		s.phase("after", "running the after-run hooks")
 		for _, h := range opts.After {
-			h(ctx, rep)
+			h(opts.Logger.WithContext(ctx), rep)
 		}
 	}
 	if ctx.Err() != nil {

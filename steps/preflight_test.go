@@ -40,7 +40,7 @@ func TestPreflight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Status != "ok" || rep.Summary.Errors != 0 || rep.Summary.Warnings != 0 {
+	if rep.Status != engine.OutcomeOK || rep.Summary.Errors != 0 || rep.Summary.Warnings != 0 {
 		t.Fatalf("preflight on a working stand:\n%s", table(rep))
 	}
 	names := map[string]int{}
@@ -76,7 +76,7 @@ func TestPreflight(t *testing.T) {
 				return false
 			})
 			rep, _ := engine.Preflight(context.Background(), g, engine.PreflightOptions{})
-			if rep.Status != "failed" || rep.Summary.Errors != 1 {
+			if rep.Status != engine.OutcomeFailed || rep.Summary.Errors != 1 {
 				t.Fatalf("preflight with %s missing: %s, %+v\n%s", tc.broken, rep.Status, rep.Summary, table(rep))
 			}
 			for _, c := range rep.Checks {
@@ -88,11 +88,11 @@ func TestPreflight(t *testing.T) {
 				}
 			}
 			rep, _ = engine.Preflight(context.Background(), g, engine.PreflightOptions{Ignore: []string{strings.ToUpper(tc.check)}})
-			if rep.Status != "ok" || rep.Summary.Warnings != 1 {
+			if rep.Status != engine.OutcomeOK || rep.Summary.Warnings != 1 {
 				t.Errorf("ignoring %s: %s %+v, want ok with one warning\n%s", tc.check, rep.Status, rep.Summary, table(rep))
 			}
 			rep, _ = engine.Preflight(context.Background(), g, engine.PreflightOptions{Ignore: []string{"all"}, FailOnWarnings: true})
-			if rep.Status != "failed" {
+			if rep.Status != engine.OutcomeFailed {
 				t.Errorf("fail-on-warnings with an ignored error: %s", rep.Status)
 			}
 		})

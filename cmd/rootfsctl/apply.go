@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/steps"
 )
 
 // runFlags are shared by plan and apply.
@@ -101,9 +101,6 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 		}
 		return rep, a.failed(err)
 	}
-	if !checkOnly {
-		a.cache().CleanTemp()
-	}
 	rep, err = engine.Apply(cmd.Context(), g, opts)
 	return rep, a.applyError(file, rep, err)
 }
@@ -129,7 +126,8 @@ func (a *app) applyOptions(cmd *cobra.Command, f *runFlags, checkOnly bool) (eng
 	if err != nil {
 		return opts, usagef("--cache-max-size %w", err)
 	}
-	opts.After = append(opts.After, a.pruneHook(cacheMax))
+	before, after := steps.CacheUpkeep(a.cache(), cacheMax)
+	opts.Before, opts.After = append(opts.Before, before), append(opts.After, after)
 	if !f.preflight.skip {
 		opts.Preflight = &engine.PreflightOptions{Ignore: f.preflight.ignore, FailOnWarnings: f.preflight.failOnWarnings}
 	}
@@ -181,24 +179,6 @@ func (a *app) emit(f *runFlags, rep *engine.Report, runErr error) error {
 		return writeFileAtomic(f.report, buf.Bytes())
 	}
 	return nil
-}
-
-// pruneHook keeps the cache under max after an apply that changed something.
-func (a *app) pruneHook(max int64) func(context.Context, *engine.Report) {
-	return func(ctx context.Context, rep *engine.Report) {
-		if rep.Failed() || rep.Count(engine.StatusChanged) == 0 {
-			return
-		}
-		log, _ := a.logger()
-		log.Debug().Str("phase", "prune").Msg("pruning the cache")
-		if removed, err := a.cache().Prune(ctx, max); errors.Is(err, context.Canceled) {
-			log.Warn().Int("entries", removed.Entries).Msg("cache pruning interrupted; the next apply goes on")
-		} else if err != nil {
-			log.Warn().Err(err).Msg("could not prune the cache")
-		} else if removed.Entries > 0 {
-			log.Info().Int("entries", removed.Entries).Int64("bytes", removed.Bytes).Msg("pruned the cache")
-		}
-	}
 }
 
 // writable checks, before anything is done, that a report can be written
