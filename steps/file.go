@@ -94,7 +94,7 @@ func errNotAFile(path string, m fs.FileMode) error {
 }
 
 // Tidy removes temporary files an interrupted write left beside the file
-// (only those no live run holds: steps/temp keeps them locked while in use).
+// (only those no live run holds: internal/atomicfile keeps them locked while in use).
 func (s *fileStep) Tidy(context.Context) error {
 	root, err := os.OpenRoot(filepath.Dir(s.path))
 	if err != nil {

@@ -90,7 +90,7 @@ time_runs tar-xzf sh -c 'tar -xzf "$0" -C "$D"' "$GZ"
 log "gunzip of the layer alone"
 time_runs gunzip sh -c 'gzip -dc "$0" >/dev/null' "$GZ"
 log "rootfsctl unpack alone (go test -bench, local blob)"
-(cd "$REPO" && ROOTFSCTL_BENCH_LAYER=$GZ go test ./steps/unpack -run '^$' -bench Layer -benchtime "${RUNS}x" -count 1) >"$WORK/gobench.log" 2>&1
+(cd "$REPO" && ROOTFSCTL_BENCH_LAYER=$GZ go test ./internal/unpack -run '^$' -bench Layer -benchtime "${RUNS}x" -count 1) >"$WORK/gobench.log" 2>&1
 UNPACK=$(awk '/BenchmarkLayer/ {printf "%.3f", $3/1e9}' "$WORK/gobench.log")
 
 log "warm apply on a provisioned machine"
