@@ -67,13 +67,9 @@ func (s *fileStep) Check(_ context.Context) (engine.Change, error) {
 }
 
 func (s *fileStep) Apply(_ context.Context) error {
-	dir := filepath.Dir(s.path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	root, err := os.OpenRoot(dir)
+	root, err := atomicfile.OpenDir(s.path)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
+		return err
 	}
 	defer root.Close()
 	// Checked again here, through the directory's root: the path may have

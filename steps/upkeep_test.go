@@ -2,14 +2,13 @@ package steps_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/cache"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 	"github.com/rootfsctl/rootfsctl/steps"
 )
 
@@ -62,16 +61,8 @@ func TestCacheUpkeepPrunesOnlyAfterAChange(t *testing.T) {
 
 func putEntry(t *testing.T, c *cache.Cache, data []byte) string {
 	t.Helper()
-	e, err := c.Create()
+	digest, err := fixture.CacheEntry(c, data)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
-	if err := e.Commit(digest); err != nil {
 		t.Fatal(err)
 	}
 	return filepath.Join(c.Dir(), "sha256", digest)

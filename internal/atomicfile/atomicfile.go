@@ -28,6 +28,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 )
 
 // File is a file being written under a temporary name inside a root.
@@ -199,4 +200,19 @@ func SyncDir(root *os.Root, dir string) error {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// OpenDir creates a host file's directory (like mkdir -p) and opens it as
+// a root, so that the file is then written by its base name only: a
+// symlink planted at that name is replaced, never followed.
+func OpenDir(path string) (*os.Root, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
+	return root, nil
 }

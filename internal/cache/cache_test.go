@@ -13,21 +13,14 @@ import (
 	"time"
 
 	"github.com/rootfsctl/rootfsctl/internal/cache"
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
 )
 
 // put stores data as an entry and returns its digest and path.
 func put(t *testing.T, c *cache.Cache, data []byte) (string, string) {
 	t.Helper()
-	e, err := c.Create()
+	digest, err := fixture.CacheEntry(c, data)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
-	if err := e.Commit(digest); err != nil {
 		t.Fatal(err)
 	}
 	return digest, filepath.Join(c.Dir(), "sha256", digest)

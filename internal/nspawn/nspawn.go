@@ -104,13 +104,9 @@ func Write(ctx context.Context, files []File) error {
 
 // write writes a host file atomically, creating its directory.
 func write(f File, mode fs.FileMode) error {
-	dir := filepath.Dir(f.Path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	root, err := os.OpenRoot(dir)
+	root, err := atomicfile.OpenDir(f.Path)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
+		return err
 	}
 	defer root.Close()
 	if err := atomicfile.WriteFile(root, filepath.Base(f.Path), bytes.NewReader(f.Content), mode, owner); err != nil {
