@@ -20,14 +20,10 @@ fi
 RUNS=${BENCH_RUNS:-5}
 CACHE=${ROOTFSCTL_E2E_CACHE:-/var/cache/rootfsctl-e2e}
 MACHINE=rootfsctl-bench
-KUBE=1.33.1 CRICTL=1.33.0 CTD=1.6.20 CTD2=1.6.21 RUNC=1.1.5 RUNC_BAD=1.1.6 CNI=1.1.1
 WORK=$(mktemp -d /tmp/rootfsctl-bench.XXXXXX)
-PIDS=()
-PASS=0 FAIL=0
 T_START=$EPOCHREALTIME
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  stop_started
   rm -rf /var/lib/machines/bench-* /etc/systemd/nspawn/bench-*.nspawn /etc/systemd/system/systemd-nspawn@bench-*.service.d "$WORK"
 }
 trap cleanup EXIT

@@ -32,15 +32,11 @@ MACHINE=rootfsctl-e2e
 MACHINE_DIR=/var/lib/machines/$MACHINE
 NSPAWN_FILE=/etc/systemd/nspawn/$MACHINE.nspawn
 DROPIN_DIR=/etc/systemd/system/systemd-nspawn@$MACHINE.service.d
-KUBE=1.33.1 CRICTL=1.33.0 CTD=1.6.20 CTD2=1.6.21 RUNC=1.1.5 RUNC_BAD=1.1.6 CNI=1.1.1
 WORK=$(mktemp -d /tmp/rootfsctl-e2e.XXXXXX)
-PIDS=()
-PASS=0 FAIL=0
 T_START=$EPOCHREALTIME
 
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  stop_started
   rm -rf "$MACHINE_DIR" "$NSPAWN_FILE" "$DROPIN_DIR"
   if [ -n "${ROOTFSCTL_E2E_KEEP:-}" ]; then echo "e2e: kept $WORK"; else rm -rf "$WORK"; fi
   rm -rf /var/lib/machines/."$MACHINE".rootfsctl-*

@@ -2,8 +2,8 @@
 # debootstrap rootfs (cached), starts docker-registry and the artifact mirror
 # on loopback, and sets REG, MIR, E (e2etool), R (rootfsctl, with a cache in
 # $WORK/cache), PLAN and VARS (the --var overrides of plans/kube-node.yaml).
-# Needs root. The caller defines CACHE, WORK, MACHINE, the versions, PIDS,
-# log, die, check, and a cleanup that runs on exit.
+# Needs root. The caller defines CACHE, WORK and MACHINE, sources lib.sh
+# first, and has a cleanup that runs on exit.
 # --- 1. what we need from Debian -------------------------------------------
 log "installing what the test needs"
 need=()
