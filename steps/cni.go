@@ -42,7 +42,8 @@ func newCNI(id string, p *CNIParams, o *Options) (engine.Step, error) {
 	}
 	s := o.downloads(id, p.MachineDir, p.InstallDir)
 	tgz := fmt.Sprintf("cni-plugins-linux-%s-v%s.tgz", p.Arch, p.Version)
-	a := artifact.Artifact{Name: fmt.Sprintf("cni-plugins %s linux/%s", p.Version, p.Arch), SumFile: tgz, Pinned: string(p.SHA256)}
+	a := artifact.Named("cni-plugins", string(p.Version), "linux/"+string(p.Arch))
+	a.SumFile, a.Pinned = tgz, string(p.SHA256)
 	a.URL = p.Source.locate(linuxVals(p.Version, p.Arch), cniUpstream, "v"+string(p.Version)+"/"+tgz)
 	a.SumURL = withSuffix(a.URL, ".sha256")
 	installDir := s.InstallDir

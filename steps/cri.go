@@ -51,7 +51,8 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	cv, rv := p.Containerd.Version, p.Runc.Version
 
 	tarball := fmt.Sprintf("containerd-%s-linux-%s.tar.gz", cv, p.Arch)
-	ca := artifact.Artifact{Name: fmt.Sprintf("containerd %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Containerd.SHA256)}
+	ca := artifact.Named("containerd", string(cv), "linux/"+string(p.Arch))
+	ca.SumFile, ca.Pinned = tarball, string(p.Containerd.SHA256)
 	ca.URL = p.Containerd.Source.locate(linuxVals(cv, p.Arch), containerdUpstream, "v"+string(cv)+"/"+tarball)
 	ca.SumURL = withSuffix(ca.URL, ".sha256sum")
 	installDir := s.InstallDir
@@ -61,7 +62,8 @@ func newCRI(id string, p *CRIParams, o *Options) (engine.Step, error) {
 	}})
 
 	runcFile := "runc." + string(p.Arch)
-	ra := artifact.Artifact{Name: fmt.Sprintf("runc %s linux/%s", rv, p.Arch), SumFile: runcFile, Pinned: string(p.Runc.SHA256)}
+	ra := artifact.Named("runc", string(rv), "linux/"+string(p.Arch))
+	ra.SumFile, ra.Pinned = runcFile, string(p.Runc.SHA256)
 	// runc publishes one checksum file for all architectures, beside the binaries.
 	ra.URL = p.Runc.Source.locate(linuxVals(rv, p.Arch), runcUpstream, "v"+string(rv)+"/"+runcFile)
 	ra.SumURL = sibling(ra.URL, "runc.sha256sum")

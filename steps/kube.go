@@ -84,7 +84,8 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 		b := string(bin)
 		names = append(names, b)
 		vals["binary"] = b
-		a := artifact.Artifact{Name: fmt.Sprintf("%s %s linux/%s", b, p.Version, p.Arch), SumFile: b, Pinned: string(p.SHA256[b])}
+		a := artifact.Named(b, string(p.Version), "linux/"+string(p.Arch))
+		a.SumFile, a.Pinned = b, string(p.SHA256[b])
 		a.URL = p.Source.locate(vals, kubeUpstream, fmt.Sprintf("v%s/bin/linux/%s/%s", p.Version, p.Arch, b))
 		a.SumURL = withSuffix(a.URL, ".sha256")
 		s.Jobs = append(s.Jobs, artifact.Job{Artifact: a, Label: b, Check: kubeCheck, Dest: path.Join(s.InstallDir, b)})
@@ -96,7 +97,8 @@ func newKube(id string, p *KubeParams, o *Options) (engine.Step, error) {
 			cv = minorZero(p.Version)
 		}
 		tarball := fmt.Sprintf("crictl-v%s-linux-%s.tar.gz", cv, p.Arch)
-		a := artifact.Artifact{Name: fmt.Sprintf("crictl %s linux/%s", cv, p.Arch), SumFile: tarball, Pinned: string(p.Crictl.SHA256)}
+		a := artifact.Named("crictl", string(cv), "linux/"+string(p.Arch))
+		a.SumFile, a.Pinned = tarball, string(p.Crictl.SHA256)
 		a.URL = p.Crictl.Source.locate(linuxVals(cv, p.Arch), crictlUpstream, "v"+string(cv)+"/"+tarball)
 		a.SumURL = withSuffix(a.URL, ".sha256")
 		dest := path.Join(s.InstallDir, "crictl")

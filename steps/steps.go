@@ -26,6 +26,7 @@ import (
 	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/internal/machine"
+	"github.com/rootfsctl/rootfsctl/internal/mirror"
 )
 
 // Options are what steps need from the process that runs them; cmd sets
@@ -38,6 +39,11 @@ type Options struct {
 	// KillGrace is how long a cancelled run command has between SIGTERM
 	// and SIGKILL; default DefaultKillGrace.
 	KillGrace time.Duration
+	// Mirror, when set, is where the image and every artifact come from
+	// instead of their upstream (internal/mirror); with MirrorFallback, an
+	// item the mirror lacks comes from upstream.
+	Mirror         *mirror.Mirror
+	MirrorFallback bool
 }
 
 // Register adds every built-in step type to reg.
@@ -87,5 +93,6 @@ const StateDir = machine.StateDir
 
 // downloads starts the spec of a download step.
 func (o *Options) downloads(id string, dir MachineDir, installDir engine.RelPath) artifact.Spec {
-	return artifact.Spec{Step: id, MachineDir: dir.String(), InstallDir: installDir.String(), Fetch: o.Fetch, Cache: o.Cache}
+	return artifact.Spec{Step: id, MachineDir: dir.String(), InstallDir: installDir.String(), Fetch: o.Fetch, Cache: o.Cache,
+		Mirror: o.Mirror, Fallback: o.MirrorFallback}
 }

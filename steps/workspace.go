@@ -19,6 +19,7 @@ import (
 	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/internal/machine"
+	"github.com/rootfsctl/rootfsctl/internal/mirror"
 	"github.com/rootfsctl/rootfsctl/internal/nspawn"
 	"github.com/rootfsctl/rootfsctl/internal/oci"
 	"github.com/rootfsctl/rootfsctl/internal/unpack"
@@ -75,7 +76,10 @@ type workspace struct {
 	p          WorkspaceParams
 	dir        string // the machine directory
 	machine    string
-	ref        oci.Ref
+	ref        oci.Ref // where the image is resolved from: the mirror's, when there is one
+	upstream   oci.Ref // the plan's
+	mirror     *mirror.Mirror
+	fallback   bool // an image the mirror lacks comes from upstream
 	platform   v1.Platform
 	settings   nspawn.Settings
 	reg        *oci.Registry
@@ -89,8 +93,14 @@ func newWorkspace(_ string, p *WorkspaceParams, o *Options) (engine.Step, error)
 		reg: &oci.Registry{Keychain: o.Keychain, Transport: o.Fetch.Transport(), UserAgent: o.Fetch.UserAgent(),
 			Policy: o.Fetch.Policy(), IdleTimeout: o.Fetch.IdleTimeout()}}
 	var err error
-	if w.ref, err = oci.ParseRef(string(p.Image), p.Insecure); err != nil {
+	if w.upstream, err = oci.ParseRef(string(p.Image), p.Insecure); err != nil {
 		return nil, engine.FieldError{Path: "image", Message: err.Error(), Uses: []string{"insecure"}}
+	}
+	w.ref, w.mirror, w.fallback = w.upstream, o.Mirror, o.MirrorFallback
+	if w.mirror != nil {
+		if w.ref, err = w.mirror.ImageRef(imageName(w.upstream)); err != nil {
+			return nil, engine.FieldError{Path: "image", Message: "cannot name it in the mirror: " + err.Error()}
+		}
 	}
 	pl, err := v1.ParsePlatform(string(p.Platform))
 	if err != nil {
@@ -139,7 +149,7 @@ func (w *workspace) inspect(ctx context.Context) (rootfsState, string, error) {
 	// Another reference (another registry, a mirror, a digest of an
 	// index): an image is the same image when its platform manifest is, so
 	// resolve the plan's reference, manifest only, and compare.
-	img, err := w.reg.Resolve(ctx, w.ref, w.platform)
+	img, err := w.resolve(ctx)
 	if err != nil {
 		return 0, "", fmt.Errorf("compare the machine's image with the plan's: %w", err)
 	}
@@ -243,7 +253,10 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 // fill resolves the image and unpacks its layers into root.
 func (w *workspace) fill(ctx context.Context, root *os.Root) (machine.Record, unpack.Stats, error) {
 	zerolog.Ctx(ctx).Debug().Str("phase", "pull").Msg("resolving the image")
-	img, err := w.reg.Resolve(ctx, w.ref, w.platform)
+	img, err := w.resolve(ctx)
+	if err != nil && w.mirror != nil && oci.IsNotFound(err) {
+		err = engine.Permanent(w.notMirrored())
+	}
 	if err != nil {
 		return machine.Record{}, unpack.Stats{}, err
 	}
@@ -305,7 +318,11 @@ func (c imageCheck) Run(ctx context.Context) []engine.CheckResult {
 	}
 	// The registry host, never the repository or tag.
 	where := c.w.ref.Where() + ": "
-	img, err := c.w.reg.Resolve(ctx, c.w.ref, c.w.platform)
+	img, err := c.w.resolve(ctx)
+	if err != nil && c.w.mirror != nil && oci.IsNotFound(err) {
+		r.Severity, r.Message = engine.SeverityError, c.w.notMirrored().Error()
+		return []engine.CheckResult{r}
+	}
 	if err != nil {
 		r.Severity, r.Message = engine.SeverityError, where+oci.Describe(err, left)
 		return []engine.CheckResult{r}

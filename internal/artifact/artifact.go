@@ -25,15 +25,25 @@ import (
 	"github.com/rootfsctl/rootfsctl/internal/claims"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/internal/machine"
+	"github.com/rootfsctl/rootfsctl/internal/mirror"
 )
 
 // Artifact is a resolved download: where it is, how to verify it.
 type Artifact struct {
-	Name    string // what it is, for messages: "kubelet 1.33.1 linux/amd64"
-	URL     string
-	SumURL  string // published checksum document, when Pinned is ""
-	SumFile string // the name to look up in that document
-	Pinned  string // sha256 from the plan
+	Name     string // what it is, for messages: "kubelet 1.33.1 linux/amd64"
+	What     string // kubelet
+	Version  string // 1.33.1
+	Platform string // linux/amd64
+	URL      string
+	SumURL   string // published checksum document, when Pinned is ""
+	SumFile  string // the name to look up in that document
+	Pinned   string // sha256 from the plan
+}
+
+// Named is the artifact what (kubelet) of a version for a platform
+// (linux/amd64), to be located by the caller.
+func Named(what, version, platform string) Artifact {
+	return Artifact{Name: what + " " + version + " " + platform, What: what, Version: version, Platform: platform}
 }
 
 // key identifies the artifact: what it is (name, version, platform), the
@@ -73,6 +83,10 @@ type Spec struct {
 	Jobs       []Job
 	Fetch      *fetch.Client
 	Cache      *cache.Cache
+	// Mirror, when set, is where artifacts come from instead of upstream;
+	// with Fallback, one the mirror lacks comes from upstream.
+	Mirror   *mirror.Mirror
+	Fallback bool
 }
 
 // Installer is a download step: an engine.Step that also prefetches,

@@ -2,12 +2,14 @@ package artifact
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"time"
 
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/budget"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
+	"github.com/rootfsctl/rootfsctl/internal/mirror"
 )
 
 // Preflight groups the step's artifacts by the preflight check each job
@@ -64,11 +66,37 @@ func (c *check) probe(ctx context.Context, a Artifact, left time.Duration) engin
 		r.Message = a.Name + ": in the cache; no download needed"
 		return r
 	}
+	if m := c.in.Mirror; m != nil {
+		n, err := mirror.ArtifactName(a.URL)
+		if err == nil {
+			_, err = m.File(ctx, n)
+		}
+		switch {
+		case err == nil:
+			r.Message = a.Name + ": in the mirror " + m.Dest.String()
+			return r
+		case !c.in.fallBack(err):
+			r.Severity = engine.SeverityError
+			r.Message = a.Name + ": " + mirrorProblem(err, n, m.Dest.String(), left)
+			return r
+		}
+	}
 	r.Message = from(a) + "reachable"
 	if err := c.in.Fetch.Reachable(ctx, a.URL); err != nil {
 		r.Severity, r.Message = engine.SeverityError, from(a)+fetch.Describe(err, left)
 	}
 	return r
+}
+
+// mirrorProblem words why the mirror cannot give an artifact.
+func mirrorProblem(err error, n mirror.Name, dest string, left time.Duration) string {
+	switch {
+	case errors.Is(err, mirror.ErrMissing):
+		return n.String() + " is not in the mirror " + dest + "; mirror the plan again, or allow missing items from upstream"
+	case errors.Is(err, mirror.ErrNotAnArtifact):
+		return err.Error()
+	}
+	return "the mirror " + dest + ": " + fetch.Describe(err, left)
 }
 
 // from starts a message about a: it names the artifact and the host it

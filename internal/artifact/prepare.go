@@ -127,7 +127,7 @@ func (in *Installer) download(ctx context.Context, a Artifact, want string, reme
 	if err != nil {
 		return err
 	}
-	if err := in.fetch(ctx, a, e); err != nil {
+	if err := in.fetchFrom(ctx, a, want, e); err != nil {
 		e.Abort()
 		return err
 	}
@@ -155,6 +155,12 @@ func (in *Installer) expectedSum(ctx context.Context, a Artifact) (sum string, r
 	if sum, ok := in.cachedSum(a); ok {
 		return sum, a.Pinned == "", nil
 	}
+	if in.Mirror != nil {
+		sum, err := in.mirrorSum(ctx, a)
+		if !in.fallBack(err) {
+			return sum, false, err
+		}
+	}
 	doc, err := in.Fetch.GetSmall(ctx, a.SumURL)
 	if err != nil {
 		return "", false, fmt.Errorf("download %s: fetch published checksum: %w", a.Name, err)
@@ -175,20 +181,47 @@ func (in *Installer) cachedSum(a Artifact) (string, bool) {
 	return in.Cache.Sum(sumKey(a))
 }
 
+// fetchFrom downloads the artifact into e: from the mirror when there is
+// one (then from upstream only when the mirror lacks it and fallback is
+// allowed), from upstream otherwise.
+func (in *Installer) fetchFrom(ctx context.Context, a Artifact, want string, e *cache.Entry) error {
+	if in.Mirror != nil {
+		err := in.fetchMirror(ctx, a, want, e)
+		if !in.fallBack(err) {
+			return err
+		}
+		if err := restart(e); err != nil {
+			return err
+		}
+	}
+	return in.fetch(ctx, a, e)
+}
+
+// progress tracks one artifact's transfer, from its first bytes.
+type progress struct {
+	ctx  context.Context
+	name string
+	tr   engine.Tracker
+}
+
+func (p *progress) add(total int64, n int) {
+	if p.tr == nil {
+		p.tr = engine.ProgressFrom(p.ctx).Track(p.name, total)
+	}
+	p.tr.Add(int64(n))
+}
+
+func (p *progress) done() {
+	if p.tr != nil {
+		p.tr.Done()
+	}
+}
+
 func (in *Installer) fetch(ctx context.Context, a Artifact, w io.Writer) error {
 	zerolog.Ctx(ctx).Debug().Str("phase", "download").Str("artifact", a.Name).Msg("downloading")
-	var tr engine.Tracker
-	defer func() {
-		if tr != nil {
-			tr.Done()
-		}
-	}()
-	_, err := in.Fetch.Fetch(ctx, a.URL, w, func(total int64, n int) {
-		if tr == nil {
-			tr = engine.ProgressFrom(ctx).Track(a.Name, total)
-		}
-		tr.Add(int64(n))
-	})
+	pr := &progress{ctx: ctx, name: a.Name}
+	defer pr.done()
+	_, err := in.Fetch.Fetch(ctx, a.URL, w, pr.add)
 	if err != nil {
 		return fmt.Errorf("download %s: %w", a.Name, err)
 	}

@@ -265,11 +265,19 @@ func (m *Mirror) OpenFile(ctx context.Context, n Name, f File) (io.ReadCloser, e
 		if err != nil {
 			return nil, err
 		}
-		return p.Blob(h)
+		rc, err := p.Blob(h)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s in %s: %w", n, m.Dest, ErrMissing)
+		}
+		return rc, err
 	}
 	ref, err := m.ref(n)
 	if err != nil {
 		return nil, err
 	}
-	return m.Reg.OpenBlob(ctx, ref.Context(), h.String())
+	rc, err := m.Reg.OpenBlob(ctx, ref.Context(), h.String())
+	if oci.IsNotFound(err) {
+		return nil, fmt.Errorf("%s in %s: %w", n, m.Dest, ErrMissing)
+	}
+	return rc, err
 }

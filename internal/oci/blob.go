@@ -19,7 +19,10 @@ type idleReader struct {
 
 var errIdle = errors.New("the registry sent no data")
 
-func newIdleReader(rc io.ReadCloser, after time.Duration) *idleReader {
+func newIdleReader(rc io.ReadCloser, after time.Duration) io.ReadCloser {
+	if after <= 0 {
+		return rc // no idle timeout
+	}
 	r := &idleReader{rc: rc, after: after}
 	r.timer = time.AfterFunc(after, func() {
 		r.idle.Store(true)

@@ -133,7 +133,7 @@ func resolveLayout(ir Ref, want v1.Platform) (*Image, error) {
 		}
 		return checkSingle(img, want)
 	}
-	return nil, fmt.Errorf("OCI layout %s has no image tagged %q", ir.layoutPath, ir.layoutTag)
+	return nil, fmt.Errorf("OCI layout %s has no image tagged %q: %w", ir.layoutPath, ir.layoutTag, errNoImage)
 }
 
 // pickFromIndex selects the platform's manifest; only it is then fetched.
