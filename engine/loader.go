@@ -127,6 +127,9 @@ func (l *loader) resolveVars(varsNode *yaml.Node, opts LoadOptions) {
 			r.from[o.Name] = []string{o.Origin}
 			continue
 		}
+		if o.Optional {
+			continue
+		}
 		if l.unknown == nil {
 			l.unknown = &UnknownVarError{Known: declared}
 		}

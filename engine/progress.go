@@ -36,8 +36,9 @@ func PlanHasStep(ctx context.Context, id string) (has, known bool) {
 	return ids[id], true
 }
 
-// withProgress returns a context whose steps report progress to p.
-func withProgress(ctx context.Context, p Progress) context.Context {
+// WithProgress returns a context whose steps report progress to p (Apply
+// does this with its options; commands that call steps directly, too).
+func WithProgress(ctx context.Context, p Progress) context.Context {
 	return context.WithValue(ctx, progressKey{}, p)
 }
 

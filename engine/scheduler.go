@@ -98,7 +98,7 @@ func (s *scheduler) changing() []*PlanStep {
 func (s *scheduler) stepContext(ctx context.Context, st *PlanStep) context.Context {
 	ctx = s.stepLogger(st).WithContext(ctx)
 	if s.opts.Progress != nil {
-		ctx = withProgress(ctx, s.opts.Progress)
+		ctx = WithProgress(ctx, s.opts.Progress)
 	}
 	if st.retrySet {
 		ctx = retry.WithPolicy(ctx, st.Retry.policy())

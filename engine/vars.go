@@ -156,6 +156,9 @@ func refPos(file string, n *yaml.Node, offset int) Pos {
 // "site.yaml:3"); the engine never names a flag itself.
 type VarOverride struct {
 	Name, Value, Origin string
+	// Optional overrides (from the environment) are skipped when the plan
+	// does not declare the name; others are errors then.
+	Optional bool
 }
 
 // UnknownVarError says overrides name variables the plan does not declare

@@ -44,6 +44,7 @@ func (f *preflightFlags) register(cmd *cobra.Command, apply bool) {
 
 func (f *runFlags) register(cmd *cobra.Command, apply bool) {
 	f.vars.register(cmd)
+	f.vars.registerMirror(cmd)
 	cmd.Flags().IntVarP(&f.parallelism, "parallelism", "j", 0, "steps run at once, 1 to 1024 (default: the plan's parallelism, else 4)")
 	cmd.Flags().StringArrayVar(&f.targets, "target", nil, "run only this step and what it needs (repeatable)")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "result format on stdout: text (a table) or json (one document, whatever the outcome)")

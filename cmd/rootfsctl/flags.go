@@ -117,27 +117,6 @@ func exclusive(cmd *cobra.Command, pairs ...[2]string) error {
 	return nil
 }
 
-// varFlags are the --var flags of a command.
-type varFlags struct{ values []string }
-
-func (v *varFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringArrayVar(&v.values, "var", nil, "set a plan variable, name=value (repeatable; later wins)")
-}
-
-// overrides turns the flags into engine overrides, each labelled with the
-// flag that set it, so the engine's messages can say where a value came from.
-func (v *varFlags) overrides() ([]engine.VarOverride, error) {
-	out := make([]engine.VarOverride, 0, len(v.values))
-	for _, f := range v.values {
-		name, val, ok := strings.Cut(f, "=")
-		if !ok || name == "" {
-			return nil, usagef("--var %q: want name=value", f)
-		}
-		out = append(out, engine.VarOverride{Name: name, Value: val, Origin: "--var " + name})
-	}
-	return out, nil
-}
-
 // parseSize reads a size: "10GiB", "500MB", "10G" (G and GB are 10^9,
 // GiB is 2^30), "1024" (bytes). Negative sizes and sizes past 8 EiB are
 // errors.

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -26,6 +27,8 @@ import (
 	"github.com/rootfsctl/rootfsctl/engine"
 	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
+	"github.com/rootfsctl/rootfsctl/internal/mirror"
+	"github.com/rootfsctl/rootfsctl/internal/oci"
 	"github.com/rootfsctl/rootfsctl/steps"
 )
 
@@ -150,6 +153,9 @@ type app struct {
 	cpuProfile     string
 	registry       *engine.Registry
 	cacheStore     *cache.Cache
+	fetchClient    *fetch.Client
+	mirror         *mirror.Mirror // where plans' content comes from; nil: upstream
+	mirrorFallback bool
 }
 
 func newApp(stdout, stderr io.Writer) *app {
@@ -165,14 +171,33 @@ func (a *app) cache() *cache.Cache {
 	return a.cacheStore
 }
 
+// fetcher is the one download client of the command.
+func (a *app) fetcher() *fetch.Client {
+	if a.fetchClient == nil {
+		a.fetchClient = fetch.New("rootfsctl/" + buildVersion())
+	}
+	return a.fetchClient
+}
+
+// ociRegistry is how the command reaches registries: the download
+// client's transport, timeouts and retry policy, the Docker config's
+// credentials.
+func (a *app) ociRegistry() *oci.Registry {
+	f := a.fetcher()
+	return &oci.Registry{Keychain: authn.DefaultKeychain, Transport: f.Transport(), UserAgent: f.UserAgent(),
+		Policy: f.Policy(), IdleTimeout: f.IdleTimeout()}
+}
+
 // reg returns the step registry, built on first use from the flags.
 func (a *app) reg() *engine.Registry {
 	if a.registry == nil {
 		a.registry = engine.NewRegistry()
 		steps.Register(a.registry, steps.Options{
-			Fetch:      fetch.New("rootfsctl/" + buildVersion()),
-			Cache:      a.cache(),
-			Privileged: os.Geteuid() == 0,
+			Fetch:          a.fetcher(),
+			Cache:          a.cache(),
+			Privileged:     os.Geteuid() == 0,
+			Mirror:         a.mirror,
+			MirrorFallback: a.mirrorFallback,
 		})
 	}
 	return a.registry
@@ -217,6 +242,7 @@ what would change, and applies them with bounded concurrency.`,
 	root.SetHelpCommand(a.helpCommand(root))
 	root.AddCommand(
 		a.validateCommand(), a.graphCommand(), a.planCommand(), a.preflightCommand(), a.applyCommand(),
+		a.artifactsCommand(), a.mirrorCommand(),
 		a.stepsCommand(), a.schemaCommand(), a.cacheCommand(), a.versionCommand(),
 	)
 	// The completion command captures its output stream when it is made.

@@ -46,6 +46,7 @@ change.`,
 	}
 	o.pf.register(cmd, false)
 	o.vars.register(cmd)
+	o.vars.registerMirror(cmd)
 	cmd.Flags().StringArrayVar(&o.targets, "target", nil, "only the checks of this step and what it needs (repeatable)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "text or json (one document, whatever the outcome)")
 	cmd.Flags().StringVar(&o.report, "report", "", "also write the result as JSON to this file, whatever the outcome")

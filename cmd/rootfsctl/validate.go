@@ -16,6 +16,12 @@ func (a *app) loadOptions(vars *varFlags) (engine.LoadOptions, error) {
 	if err != nil {
 		return engine.LoadOptions{}, err
 	}
+	if vars.withMirror {
+		if a.mirror, a.mirrorFallback, err = vars.selectMirror(a); err != nil {
+			return engine.LoadOptions{}, err
+		}
+		a.registry = nil // built again, with the mirror
+	}
 	host, err := engine.GatherHost()
 	if err != nil {
 		return engine.LoadOptions{}, fmt.Errorf("gather host facts: %w", err)
@@ -40,11 +46,7 @@ func (a *app) loadPlan(file string, vars *varFlags) (*engine.Plan, *engine.Graph
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := engine.Load(file, opts)
-	var ds engine.Diagnostics
-	if errors.As(err, &ds) {
-		return nil, nil, &errInvalidPlan{file: file, ds: ds}
-	}
+	p, err := a.loadWith(file, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -53,6 +55,17 @@ func (a *app) loadPlan(file string, vars *varFlags) (*engine.Plan, *engine.Graph
 		return nil, nil, err
 	}
 	return p, g, nil
+}
+
+// loadWith loads one plan with opts; an invalid plan is an
+// *errInvalidPlan.
+func (a *app) loadWith(file string, opts engine.LoadOptions) (*engine.Plan, error) {
+	p, err := engine.Load(file, opts)
+	var ds engine.Diagnostics
+	if errors.As(err, &ds) {
+		return nil, &errInvalidPlan{file: file, ds: ds}
+	}
+	return p, err
 }
 
 // failed turns a load error into the command's error: diagnostics go to
