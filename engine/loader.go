@@ -113,9 +113,21 @@ func (l *loader) resolveVars(varsNode *yaml.Node, opts LoadOptions) {
 			}
 		}
 	}
-	// Overrides replace declared values (as literal text, which may itself
-	// refer to variables) and may replace built-ins.
-	for _, o := range opts.overrides() {
+	l.override(r, builtins, declared, opts.overrides())
+	l.p.Vars = map[string]string{}
+	for _, name := range declared {
+		if v, ok := r.resolve(name); ok {
+			l.p.Vars[name] = v
+		}
+	}
+}
+
+// override applies the overrides: they replace declared values (as
+// literal text, which may itself refer to variables) and may replace
+// built-ins; an undeclared name is an error unless the override is
+// optional.
+func (l *loader) override(r *varResolver, builtins map[string]string, declared []string, overrides []VarOverride) {
+	for _, o := range overrides {
 		if _, ok := r.raw[o.Name]; ok {
 			k := r.keys[o.Name]
 			r.raw[o.Name] = &yaml.Node{Kind: yaml.ScalarNode, Value: o.Value, Line: k.Line, Column: k.Column}
@@ -134,12 +146,6 @@ func (l *loader) resolveVars(varsNode *yaml.Node, opts LoadOptions) {
 			l.unknown = &UnknownVarError{Known: declared}
 		}
 		l.unknown.Unknown = append(l.unknown.Unknown, o)
-	}
-	l.p.Vars = map[string]string{}
-	for _, name := range declared {
-		if v, ok := r.resolve(name); ok {
-			l.p.Vars[name] = v
-		}
 	}
 }
 

@@ -268,3 +268,25 @@ func TestOverrideProblemsAreReportedOnce(t *testing.T) {
 		t.Errorf("unknown override: got %v", err)
 	}
 }
+
+// TestOptionalOverrides: an optional override (from the environment) of a
+// name the plan does not declare is skipped; of a declared name it
+// applies, and later overrides win over it.
+func TestOptionalOverrides(t *testing.T) {
+	t.Parallel()
+	reg := newRegistry(newTracker())
+	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: o\nvars:\n  file: /tmp/f\nsteps:\n  a:\n    type: file\n    with: {path: \"${file}\", content: one}\n"
+	load := func(o ...engine.VarOverride) (*engine.Plan, error) {
+		return engine.Parse("o.yaml", []byte(src), engine.LoadOptions{Registry: reg, Host: testHost, Overrides: o})
+	}
+	p, err := load(engine.VarOverride{Name: "elsewhere", Value: "x", Origin: "$ROOTFSCTL_VAR_elsewhere", Optional: true},
+		engine.VarOverride{Name: "file", Value: "/env/f", Origin: "$ROOTFSCTL_VAR_file", Optional: true})
+	if err != nil || p.Vars["file"] != "/env/f" {
+		t.Fatalf("optional overrides: %v, file=%q", err, p.Vars["file"])
+	}
+	p, err = load(engine.VarOverride{Name: "file", Value: "/env/f", Origin: "$ROOTFSCTL_VAR_file", Optional: true},
+		engine.VarOverride{Name: "file", Value: "/flag/f", Origin: "--var file"})
+	if err != nil || p.Vars["file"] != "/flag/f" {
+		t.Errorf("a later override: %v, file=%q, want /flag/f", err, p.Vars["file"])
+	}
+}
