@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -32,6 +33,11 @@ type scheduler struct {
 	// checks holds each selected step's Check result, taken once before
 	// anything runs; preflight, prefetch and the run all use it.
 	checks map[string]checked
+	// spent holds, by step id, a prefetch failure that ends the step: a
+	// transfer that used up its attempts, or one that cannot succeed. The
+	// step is not run again (its attempts would multiply with the
+	// transfer's). Written before the prefetch's id is sent on, read after.
+	spent sync.Map
 }
 
 func newScheduler(g *Graph, opts ApplyOptions, ids []string) *scheduler {
@@ -146,6 +152,11 @@ func (s *scheduler) prefetch(ctx context.Context, st *PlanStep) {
 	}()
 	start := time.Now()
 	if err := st.Impl.(Prefetcher).Prefetch(s.stepContext(ctx, st)); err != nil {
+		if ctx.Err() == nil && (retry.IsExhausted(err) || retry.IsPermanent(err)) {
+			log.Debug().Err(err).Msg("prefetch failed for good; the step fails with it")
+			s.spent.Store(st.ID, err)
+			return
+		}
 		log.Debug().Err(err).Msg("prefetch failed; apply will retry")
 		return
 	}
@@ -278,6 +289,12 @@ func (s *scheduler) execute(runCtx context.Context, st *PlanStep, first *checked
 	hooks := retry.Hooks{Sleep: s.opts.sleep, OnRetry: func(attempt int, err error, wait time.Duration) {
 		log.Warn().Err(err).Int("attempt", attempt).Dur("retryInMs", wait).Msg("step attempt failed, retrying")
 	}}
+	if spent, ok := s.spent.Load(st.ID); ok {
+		r.Attempts, r.Duration = 1, Millis(time.Since(r.Started))
+		s.settle(r, Change{}, spent.(error), false)
+		logResult(log, r)
+		return r
+	}
 	var err error
 	r.Attempts, err = retry.Do(runCtx, st.Retry.policy(), hooks, func(context.Context, int) error {
 		var err error

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,13 +21,16 @@ import (
 func TestRetriesDoNotMultiplyAcrossLayers(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name  string
-		retry string
-		want  int64
+		name     string
+		retry    string
+		prefetch bool // the step waits for another, so its download starts early
+		want     int64
 	}{
-		{"the plan's retry", "    retry: {attempts: 3, delay: 1ms, maxDelay: 2ms}\n", 3},
-		{"the client's retries", "", 4},
-		{"one attempt", "    retry: {attempts: 1}\n", 1},
+		{"the plan's retry", "    retry: {attempts: 3, delay: 1ms, maxDelay: 2ms}\n", false, 3},
+		{"the client's retries", "", false, 4},
+		{"one attempt", "    retry: {attempts: 1}\n", false, 1},
+		{"prefetched with the plan's retry", "    retry: {attempts: 3, delay: 1ms, maxDelay: 2ms}\n", true, 3},
+		{"prefetched with the client's retries", "", true, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -41,13 +44,16 @@ func TestRetriesDoNotMultiplyAcrossLayers(t *testing.T) {
 			}))
 			defer srv.Close()
 			opts := steps.Options{Fetch: fetch.New("t", fetch.WithRetries(4, time.Millisecond)), Cache: mustCache(t)}
-			machine := filepath.Join(t.TempDir(), "m")
-			p := parse(t, opts, fmt.Sprintf("  cni:\n    type: download-cni\n%s    with: {machineDir: %s, arch: amd64, version: 1.5.1, baseURL: %s/cni}\n",
-				tc.retry, machine, srv.URL))
-			rep := applyPlan(t, p)
-			st := rep.Steps[0]
-			if st.Status != engine.StatusFailed {
-				t.Fatalf("cni is %s, want failed", st.Status)
+			machine := t.TempDir()
+			src := fmt.Sprintf("  cni:\n    type: download-cni\n%s    with: {machineDir: %s, arch: amd64, version: 1.5.1, baseURL: %s/cni}\n",
+				tc.retry, machine, srv.URL)
+			if tc.prefetch {
+				src = "  wait:\n    type: run\n    with: {command: [sleep, \"0.3\"]}\n" + strings.Replace(src, "    type: download-cni\n", "    type: download-cni\n    needs: [wait]\n", 1)
+			}
+			rep := applyPlan(t, parse(t, opts, src))
+			st := rep.Steps[len(rep.Steps)-1]
+			if st.Status != engine.StatusFailed || !strings.Contains(st.Error, "sha256") {
+				t.Fatalf("cni is %s (%s), want failed on its download", st.Status, st.Error)
 			}
 			if got := requests.Load(); got != tc.want {
 				t.Errorf("the mirror saw %d requests, want %d (step attempts %d, error %s)", got, tc.want, st.Attempts, st.Error)
