@@ -59,7 +59,7 @@ func (g *Graph) edgeCount() int {
 func (g *Graph) renderText(w io.Writer) error {
 	b := &strings.Builder{}
 	stages := g.stages()
-	fmt.Fprintf(b, "plan %s: %d steps, %d dependencies, %d stages\n", g.plan.Name, len(g.order), g.edgeCount(), len(stages))
+	fmt.Fprintf(b, "plan %s: %s, %s, %s\n", g.plan.Name, Plural(len(g.order), "step"), Plural(g.edgeCount(), "dependency"), Plural(len(stages), "stage"))
 	for i, ids := range stages {
 		label := "runs first"
 		if i > 0 {

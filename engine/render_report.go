@@ -78,5 +78,6 @@ func (r *PreflightReport) WriteJSON(w io.Writer) error {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "a -> b" stays readable
 	return enc.Encode(v)
 }

@@ -103,7 +103,7 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 		return rep, a.failed(err)
 	}
 	rep, err = engine.Apply(cmd.Context(), g, opts)
-	return rep, a.applyError(file, rep, err)
+	return rep, a.applyError(file, rep, err, f.lockWait)
 }
 
 // applyOptions checks the flags and turns them into the apply's options.
@@ -137,7 +137,7 @@ func (a *app) applyOptions(cmd *cobra.Command, f *runFlags, checkOnly bool) (eng
 
 // applyError is the command's error for an apply's outcome, with the flag
 // names that get past it.
-func (a *app) applyError(file string, rep *engine.Report, err error) error {
+func (a *app) applyError(file string, rep *engine.Report, err error, lockWait time.Duration) error {
 	var le *engine.LockedError
 	switch {
 	case errors.Is(err, engine.ErrInterrupted):
@@ -146,8 +146,10 @@ func (a *app) applyError(file string, rep *engine.Report, err error) error {
 		_ = rep.Preflight.WriteTable(a.stderr)
 		return &exitError{code: exitFailed, err: fmt.Errorf("%s: preflight failed (%s, %s); nothing was changed (--ignore-preflight-errors or --skip-preflight to override)",
 			file, engine.Plural(rep.Preflight.Summary.Errors, "error"), engine.Plural(rep.Preflight.Summary.Warnings, "warning"))}
-	case errors.As(err, &le):
+	case errors.As(err, &le) && lockWait == 0:
 		return &exitError{code: exitFailed, err: fmt.Errorf("%w; wait for it or use --lock-wait", err)}
+	case errors.As(err, &le):
+		return &exitError{code: exitFailed, err: fmt.Errorf("%w (waited --lock-wait %s)", err, lockWait)}
 	case err != nil:
 		return err
 	case rep.Failed():

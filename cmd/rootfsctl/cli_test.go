@@ -319,3 +319,25 @@ func TestValidateManyPlansWithOneSetOfVars(t *testing.T) {
 		t.Errorf("a var no plan declares: exit %d, %s", code, errOut)
 	}
 }
+
+// TestValidateSuggestsAVariable: validate, like the other commands, says
+// which declared variable an unknown --var may mean.
+func TestValidateSuggestsAVariable(t *testing.T) {
+	t.Parallel()
+	plan := writePlan(t, t.TempDir(), twoFiles)
+	code, _, stderr := cli(t, context.Background(), "validate", "--var", "oot=/x", plan)
+	if code != exitUsage || !strings.Contains(stderr, `did you mean \"out\"?`) {
+		t.Errorf("validate --var oot: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestDetailedExitCodeIsNotAnError: plan --detailed-exitcode exits 2 when
+// something would change and logs no error for it.
+func TestDetailedExitCodeIsNotAnError(t *testing.T) {
+	t.Parallel()
+	plan := writePlan(t, t.TempDir(), twoFiles)
+	code, _, stderr := cli(t, context.Background(), "plan", "--detailed-exitcode", plan)
+	if code != exitChanges || strings.Contains(stderr, `"level":"error"`) {
+		t.Errorf("plan --detailed-exitcode: exit %d\n%s", code, stderr)
+	}
+}

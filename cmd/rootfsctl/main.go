@@ -291,6 +291,9 @@ func (a *app) globalFlags(root *cobra.Command) {
 // or a JSON event when the logs are JSON lines, so that a log collector
 // never meets a line it cannot parse.
 func (a *app) reportError(code int, msg string) {
+	if msg == "" && code != exitUsage {
+		return // an exit code that is a result (plan --detailed-exitcode), not an error
+	}
 	hint := ""
 	if code == exitUsage {
 		hint = "Run with --help for usage."

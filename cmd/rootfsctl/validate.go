@@ -133,7 +133,7 @@ func (a *app) validate(files []string, format string, vars *varFlags) error {
 	var summaries []string
 	// A --var need only be declared by one of the plans: CI checks many
 	// plans with one set of site values.
-	unknownTo := map[string]int{}
+	unknownTo := &varUse{unknown: map[string]int{}}
 	for _, file := range files {
 		ds, summary := validateOne(file, opts, unknownTo)
 		all = append(all, ds...)
@@ -142,8 +142,8 @@ func (a *app) validate(files []string, format string, vars *varFlags) error {
 		}
 	}
 	for _, o := range opts.Overrides {
-		if unknownTo[o.Name] == len(files) {
-			return usagef("%s: no plan declares a variable %q", o.Origin, o.Name)
+		if unknownTo.unknown[o.Name] == len(files) && !o.Optional {
+			return usagef("%s: no plan declares a variable %q%s", o.Origin, o.Name, engine.Suggest(o.Name, unknownTo.known))
 		}
 	}
 	all = all.Sort()
@@ -158,7 +158,7 @@ func (a *app) validate(files []string, format string, vars *varFlags) error {
 }
 
 // validateOne checks one plan: its problems, or a line summing it up.
-func validateOne(file string, opts engine.LoadOptions, unknownTo map[string]int) (engine.Diagnostics, string) {
+func validateOne(file string, opts engine.LoadOptions, unknownTo *varUse) (engine.Diagnostics, string) {
 	p, err := loadIgnoringUnknown(file, opts, unknownTo)
 	var ds engine.Diagnostics
 	switch {
@@ -197,19 +197,27 @@ func (a *app) writeDiagnostics(format string, all engine.Diagnostics, summaries 
 	return nil
 }
 
+// varUse counts, by name, the plans that do not declare an override's
+// variable, and gathers the names they do declare (for suggestions).
+type varUse struct {
+	unknown map[string]int
+	known   []string
+}
+
 // loadIgnoringUnknown loads a plan, dropping the overrides it does not
 // declare, and counts them in unknownTo.
-func loadIgnoringUnknown(file string, opts engine.LoadOptions, unknownTo map[string]int) (*engine.Plan, error) {
+func loadIgnoringUnknown(file string, opts engine.LoadOptions, unknownTo *varUse) (*engine.Plan, error) {
 	p, err := engine.Load(file, opts)
 	var uv *engine.UnknownVarError
 	if !errors.As(err, &uv) {
 		return p, err
 	}
+	unknownTo.known = append(unknownTo.known, uv.Known...)
 	skip := map[string]bool{}
 	for _, o := range uv.Unknown {
 		if !skip[o.Name] {
 			skip[o.Name] = true
-			unknownTo[o.Name]++
+			unknownTo.unknown[o.Name]++
 		}
 	}
 	var keep []engine.VarOverride

@@ -121,6 +121,9 @@ func (c *Cache) Prune(ctx context.Context, maxBytes int64) (removed Usage, err e
 		total += e.size
 	}
 	root, err := os.OpenRoot(c.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return removed, nil // no cache yet: nothing to prune
+	}
 	if err != nil {
 		return removed, err
 	}

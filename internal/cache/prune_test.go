@@ -185,3 +185,13 @@ func TestPruneStopsWhenCancelled(t *testing.T) {
 		rc.Close()
 	}
 }
+
+// TestPruneOfAMissingCacheIsNothing: a cache directory that was never
+// created prunes to nothing, without an error.
+func TestPruneOfAMissingCacheIsNothing(t *testing.T) {
+	t.Parallel()
+	c := cache.New(filepath.Join(t.TempDir(), "never-created"))
+	if removed, err := c.Prune(context.Background(), 0); err != nil || removed != (cache.Usage{}) {
+		t.Errorf("Prune of a missing cache: %+v, %v", removed, err)
+	}
+}
