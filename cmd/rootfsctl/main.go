@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 	"time"
 
@@ -159,7 +160,23 @@ type app struct {
 }
 
 func newApp(stdout, stderr io.Writer) *app {
+	if _, ok := stderr.(*os.File); !ok && stderr != nil {
+		// Steps log from many goroutines: a writer that is not a file (a
+		// test's buffer) gets one write at a time.
+		stderr = &lockedWriter{w: stderr}
+	}
 	return &app{stdout: stdout, stderr: stderr}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // cache is the download cache the flags name; steps, hooks and the cache

@@ -38,6 +38,9 @@ T_START=$EPOCHREALTIME
 cleanup() {
   stop_started
   rm -rf "$MACHINE_DIR" "$NSPAWN_FILE" "$DROPIN_DIR"
+  rm -rf /var/lib/machines/rootfsctl-air* /var/lib/machines/rootfsctl-fleet-* /var/lib/machines/.rootfsctl-air* /var/lib/machines/.rootfsctl-fleet-* \
+    /etc/systemd/nspawn/rootfsctl-air*.nspawn /etc/systemd/nspawn/rootfsctl-fleet-*.nspawn \
+    /etc/systemd/system/systemd-nspawn@rootfsctl-air*.service.d /etc/systemd/system/systemd-nspawn@rootfsctl-fleet-*.service.d
   if [ -n "${ROOTFSCTL_E2E_KEEP:-}" ]; then echo "e2e: kept $WORK"; else rm -rf "$WORK"; fi
   rm -rf /var/lib/machines/."$MACHINE".rootfsctl-*
 }
@@ -188,6 +191,9 @@ boot_log=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/boot.log")
 check_has "shutdown went through systemd's shutdown.target" "$boot_log" "Reached target shutdown.target"
 check_has "nspawn reports the container shut down" "$boot_log" "has been shut down."
 [ "$rc" = 0 ] || tail -15 "$WORK/boot.log"
+
+# --- 11. fleets and air gaps -----------------------------------------------
+source "$REPO/test/e2e/airgap.sh"
 
 # --- summary ---------------------------------------------------------------
 log "summary"

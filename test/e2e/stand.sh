@@ -54,18 +54,7 @@ fi
 
 # --- 3. the registry, and the image as a two-platform index -----------------
 log "starting docker-registry on loopback"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$WORK/registry.yml" <<YML
-version: 0.1
-log: {level: warn, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $WORK/registry}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$PORT}
-YML
-docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null || die "docker-registry did not start: $(tail -5 "$WORK/registry.log")"
-REG=127.0.0.1:$PORT
+REG=$(start_registry upstream) || die "docker-registry did not start: $(tail -5 "$WORK/registry-upstream.log")"
 t=$EPOCHREALTIME
 "$E" push-image --rootfs "$ROOTFS_TAR" --ref "$REG/e2e/node:v1" >"$WORK/push.txt" || die "push failed"
 echo "   pushed in $(since "$t") s: $(tr '\n' ' ' <"$WORK/push.txt")"
