@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rootfsctl/rootfsctl/engine"
@@ -150,5 +152,39 @@ func TestInterruptDuringPreflight(t *testing.T) {
 	pre, err := engine.Preflight(ctx, g, engine.PreflightOptions{})
 	if !errors.Is(err, engine.ErrInterrupted) || pre.Status != engine.OutcomeInterrupted {
 		t.Errorf("Preflight(): %v, %+v; want ErrInterrupted", err, pre)
+	}
+}
+
+// failingCheck is a step whose Check fails; it counts its calls.
+type failingCheck struct{ calls *atomic.Int32 }
+
+func (s failingCheck) Check(context.Context) (engine.Change, error) {
+	s.calls.Add(1)
+	return engine.Change{}, errors.New("cannot tell")
+}
+
+func (s failingCheck) Apply(context.Context) error { return nil }
+
+// TestFailedCheckIsNotRunAgain: a Check that fails before the run is the
+// first attempt's result, not asked again; only a retry checks again.
+func TestFailedCheckIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		retry string
+		want  int32
+	}{{"", 1}, {", retry: {attempts: 3, delay: 1ms}", 3}} {
+		var calls atomic.Int32
+		reg := engine.NewRegistry()
+		engine.Register(reg, engine.StepType{Name: "failing"}, struct{}{}, func(string, *struct{}) (engine.Step, error) {
+			return failingCheck{calls: &calls}, nil
+		})
+		_, g := loadString(t, reg, header+"steps:\n  a: {type: failing"+tc.retry+"}\n", nil)
+		rep, err := engine.Apply(context.Background(), g, engine.ApplyOptions{Logger: zerolog.Nop(), LockDir: t.TempDir()})
+		if err != nil || rep.Steps[0].Status != engine.StatusFailed || !strings.Contains(rep.Steps[0].Error, "check: cannot tell") {
+			t.Fatalf("%q: %v %+v", tc.retry, err, rep.Steps)
+		}
+		if n := calls.Load(); n != tc.want {
+			t.Errorf("%q: Check ran %d times, want %d", tc.retry, n, tc.want)
+		}
 	}
 }

@@ -151,8 +151,20 @@ func (s *scheduler) prefetch(ctx context.Context, st *PlanStep) {
 		}
 	}()
 	start := time.Now()
+	pctx := ctx
+	if st.Timeout > 0 {
+		// The step's timeout bounds each attempt, its prefetch included.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, st.Timeout)
+		defer cancel()
+	}
 	if err := st.Impl.(Prefetcher).Prefetch(s.stepContext(ctx, st)); err != nil {
-		if ctx.Err() == nil && (retry.IsExhausted(err) || retry.IsPermanent(err)) {
+		if pctx.Err() == nil && ctx.Err() != nil && st.Retry.Attempts <= 1 {
+			// Its one attempt's time went on the prefetch.
+			s.spent.Store(st.ID, fmt.Errorf("timed out after %s: %w", st.Timeout, err))
+			return
+		}
+		if pctx.Err() == nil && ctx.Err() == nil && (retry.IsExhausted(err) || retry.IsPermanent(err)) {
 			log.Debug().Err(err).Msg("prefetch failed for good; the step fails with it")
 			s.spent.Store(st.ID, err)
 			return
@@ -261,15 +273,16 @@ func (s *scheduler) run(parent context.Context) {
 	waitPrefetches()
 }
 
-// firstCheck is the check result the step's first attempt may use: the
-// one taken before the run, unless it said "up to date" and a need has
-// changed the system since (then the step checks again).
+// firstCheck is the check result the step's first attempt uses: the one
+// taken before the run (an error too: Check runs once per apply), unless
+// it said "up to date" or failed and a need has changed the system since
+// (then the step checks again).
 func (s *scheduler) firstCheck(st *PlanStep) *checked {
 	c, ok := s.checks[st.ID]
-	if !ok || c.err != nil {
+	if !ok {
 		return nil
 	}
-	if !c.ch.Needed {
+	if !c.ch.Needed || c.err != nil {
 		for _, n := range st.Needs {
 			if r := s.results[n]; r != nil && r.Status == StatusChanged {
 				return nil
@@ -364,7 +377,9 @@ func (s *scheduler) attempt(runCtx context.Context, st *PlanStep, first *checked
 		}
 	}()
 	if first != nil {
-		ch = first.ch
+		if ch = first.ch; first.err != nil {
+			return ch, fmt.Errorf("check: %w", first.err)
+		}
 	} else if ch, err = st.Impl.Check(ctx); err != nil {
 		return ch, fmt.Errorf("check: %w", err)
 	}

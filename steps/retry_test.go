@@ -25,18 +25,24 @@ func TestRetriesDoNotMultiplyAcrossLayers(t *testing.T) {
 		retry    string
 		prefetch bool // the step waits for another, so its download starts early
 		want     int64
+		notFound bool // the mirror answers 404, which no attempt would change
 	}{
-		{"the plan's retry", "    retry: {attempts: 3, delay: 1ms, maxDelay: 2ms}\n", false, 3},
-		{"the client's retries", "", false, 4},
-		{"one attempt", "    retry: {attempts: 1}\n", false, 1},
-		{"prefetched with the plan's retry", "    retry: {attempts: 3, delay: 1ms, maxDelay: 2ms}\n", true, 3},
-		{"prefetched with the client's retries", "", true, 4},
+		{"a 404 with the plan's retry", "    retry: {attempts: 3, delay: 1ms, maxDelay: 2ms}\n", true, 1, true},
+		{"the plan's retry", "    retry: {attempts: 3, delay: 1ms, maxDelay: 2ms}\n", false, 3, false},
+		{"the client's retries", "", false, 4, false},
+		{"one attempt", "    retry: {attempts: 1}\n", false, 1, false},
+		{"prefetched with the plan's retry", "    retry: {attempts: 3, delay: 1ms, maxDelay: 2ms}\n", true, 3, false},
+		{"prefetched with the client's retries", "", true, 4, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var requests atomic.Int64
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				requests.Add(1)
+				if tc.notFound {
+					http.NotFound(w, r)
+					return
+				}
 				conn, _, err := w.(http.Hijacker).Hijack()
 				if err == nil {
 					conn.Close() // a reset mid-request: transient, so retried
@@ -52,7 +58,7 @@ func TestRetriesDoNotMultiplyAcrossLayers(t *testing.T) {
 			}
 			rep := applyPlan(t, parse(t, opts, src))
 			st := rep.Steps[len(rep.Steps)-1]
-			if st.Status != engine.StatusFailed || !strings.Contains(st.Error, "sha256") {
+			if st.Status != engine.StatusFailed || !strings.Contains(st.Error, ".sha256") {
 				t.Fatalf("cni is %s (%s), want failed on its download", st.Status, st.Error)
 			}
 			if got := requests.Load(); got != tc.want {

@@ -16,7 +16,7 @@ import (
 // something and failed nothing, it prunes the cache to maxBytes. An
 // interrupted prune leaves a valid cache, and the next apply goes on.
 func CacheUpkeep(c *cache.Cache, maxBytes int64) (before func(context.Context), after func(context.Context, *engine.Report)) {
-	before = func(context.Context) { c.CleanTemp() }
+	before = func(ctx context.Context) { c.CleanTemp(ctx) }
 	after = func(ctx context.Context, rep *engine.Report) {
 		if rep.Failed() || rep.Count(engine.StatusChanged) == 0 {
 			return

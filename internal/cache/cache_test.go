@@ -179,7 +179,7 @@ func TestPlantedSymlinksCannotReachOutside(t *testing.T) {
 			if _, err := c.Create(); err == nil {
 				t.Error("Create() used a cache with a symlinked subdirectory")
 			}
-			c.CleanTemp()
+			c.CleanTemp(context.Background())
 			if b, err := os.ReadFile(filepath.Join(victim, "important.conf")); err != nil || string(b) != "keep" {
 				t.Errorf("a file outside the cache was touched: %q %v", b, err)
 			}

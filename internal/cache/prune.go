@@ -17,8 +17,8 @@ import (
 )
 
 // CleanTemp removes temporary files that no running process is writing:
-// what a killed run left behind. Best effort.
-func (c *Cache) CleanTemp() {
+// what a killed run left behind. Best effort; it stops when ctx ends.
+func (c *Cache) CleanTemp(ctx context.Context) {
 	if c.checkDirs() != nil {
 		return // refused: Prune and Create say why
 	}
@@ -32,6 +32,9 @@ func (c *Cache) CleanTemp() {
 		return
 	}
 	for _, d := range des {
+		if ctx.Err() != nil {
+			return
+		}
 		atomicfile.RemoveUnheld(root, path.Join("tmp", d.Name()))
 	}
 }
@@ -111,7 +114,7 @@ func (c *Cache) entries() ([]entryInfo, error) {
 // It stops, with what it removed so far and ctx's error, when ctx ends: a
 // partly pruned cache is a valid cache.
 func (c *Cache) Prune(ctx context.Context, maxBytes int64) (removed Usage, err error) {
-	c.CleanTemp()
+	c.CleanTemp(ctx)
 	entries, err := c.entries()
 	if err != nil {
 		return removed, err

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -148,7 +149,7 @@ func TestCleanupSparesLiveTemporaryFiles(t *testing.T) {
 	if err := os.WriteFile(dead, []byte("half"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.CleanTemp()
+	c.CleanTemp(context.Background())
 	if tmp := tmpFiles(t, c); len(tmp) != 1 {
 		t.Errorf("tmp after CleanTemp(): %v, want only the live entry's file", tmp)
 	}
@@ -193,5 +194,30 @@ func TestPruneOfAMissingCacheIsNothing(t *testing.T) {
 	c := cache.New(filepath.Join(t.TempDir(), "never-created"))
 	if removed, err := c.Prune(context.Background(), 0); err != nil || removed != (cache.Usage{}) {
 		t.Errorf("Prune of a missing cache: %+v, %v", removed, err)
+	}
+}
+
+// TestCleanTempStopsWhenCancelled: a cancelled cleanup removes nothing
+// more (an interrupt during an apply's before-run hook is prompt).
+func TestCleanTempStopsWhenCancelled(t *testing.T) {
+	t.Parallel()
+	c := cache.New(t.TempDir())
+	if err := os.MkdirAll(filepath.Join(c.Dir(), "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := os.WriteFile(filepath.Join(c.Dir(), "tmp", fmt.Sprint("dead-", i)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.CleanTemp(ctx)
+	if left, _ := os.ReadDir(filepath.Join(c.Dir(), "tmp")); len(left) != 50 {
+		t.Errorf("a cancelled CleanTemp left %d of 50 files", len(left))
+	}
+	c.CleanTemp(context.Background())
+	if left, _ := os.ReadDir(filepath.Join(c.Dir(), "tmp")); len(left) != 0 {
+		t.Errorf("CleanTemp left %d dead files", len(left))
 	}
 }

@@ -126,6 +126,10 @@ func (c *Client) Fetch(ctx context.Context, rawURL string, w io.Writer, onProgre
 		written, err = c.fetchOnce(ctx, rawURL, written, w, onProgress)
 		return err
 	})
+	if err != nil && ctx.Err() == nil && !transient(err) && !retry.IsExhausted(err) {
+		// A 404 or a refusal: no attempt of the step would do better.
+		err = retry.Permanent(err)
+	}
 	return written, err
 }
 
