@@ -49,6 +49,19 @@ type ArtifactItem struct {
 	a  artifact.Artifact
 }
 
+// In names every item where m holds it (the full reference), instead of
+// its name relative to a mirror.
+func (c *Content) In(m *mirror.Mirror) {
+	for i := range c.Images {
+		c.Images[i].Mirror = m.Where(imageName(c.Images[i].w.upstream))
+	}
+	for i := range c.Artifacts {
+		if n, err := mirror.ArtifactName(c.Artifacts[i].a.URL); err == nil {
+			c.Artifacts[i].Mirror = m.Where(n)
+		}
+	}
+}
+
 // Inventory lists what the plans fetch: one plan loaded once per platform
 // asked for. An image taken for several platforms is listed once with
 // them all; an artifact (the same URL) once.

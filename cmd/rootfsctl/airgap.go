@@ -71,7 +71,8 @@ func (a *app) artifactsCommand() *cobra.Command {
 		Long: `Lists the plan's image (reference and platforms) and every artifact its
 steps download (step, name, version, platform, URL without credentials or
 query, where its checksum comes from, its pinned digest if any), with the
-name each has in a mirror. Nothing is fetched: for air-gap approvals and
+name each has in a mirror (with --mirror, the full reference there).
+Nothing is fetched: for air-gap approvals and
 review, and as the list 'rootfsctl mirror' stores.`,
 		Example: `  rootfsctl artifacts plans/kube-node.yaml
   rootfsctl artifacts --platform linux/amd64 --platform linux/arm64 -o json plans/kube-node.yaml`,
@@ -82,6 +83,9 @@ review, and as the list 'rootfsctl mirror' stores.`,
 			if err != nil {
 				return a.failed(err)
 			}
+			if a.mirror != nil {
+				c.In(a.mirror)
+			}
 			if f.output == "json" {
 				return writeJSONDoc(a.stdout, c)
 			}
@@ -89,6 +93,7 @@ review, and as the list 'rootfsctl mirror' stores.`,
 		},
 	}
 	f.register(cmd)
+	f.vars.registerMirror(cmd)
 	a.registerPlanCompletions(cmd, &f.vars)
 	return cmd
 }
@@ -107,13 +112,13 @@ func writeContent(w io.Writer, c steps.Content) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", im.Step, im.Reference, strings.Join(im.Platforms, ","), im.Mirror)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "STEP\tARTIFACT\tVERSION\tPLATFORM\tURL\tCHECKSUM")
+	fmt.Fprintln(tw, "STEP\tARTIFACT\tVERSION\tPLATFORM\tURL\tCHECKSUM\tMIRROR NAME")
 	for _, ar := range c.Artifacts {
 		sum := ar.Checksum
 		if ar.Pinned != "" {
 			sum = "pinned sha256:" + ar.Pinned[:12] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ar.Step, ar.Name, ar.Version, ar.Platform, ar.URL, sum)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ar.Step, ar.Name, ar.Version, ar.Platform, ar.URL, sum, ar.Mirror)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -78,6 +78,12 @@ func TestMirrorThenApplyWithoutUpstream(t *testing.T) {
 		t.Fatalf("mirror --from: exit %d\n%s%s", code, stdout, stderr)
 	}
 
+	code, stdout, _ = cli(t, ctx, append([]string{"artifacts", "-o", "json", "--mirror", site, plan}, vars...)...)
+	host := strings.TrimPrefix(site, "oci://")
+	if code != 0 || strings.Count(stdout, `"mirrorName": "`+host+"/") != 8 {
+		t.Errorf("artifacts --mirror: exit %d, want every item named in %s\n%s", code, host, stdout)
+	}
+
 	stop()
 	code, stdout, stderr = cli(t, ctx, append([]string{"apply", "--mirror", site, plan}, vars...)...)
 	if code != 0 {

@@ -55,6 +55,17 @@ func (m *Mirror) ref(n Name) (name.Reference, error) {
 	return name.NewTag(m.Dest.repo(n.Repo)+":"+n.Tag, name.StrictValidation)
 }
 
+// Where is where n is in the mirror, as a person would look for it.
+func (m *Mirror) Where(n Name) string {
+	if m.Dest.IsLayout() {
+		return m.Dest.String() + " " + n.String()
+	}
+	if n.Digest != "" {
+		return m.Dest.repo(n.Repo) + "@" + n.Digest
+	}
+	return m.Dest.repo(n.Repo) + ":" + n.Tag
+}
+
 // ImageRef is the reference an apply resolves an image named n from.
 func (m *Mirror) ImageRef(n Name) (oci.Ref, error) {
 	if m.Dest.IsLayout() {

@@ -112,7 +112,7 @@ cp "$blob" "$WORK/runc-blob"
 printf 'X' | dd of="$blob" bs=1 seek=100 conv=notrunc 2>/dev/null
 air_apply rootfsctl-air-evil "$WORK/cache-evil" --mirror "oci://$MREG/rootfsctl"; rc=$?
 check "a tampered artifact fails the apply" test "$rc" -ne 0
-check_has "cri names the mismatch" "$(cat "$WORK/air-rootfsctl-air-evil.json")" "verify sha256"
+check_has "cri names the mismatch" "$(python3 -c 'import json,sys; print([s["error"] for s in json.load(open(sys.argv[1]))["steps"] if s["id"]=="cri"][0])' "$WORK/air-rootfsctl-air-evil.json")" "sha256"
 check "nothing of runc was installed" test ! -e /var/lib/machines/rootfsctl-air-evil/usr/local/bin/runc
 cp "$WORK/runc-blob" "$blob"
 
