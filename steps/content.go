@@ -121,9 +121,10 @@ type MirrorResult struct {
 // cache) first. Up to parallelism items at once; every item is tried, and
 // the first error is returned with all results.
 func Mirror(ctx context.Context, c Content, m *mirror.Mirror, parallelism int) ([]MirrorResult, error) {
-	ctx = budget.With(ctx, budget.New(parallelism))
+	b := budget.New(parallelism)
+	ctx = budget.With(ctx, b)
 	out := make([]MirrorResult, len(c.Images)+len(c.Artifacts))
-	errs := budget.From(ctx).Run(ctx, len(out), func(ctx context.Context, i int) error {
+	errs := b.Run(ctx, len(out), func(ctx context.Context, i int) error {
 		var st mirror.Stored
 		var err error
 		if i < len(c.Images) {

@@ -90,8 +90,7 @@ type workspace struct {
 func newWorkspace(_ string, p *WorkspaceParams, o *Options) (engine.Step, error) {
 	dir := string(p.MachineDir)
 	w := &workspace{p: *p, dir: dir, machine: filepath.Base(dir), cache: o.Cache, privileged: o.Privileged,
-		reg: &oci.Registry{Keychain: o.Keychain, Transport: o.Fetch.Transport(), UserAgent: o.Fetch.UserAgent(),
-			Policy: o.Fetch.Policy(), IdleTimeout: o.Fetch.IdleTimeout()}}
+		reg: oci.NewRegistry(o.Keychain, o.Fetch)}
 	var err error
 	if w.upstream, err = oci.ParseRef(string(p.Image), p.Insecure); err != nil {
 		return nil, engine.FieldError{Path: "image", Message: err.Error(), Uses: []string{"insecure"}}

@@ -37,8 +37,7 @@ func (w *workspace) resolve(ctx context.Context) (*oci.Image, error) {
 
 // notMirrored says that the mirror lacks the image.
 func (w *workspace) notMirrored() error {
-	return fmt.Errorf("image %s is not in the mirror %s; mirror the plan again, or allow missing items from upstream",
-		imageName(w.upstream), w.mirror.Dest)
+	return fmt.Errorf("image %w", w.mirror.Missing(imageName(w.upstream)))
 }
 
 // mirrorTo stores the plan's image in m, manifests by digest. An index

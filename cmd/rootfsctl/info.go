@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -79,9 +78,7 @@ func (a *app) stepsJSON(types []*engine.StepType) error {
 	for _, t := range types {
 		out = append(out, typeDoc{t.Name, t.Summary, t.Doc, t.Checks, t.Params()})
 	}
-	enc := json.NewEncoder(a.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeJSONDoc(a.stdout, out)
 }
 
 func (a *app) stepDoc(t *engine.StepType) error {

@@ -200,9 +200,7 @@ func (a *app) fetcher() *fetch.Client {
 // client's transport, timeouts and retry policy, the Docker config's
 // credentials.
 func (a *app) ociRegistry() *oci.Registry {
-	f := a.fetcher()
-	return &oci.Registry{Keychain: authn.DefaultKeychain, Transport: f.Transport(), UserAgent: f.UserAgent(),
-		Policy: f.Policy(), IdleTimeout: f.IdleTimeout()}
+	return oci.NewRegistry(authn.DefaultKeychain, a.fetcher())
 }
 
 // reg returns the step registry, built on first use from the flags.

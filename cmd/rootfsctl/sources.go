@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/machine"
 	"github.com/rootfsctl/rootfsctl/internal/mirror"
 )
 
@@ -105,22 +106,11 @@ func readVarFile(path string) ([]engine.VarOverride, error) {
 	return out, nil
 }
 
-// readBounded reads a regular file of at most limit bytes.
+// readBounded reads a regular host file of at most limit bytes.
 func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := machine.ReadFile(nil, path, limit)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return b, nil
 }

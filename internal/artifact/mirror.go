@@ -32,9 +32,7 @@ func (in *Installer) mirrorSum(ctx context.Context, a Artifact) (string, error) 
 	}
 	f, err := in.Mirror.File(ctx, n)
 	switch {
-	case errors.Is(err, mirror.ErrMissing) && !in.Fallback:
-		return "", retry.Permanent(fmt.Errorf("download %s: %s is not in the mirror %s; mirror the plan again, or allow missing items from upstream", a.Name, n, in.Mirror.Dest))
-	case errors.Is(err, mirror.ErrNotAnArtifact):
+	case errors.Is(err, mirror.ErrMissing) && !in.Fallback, errors.Is(err, mirror.ErrNotAnArtifact):
 		return "", retry.Permanent(fmt.Errorf("download %s: %w; nothing was installed", a.Name, err))
 	case err != nil:
 		return "", fmt.Errorf("download %s: %w", a.Name, err)
@@ -65,7 +63,7 @@ func (in *Installer) fetchMirror(ctx context.Context, a Artifact, want string, e
 		return err
 	})
 	if errors.Is(err, mirror.ErrMissing) && !in.Fallback {
-		return retry.Permanent(fmt.Errorf("download %s: %s is not in the mirror %s; mirror the plan again, or allow missing items from upstream", a.Name, n, in.Mirror.Dest))
+		return retry.Permanent(fmt.Errorf("download %s: %w", a.Name, err))
 	}
 	if err != nil {
 		return fmt.Errorf("download %s from the mirror %s: %w", a.Name, in.Mirror.Dest, err)

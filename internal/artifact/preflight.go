@@ -77,7 +77,7 @@ func (c *check) probe(ctx context.Context, a Artifact, left time.Duration) engin
 			return r
 		case !c.in.fallBack(err):
 			r.Severity = engine.SeverityError
-			r.Message = a.Name + ": " + mirrorProblem(err, n, m.Dest.String(), left)
+			r.Message = a.Name + ": " + mirrorProblem(err, m.Dest.String(), left)
 			return r
 		}
 	}
@@ -89,11 +89,8 @@ func (c *check) probe(ctx context.Context, a Artifact, left time.Duration) engin
 }
 
 // mirrorProblem words why the mirror cannot give an artifact.
-func mirrorProblem(err error, n mirror.Name, dest string, left time.Duration) string {
-	switch {
-	case errors.Is(err, mirror.ErrMissing):
-		return n.String() + " is not in the mirror " + dest + "; mirror the plan again, or allow missing items from upstream"
-	case errors.Is(err, mirror.ErrNotAnArtifact):
+func mirrorProblem(err error, dest string, left time.Duration) string {
+	if errors.Is(err, mirror.ErrMissing) || errors.Is(err, mirror.ErrNotAnArtifact) {
 		return err.Error()
 	}
 	return "the mirror " + dest + ": " + fetch.Describe(err, left)

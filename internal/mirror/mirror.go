@@ -41,8 +41,25 @@ type Mirror struct {
 	mu sync.Mutex // a layout's index.json is rewritten whole: one writer at a time
 }
 
-// ErrMissing: the mirror has no item of that name.
+// ErrMissing: the mirror has no item of that name (a *MissingError says
+// which).
 var ErrMissing = errors.New("not in the mirror")
+
+// MissingError names an item a mirror lacks, and what to do about it.
+type MissingError struct {
+	Name Name
+	Dest Dest
+}
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("%s is not in the mirror %s; mirror the plan again, or allow missing items from upstream", e.Name, e.Dest)
+}
+
+// Is makes a *MissingError an ErrMissing.
+func (e *MissingError) Is(target error) bool { return target == ErrMissing }
+
+// Missing is the error that says the mirror lacks n.
+func (m *Mirror) Missing(n Name) error { return &MissingError{Name: n, Dest: m.Dest} }
 
 // annRefName names a manifest in a layout's index.
 const annRefName = "org.opencontainers.image.ref.name"
@@ -188,7 +205,7 @@ func (m *Mirror) lookup(p layout.Path, n Name) (v1.Descriptor, error) {
 			return d, nil
 		}
 	}
-	return v1.Descriptor{}, fmt.Errorf("%s: %w", n, ErrMissing)
+	return v1.Descriptor{}, m.Missing(n)
 }
 
 // PutFile stores a verified file as an artifact named after its upstream
@@ -232,7 +249,7 @@ func (m *Mirror) remoteManifest(ctx context.Context, n Name) ([]byte, error) {
 		return err
 	})
 	if oci.IsNotFound(err) {
-		return nil, fmt.Errorf("%s in %s: %w", n, m.Dest, ErrMissing)
+		return nil, m.Missing(n)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s in %s: %w", n, m.Dest, err)
@@ -247,7 +264,7 @@ func (m *Mirror) layoutManifest(n Name) ([]byte, error) {
 	}
 	d, err := m.lookup(p, n)
 	if err != nil {
-		return nil, fmt.Errorf("%s in %s: %w", n, m.Dest, err)
+		return nil, err
 	}
 	if d.Size > maxManifest {
 		return nil, fmt.Errorf("%s in %s: manifest of %d bytes is larger than any artifact's", n, m.Dest, d.Size)
@@ -278,7 +295,7 @@ func (m *Mirror) OpenFile(ctx context.Context, n Name, f File) (io.ReadCloser, e
 		}
 		rc, err := p.Blob(h)
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s in %s: %w", n, m.Dest, ErrMissing)
+			return nil, m.Missing(n)
 		}
 		return rc, err
 	}
@@ -288,7 +305,7 @@ func (m *Mirror) OpenFile(ctx context.Context, n Name, f File) (io.ReadCloser, e
 	}
 	rc, err := m.Reg.OpenBlob(ctx, ref.Context(), h.String())
 	if oci.IsNotFound(err) {
-		return nil, fmt.Errorf("%s in %s: %w", n, m.Dest, ErrMissing)
+		return nil, m.Missing(n)
 	}
 	return rc, err
 }

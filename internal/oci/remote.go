@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -126,3 +128,10 @@ func FromReference(ref name.Reference) Ref { return Ref{ref: ref} }
 // one whose index.json is oversized or whose blobs are not all regular
 // files.
 func CheckLayout(dir string) error { return checkLayout(dir) }
+
+// NewRegistry reaches registries as the download client f reaches
+// servers (its transport, user agent, retry policy and idle timeout),
+// with the credentials of k.
+func NewRegistry(k authn.Keychain, f *fetch.Client) *Registry {
+	return &Registry{Keychain: k, Transport: f.Transport(), UserAgent: f.UserAgent(), Policy: f.Policy(), IdleTimeout: f.IdleTimeout()}
+}
