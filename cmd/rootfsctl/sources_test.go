@@ -79,6 +79,11 @@ func TestVariableSources(t *testing.T) {
 	if code != exitUsage || !strings.Contains(stderr, "unknown.yaml:1") {
 		t.Errorf("an undeclared name in a var file: exit %d\n%s", code, stderr)
 	}
+	huge := write("huge.yaml", "name: "+strings.Repeat("x", maxVarFile)+"\n")
+	code, _, stderr = cli(t, ctx, "validate", "--var-file", huge, plan)
+	if code != exitUsage || !strings.Contains(stderr, "huge.yaml") || !strings.Contains(stderr, "1048576 bytes") {
+		t.Errorf("a var file over the limit: exit %d\n%s", code, stderr)
+	}
 	code, _, stderr = cli(t, ctx, "validate", "--var-file", list, plan)
 	if code != exitUsage || !strings.Contains(stderr, "list.yaml:1:1: want a mapping") {
 		t.Errorf("a var file that is a list: exit %d\n%s", code, stderr)
