@@ -68,6 +68,7 @@ func (c *Content) In(m *mirror.Mirror) {
 func Inventory(plans ...*engine.Plan) (Content, error) {
 	var c Content
 	seen := map[string]bool{}
+	named := map[string]string{} // mirror name -> URL
 	for _, p := range plans {
 		for _, s := range p.Steps {
 			switch impl := s.Impl.(type) {
@@ -83,6 +84,10 @@ func Inventory(plans ...*engine.Plan) (Content, error) {
 					if err != nil {
 						return Content{}, fmt.Errorf("step %s: %w", s.ID, err)
 					}
+					if other, ok := named[n.String()]; ok {
+						return Content{}, fmt.Errorf("step %s: %s and %s would share the mirror name %s", s.ID, fetch.Redact(other), fetch.Redact(a.URL), n)
+					}
+					named[n.String()] = a.URL
 					c.Artifacts = append(c.Artifacts, ArtifactItem{Step: s.ID, Name: a.What, Version: a.Version, Platform: a.Platform,
 						URL: fetch.Redact(a.URL), Checksum: a.SumFrom(), Pinned: a.Pinned, Mirror: n.String(), in: impl, a: a})
 				}
@@ -129,14 +134,14 @@ func Mirror(ctx context.Context, c Content, m *mirror.Mirror, parallelism int) (
 		var err error
 		if i < len(c.Images) {
 			it := c.Images[i]
-			out[i].Item = it.Reference
+			out[i].Item, out[i].Name = it.Reference, it.Mirror
 			st, err = it.w.mirrorTo(ctx, m, it.platforms)
 		} else {
 			it := c.Artifacts[i-len(c.Images)]
-			out[i].Item = it.Name + " " + it.Version + " " + it.Platform
+			out[i].Item, out[i].Name = it.Name+" "+it.Version+" "+it.Platform, it.Mirror
 			st, err = it.in.MirrorOne(ctx, m, it.a)
 		}
-		out[i].Name, out[i].Digest, out[i].Copied = st.Name.String(), st.Digest, st.Copied
+		out[i].Digest, out[i].Copied = st.Digest, st.Copied
 		if err != nil {
 			out[i].Error = err.Error()
 		}

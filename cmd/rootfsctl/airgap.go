@@ -26,7 +26,7 @@ type contentFlags struct {
 
 func (f *contentFlags) register(cmd *cobra.Command) {
 	f.vars.register(cmd)
-	cmd.Flags().StringArrayVar(&f.platforms, "platform", nil, "os/arch to list or mirror the plan for (repeatable; default: this host's)")
+	cmd.Flags().StringArrayVar(&f.platforms, "platform", nil, "os/arch to list or mirror the plan for (repeatable; default: the plan's, with this host's facts)")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
 }
 
@@ -186,6 +186,9 @@ func (a *app) mirrorRun(cmd *cobra.Command, args []string, f *mirrorFlags) error
 		return err
 	}
 	ctx := engine.WithProgress(log.WithContext(cmd.Context()), a.progress(log))
+	if err := dst.Reachable(ctx); err != nil {
+		return &exitError{code: exitFailed, err: fmt.Errorf("%w; nothing was fetched or stored", err)}
+	}
 	start := time.Now()
 	var res []steps.MirrorResult
 	if f.from != "" {
@@ -206,13 +209,17 @@ func (a *app) mirrorRun(cmd *cobra.Command, args []string, f *mirrorFlags) error
 
 // mirrorDone prints what a mirror run stored.
 func (a *app) mirrorDone(f *mirrorFlags, res []steps.MirrorResult, start time.Time, err error) error {
-	copied := 0
+	copied, failed := 0, 0
 	for _, r := range res {
-		if r.Copied {
+		switch {
+		case r.Error != "":
+			failed++
+		case r.Copied:
 			copied++
 		}
 	}
-	summary := fmt.Sprintf("%s: %d copied, %d already there, in %s", engine.Plural(len(res), "item"), copied, len(res)-copied, time.Since(start).Round(time.Millisecond))
+	summary := fmt.Sprintf("%s: %d copied, %d already there, %d failed, in %s", engine.Plural(len(res), "item"),
+		copied, len(res)-copied-failed, failed, time.Since(start).Round(time.Millisecond))
 	if copied == 0 && err == nil {
 		summary += "; nothing was transferred"
 	}
@@ -229,7 +236,7 @@ func (a *app) mirrorDone(f *mirrorFlags, res []steps.MirrorResult, start time.Ti
 		if werr := writeJSONDoc(a.stdout, doc); werr != nil {
 			return werr
 		}
-	} else {
+	} else if len(res) > 0 {
 		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ITEM\tNAME\tRESULT")
 		for _, r := range res {
@@ -237,7 +244,7 @@ func (a *app) mirrorDone(f *mirrorFlags, res []steps.MirrorResult, start time.Ti
 			switch {
 			case r.Error != "":
 				what = "failed: " + r.Error
-			case r.Name == "":
+			case r.Digest == "":
 				what = "not reached"
 			case !r.Copied:
 				what = "already there"

@@ -85,6 +85,10 @@ func TestMirrorThenApplyWithoutUpstream(t *testing.T) {
 	}
 
 	stop()
+	code, stdout, _ = cli(t, ctx, append([]string{"mirror", "--to", "oci-layout:" + filepath.Join(t.TempDir(), "late"), plan}, vars...)...)
+	if code != exitFailed || strings.Contains(stdout, " 0 failed") || !strings.Contains(stdout, "failed: ") {
+		t.Errorf("mirror with upstream stopped: exit %d, want the failed items counted as failed\n%s", code, stdout)
+	}
 	code, stdout, stderr = cli(t, ctx, append([]string{"apply", "--mirror", site, plan}, vars...)...)
 	if code != 0 {
 		t.Fatalf("apply --mirror with upstream stopped: exit %d\n%s%s", code, stdout, stderr)
@@ -114,6 +118,8 @@ func TestMirrorBadInput(t *testing.T) {
 		{[]string{"mirror", "--from", "oci-layout:" + notLayout, "--to", "oci-layout:" + t.TempDir()}, exitFailed, "not an OCI image layout"},
 		{[]string{"apply", "--mirror", "ftp://x", "p.yaml"}, exitUsage, `unknown mirror scheme`},
 		{[]string{"plan", "--mirror-fallback", "p.yaml"}, exitUsage, "--mirror-fallback needs a mirror"},
+		{[]string{"mirror", "--to", "oci://127.0.0.1:9/x", "p.yaml"}, exitFailed, "cannot be reached"},
+		{[]string{"apply", "--mirror", "oci://user:secret@r.example/x", "p.yaml"}, exitUsage, "holds no credentials"},
 	} {
 		code, stdout, stderr := cli(t, ctx, tc.args...)
 		if code != tc.code || !strings.Contains(stdout+stderr, tc.msg) {

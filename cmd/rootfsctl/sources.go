@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -78,29 +80,43 @@ func (v *varFlags) overrides() ([]engine.VarOverride, error) {
 	return out, nil
 }
 
-// readVarFile reads a YAML mapping of names to scalar values.
+// readVarFile reads one YAML document: a mapping of names to scalar
+// values, each name once.
 func readVarFile(path string) ([]engine.VarOverride, error) {
 	b, err := readBounded(path, maxVarFile)
 	if err != nil {
 		return nil, err
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc, extra yaml.Node
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return nil, nil // empty file
+	} else if err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
-	if len(doc.Content) == 0 {
-		return nil, nil // empty file
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s:%d: want one YAML document, found another", path, extra.Line)
 	}
 	m := doc.Content[0]
 	if m.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s:%d:%d: want a mapping of variable names to values", path, m.Line, m.Column)
 	}
 	var out []engine.VarOverride
+	seen := map[string]int{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, val := m.Content[i], m.Content[i+1]
-		if val.Kind != yaml.ScalarNode || val.Tag == "!!null" {
+		if val.Kind == yaml.AliasNode {
+			val = val.Alias
+		}
+		switch {
+		case k.Kind != yaml.ScalarNode || k.Tag != "!!str" || k.Value == "":
+			return nil, fmt.Errorf("%s:%d:%d: a variable name must be a non-empty string", path, k.Line, k.Column)
+		case seen[k.Value] > 0:
+			return nil, fmt.Errorf("%s:%d:%d: %s is set twice (first on line %d)", path, k.Line, k.Column, k.Value, seen[k.Value])
+		case val.Kind != yaml.ScalarNode || val.Tag == "!!null":
 			return nil, fmt.Errorf("%s:%d:%d: %s: want a string, number or boolean", path, val.Line, val.Column, k.Value)
 		}
+		seen[k.Value] = k.Line
 		out = append(out, engine.VarOverride{Name: k.Value, Value: val.Value, Origin: fmt.Sprintf("--var-file %s:%d", path, k.Line)})
 	}
 	return out, nil
@@ -136,9 +152,24 @@ func readHostConfig() (hostConfig, string, error) {
 	if err != nil {
 		return c, path, fmt.Errorf("host config %w", err)
 	}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return c, path, fmt.Errorf("host config %s: %v", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return c, path, nil
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return c, path, fmt.Errorf("host config %s:%d:%d: want a mapping (mirror, mirrorFallback)", path, m.Line, m.Column)
+	}
+	keys := []string{"mirror", "mirrorFallback"}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k := m.Content[i]; !slices.Contains(keys, k.Value) {
+			return c, path, fmt.Errorf("host config %s:%d:%d: unknown key %q%s (keys: %s)", path, k.Line, k.Column, k.Value, engine.Suggest(k.Value, keys), strings.Join(keys, ", "))
+		}
+	}
+	if err := m.Decode(&c); err != nil {
 		return c, path, fmt.Errorf("host config %s: %v", path, err)
 	}
 	return c, path, nil

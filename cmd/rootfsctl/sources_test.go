@@ -56,6 +56,7 @@ func TestVariableSources(t *testing.T) {
 	}
 	one, two := write("one.yaml", "name: file1\n"), write("two.yaml", "# site\nname: file2\n")
 	unknown, list := write("unknown.yaml", "nam: x\n"), write("list.yaml", "- name\n")
+	twice, docs := write("twice.yaml", "name: a\nname: b\n"), write("docs.yaml", "name: a\n---\nname: b\n")
 	t.Setenv("ROOTFSCTL_VAR_name", "env")
 	t.Setenv("ROOTFSCTL_VAR_undeclared", "ignored")
 	ctx := context.Background()
@@ -83,6 +84,11 @@ func TestVariableSources(t *testing.T) {
 	code, _, stderr = cli(t, ctx, "validate", "--var-file", huge, plan)
 	if code != exitUsage || !strings.Contains(stderr, "huge.yaml") || !strings.Contains(stderr, "1048576 bytes") {
 		t.Errorf("a var file over the limit: exit %d\n%s", code, stderr)
+	}
+	for file, msg := range map[string]string{twice: "twice.yaml:2:1: name is set twice (first on line 1)", docs: "docs.yaml:2: want one YAML document"} {
+		if code, _, stderr := cli(t, ctx, "validate", "--var-file", file, plan); code != exitUsage || !strings.Contains(stderr, msg) {
+			t.Errorf("--var-file %s: exit %d, want %q\n%s", filepath.Base(file), code, msg, stderr)
+		}
 	}
 	code, _, stderr = cli(t, ctx, "validate", "--var-file", list, plan)
 	if code != exitUsage || !strings.Contains(stderr, "list.yaml:1:1: want a mapping") {
@@ -113,7 +119,7 @@ func TestHostConfigMirror(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("mirorr: x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, stderr = cli(t, ctx, "plan", plan); code != exitUsage || !strings.Contains(stderr, "mirorr") {
+	if code, _, stderr = cli(t, ctx, "plan", plan); code != exitUsage || !strings.Contains(stderr, `unknown key \"mirorr\" (did you mean \"mirror\"?)`) {
 		t.Errorf("an unknown key in the host config: exit %d\n%s", code, stderr)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
 )
 
 // Dest is where a mirror lives: a registry and a repository prefix in it
@@ -26,6 +28,9 @@ const (
 // ParseDest parses oci://REGISTRY[/PREFIX] or oci-layout:DIR (a relative
 // DIR is taken from the working directory).
 func ParseDest(s string) (Dest, error) {
+	if strings.HasPrefix(s, registryScheme) && strings.ContainsAny(s, "@?#") {
+		return Dest{}, fmt.Errorf("%q: a mirror address holds no credentials, query or fragment (credentials come from the Docker config)", fetch.Redact(strings.Replace(s, registryScheme, "https://", 1)))
+	}
 	switch {
 	case strings.HasPrefix(s, registryScheme):
 		rest := strings.TrimSuffix(strings.TrimPrefix(s, registryScheme), "/")
@@ -34,7 +39,7 @@ func ParseDest(s string) (Dest, error) {
 			return Dest{}, fmt.Errorf("%q: no registry after oci://", s)
 		}
 		reg, err := name.NewRegistry(host, name.StrictValidation)
-		if err != nil || strings.ContainsAny(host, "@?#") {
+		if err != nil {
 			return Dest{}, fmt.Errorf("%q: %q is not a registry host[:port]", s, host)
 		}
 		if prefix != "" {

@@ -83,6 +83,24 @@ func (m *Mirror) Where(n Name) string {
 	return m.Dest.repo(n.Repo) + ":" + n.Tag
 }
 
+// Reachable asks a registry mirror once whether it answers (a manifest
+// that does not exist is an answer), so that a mirror run to a registry
+// that is down fails at once with one clear error. A layout is always
+// reachable.
+func (m *Mirror) Reachable(ctx context.Context) error {
+	if m.Dest.IsLayout() {
+		return nil
+	}
+	ref, err := m.ref(Name{Repo: "rootfsctl-probe", Tag: "probe"})
+	if err != nil {
+		return err
+	}
+	if _, err := remote.Head(ref, m.Reg.RemoteOptions(ctx)...); err != nil && !oci.IsNotFound(err) {
+		return fmt.Errorf("the mirror %s cannot be reached: %w", m.Dest, err)
+	}
+	return nil
+}
+
 // ImageRef is the reference an apply resolves an image named n from.
 func (m *Mirror) ImageRef(n Name) (oci.Ref, error) {
 	if m.Dest.IsLayout() {
@@ -138,6 +156,7 @@ func (m *Mirror) Put(ctx context.Context, n Name, item taggable) (Stored, error)
 		return fmt.Errorf("cannot store a %T", item)
 	})
 	if err != nil {
+		st.Copied = false // nothing whole was stored
 		return st, fmt.Errorf("store %s in %s: %w", n, m.Dest, err)
 	}
 	return st, nil

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"regexp"
@@ -35,9 +36,10 @@ func (n Name) String() string {
 const maxRel = 160
 
 // ArtifactName is the name of a downloaded file in a mirror, derived from
-// its upstream URL alone (never its query or credentials): the host and
-// the directories become the repository, the file name the tag. The same
-// URL always gives the same name, different URLs different names.
+// its upstream URL alone (never its credentials): the host (and port) and
+// the directories become the repository, the file name the tag, with a
+// short hash of the query when there is one (it may select the content).
+// The same URL always gives the same name, different URLs different names.
 //
 //	https://dl.k8s.io/release/v1.33.1/bin/linux/amd64/kubelet
 //	-> dl.k8s.io/release/v1.33.1/bin/linux/amd64:kubelet
@@ -46,12 +48,15 @@ func ArtifactName(raw string) (Name, error) {
 	if err != nil || (u.Scheme != "file" && u.Host == "") {
 		return Name{}, fmt.Errorf("cannot name %q in a mirror: not an absolute URL", fetch.Redact(raw))
 	}
-	host := strings.ToLower(u.Host)
+	host := hostComponent(u.Host)
 	if u.Scheme == "file" {
 		host = "file"
 	}
 	dir, file := path.Split(path.Clean("/" + u.Path))
-	parts := []string{component(strings.ReplaceAll(host, ":", "-"))}
+	if u.RawQuery != "" {
+		file += "-q" + shortHash(u.RawQuery)
+	}
+	parts := []string{host}
 	for _, seg := range strings.Split(strings.Trim(dir, "/"), "/") {
 		if seg != "" {
 			parts = append(parts, component(seg))
@@ -65,8 +70,7 @@ func ArtifactName(raw string) (Name, error) {
 //
 //	registry.example/team/rootfs:1.0 -> registry.example/team/rootfs:1.0
 func ImageName(ref name.Reference) Name {
-	reg := component(strings.ReplaceAll(ref.Context().RegistryStr(), ":", "-"))
-	n := Name{Repo: bounded(reg + "/" + ref.Context().RepositoryStr())}
+	n := Name{Repo: bounded(hostComponent(ref.Context().RegistryStr()) + "/" + ref.Context().RepositoryStr())}
 	if d, ok := ref.(name.Digest); ok {
 		n.Digest = d.DigestStr()
 	} else {
@@ -96,6 +100,25 @@ var (
 	validTag    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 	notTagChar  = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 )
+
+// hostComponent names a host[:port] as one path component: the host as
+// component makes it, and "_PORT". A host that has an "_" of its own is
+// hashed, so that no host can pass for another host's port.
+func hostComponent(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = hostport, ""
+	}
+	host = strings.ToLower(host)
+	c := component(host)
+	if c == host && strings.Contains(host, "_") {
+		c += "-" + shortHash(host)
+	}
+	if port != "" {
+		c += "_" + component(port)
+	}
+	return c
+}
 
 // component makes s a valid repository path component. One that had to
 // change gets a short hash of the original, so that two originals never

@@ -16,7 +16,8 @@ func TestArtifactNames(t *testing.T) {
 	for raw, want := range map[string]string{
 		"https://dl.k8s.io/release/v1.33.1/bin/linux/amd64/kubelet":                                             "dl.k8s.io/release/v1.33.1/bin/linux/amd64:kubelet",
 		"https://github.com/containerd/containerd/releases/download/v1.7.0/containerd-1.7.0-linux-amd64.tar.gz": "github.com/containerd/containerd/releases/download/v1.7.0:containerd-1.7.0-linux-amd64.tar.gz",
-		"http://127.0.0.1:8080/kube/v1.33.1/bin/linux/amd64/kubectl?token=secret":                               "127.0.0.1-8080/kube/v1.33.1/bin/linux/amd64:kubectl",
+		"http://127.0.0.1:8080/kube/v1.33.1/bin/linux/amd64/kubectl":                                            "127.0.0.1_8080/kube/v1.33.1/bin/linux/amd64:kubectl",
+		"http://127.0.0.1:8080/get?bin=kubelet":                                                                 "127.0.0.1_8080:get-q" + shortHash("bin=kubelet"),
 		"https://user:pw@Example.ORG/a/b":                                                                       "example.org/a:b",
 	} {
 		n, err := ArtifactName(raw)
@@ -48,15 +49,18 @@ func TestNamesAreValidAndDistinct(t *testing.T) {
 	}
 	seen := map[string]string{}
 	for i := range 4000 {
-		host := fmt.Sprintf("h%d.example", r.IntN(3))
+		host := []string{"h0.example", "h1.example", "h0.example-9", "h0.example_9", "h-0.example"}[r.IntN(5)]
 		if r.IntN(4) == 0 {
-			host += fmt.Sprintf(":%d", 1000+r.IntN(3))
+			host += fmt.Sprintf(":%d", 9+r.IntN(2))
 		}
 		path := ""
 		for range r.IntN(30) + 1 {
 			path += "/" + seg()
 		}
 		raw := "https://" + host + strings.ReplaceAll(strings.ReplaceAll(path, "%", "%25"), " ", "%20")
+		if r.IntN(3) == 0 {
+			raw += fmt.Sprintf("?bin=%d", r.IntN(3))
+		}
 		n, err := ArtifactName(raw)
 		if err != nil {
 			t.Fatalf("case %d: ArtifactName(%q): %v", i, raw, err)
@@ -82,14 +86,14 @@ func canonical(raw string) string {
 	if err != nil {
 		panic(err)
 	}
-	return strings.ToLower(u.Host) + path.Clean("/"+u.Path)
+	return strings.ToLower(u.Host) + path.Clean("/"+u.Path) + "?" + u.RawQuery
 }
 
 func TestImageNames(t *testing.T) {
 	t.Parallel()
 	for raw, want := range map[string]string{
 		"registry.example/team/rootfs:1.0":               "registry.example/team/rootfs:1.0",
-		"127.0.0.1:5000/kube/rootfs:v1":                  "127.0.0.1-5000/kube/rootfs:v1",
+		"127.0.0.1:5000/kube/rootfs:v1":                  "127.0.0.1_5000/kube/rootfs:v1",
 		"debian":                                         "index.docker.io/library/debian:latest",
 		"r.example/a@sha256:" + strings.Repeat("ab", 32): "r.example/a@sha256:" + strings.Repeat("ab", 32),
 	} {
@@ -117,15 +121,17 @@ func TestParseDest(t *testing.T) {
 		}
 	}
 	for in, msg := range map[string]string{
-		"https://registry.example/x": `unknown mirror scheme "https"`,
-		"/tmp/dir":                   "unknown mirror scheme",
-		"oci://":                     "no registry",
-		"oci://Registry Host/x":      "not a registry",
-		"oci://r.example/UPPER":      "not a repository prefix",
-		"oci-layout:":                "no directory",
+		"https://registry.example/x":      `unknown mirror scheme "https"`,
+		"/tmp/dir":                        "unknown mirror scheme",
+		"oci://":                          "no registry",
+		"oci://Registry Host/x":           "not a registry",
+		"oci://r.example/UPPER":           "not a repository prefix",
+		"oci-layout:":                     "no directory",
+		"oci://admin:hunter2@r.example/x": "holds no credentials",
+		"oci://r.example/x?token=hunter2": "holds no credentials",
 	} {
-		if _, err := ParseDest(in); err == nil || !strings.Contains(err.Error(), msg) {
-			t.Errorf("ParseDest(%q): %v, want an error containing %q", in, err, msg)
+		if _, err := ParseDest(in); err == nil || !strings.Contains(err.Error(), msg) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("ParseDest(%q): %v, want an error containing %q and no secret", in, err, msg)
 		}
 	}
 }
