@@ -1,7 +1,8 @@
 // Command e2etool does the parts of the end-to-end test that are easier in
 // Go than in shell: pushing the debootstrap rootfs as a multi-platform OCI
 // index, serving the artifact mirror with Range support, and writing
-// manifests of directory trees for before/after comparisons.
+// manifests of directory trees for before/after comparisons; for the
+// benchmark, go-containerregistry's registry and images of other shapes.
 //
 // It only talks to loopback addresses.
 package main
@@ -36,7 +37,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: e2etool push-image|serve|manifest ...")
+		fmt.Fprintln(os.Stderr, "usage: e2etool push-image|serve|manifest|registry|push-layers ...")
 		os.Exit(2)
 	}
 	var err error
@@ -47,6 +48,10 @@ func main() {
 		err = serve(os.Args[2:])
 	case "manifest":
 		err = manifest(os.Args[2:])
+	case "registry":
+		err = serveRegistry(os.Args[2:])
+	case "push-layers":
+		err = pushLayers(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
