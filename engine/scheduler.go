@@ -134,7 +134,9 @@ func (s *scheduler) startPrefetches(ctx context.Context) (pending map[string]boo
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.budget.Run(ctx, len(todo), func(ctx context.Context, i int) error {
+		// Prefetches run at the lowest priority: a step running now (an
+		// unpack) is what the run waits for.
+		s.budget.Run(budget.Background(ctx), len(todo), func(ctx context.Context, i int) error {
 			defer func() { out <- todo[i].ID }()
 			s.prefetch(ctx, todo[i])
 			return nil

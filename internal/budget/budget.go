@@ -93,6 +93,7 @@ func (b *Budget) Run(ctx context.Context, n int, fn func(ctx context.Context, i 
 		go func() {
 			defer wg.Done()
 			defer b.Release()
+			settle(ctx)
 			errs[i] = call(ctx, i, fn)
 		}()
 	}
@@ -133,6 +134,7 @@ func Each(ctx context.Context, n int, fn func(ctx context.Context, i int) error)
 		go func() {
 			defer wg.Done()
 			defer b.Release()
+			settle(ctx)
 			work()
 		}()
 	}
