@@ -8,13 +8,25 @@ import (
 // ahead reads r in a goroutine, up to a few chunks ahead of the consumer,
 // so that decompression and extraction run on two cores. Memory is bounded
 // by chunks * chunkSize.
-func ahead(r io.Reader) io.ReadCloser {
+func ahead(r io.Reader) io.ReadCloser { return aheadOf(r, nil) }
+
+// aheadClosing is ahead for a reader that must be closed, such as a
+// decompressor: the goroutine reading it closes it once it stops, so it is
+// never closed in the middle of a Read.
+func aheadClosing(r io.ReadCloser) io.ReadCloser { return aheadOf(r, r) }
+
+func aheadOf(r io.Reader, c io.Closer) io.ReadCloser {
 	const chunks, chunkSize = 4, 1 << 20
 	a := &aheadReader{full: make(chan []byte, chunks), free: make(chan []byte, chunks), done: make(chan struct{})}
 	for i := 0; i < chunks; i++ {
 		a.free <- make([]byte, chunkSize)
 	}
-	go a.fill(r)
+	go func() {
+		if c != nil {
+			defer c.Close()
+		}
+		a.fill(r)
+	}()
 	return a
 }
 

@@ -165,9 +165,8 @@ func (u *Unpacker) Layer(ctx context.Context, blob io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("gzip: %w", err)
 		}
-		defer zr.Close()
 		// Inflate on another core while this one extracts.
-		pr := ahead(zr)
+		pr := aheadClosing(zr)
 		defer pr.Close()
 		r = pr
 	case len(magic) == 4 && bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
@@ -175,8 +174,10 @@ func (u *Unpacker) Layer(ctx context.Context, blob io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("zstd: %w", err)
 		}
-		defer zr.Close()
-		r = zr
+		// As for gzip: decode on another core while this one extracts.
+		pr := aheadClosing(zr.IOReadCloser())
+		defer pr.Close()
+		r = pr
 	}
 	end := &endWatch{r: r}
 	if err := u.tar(ctx, tar.NewReader(end)); err != nil {
