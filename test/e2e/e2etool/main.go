@@ -92,15 +92,8 @@ func pushImage(args []string) error {
 			return err
 		}
 		layers = append(layers, marker)
-		img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layers...)
+		img, err := ociImage(arch, layers)
 		if err != nil {
-			return err
-		}
-		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-		cf, _ := img.ConfigFile()
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", arch
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
 			return err
 		}
 		images[arch] = img
@@ -122,6 +115,22 @@ func pushImage(args []string) error {
 		fmt.Printf("%s %s\n", arch, d)
 	}
 	return nil
+}
+
+// ociImage is an OCI image of layers for linux/arch.
+func ociImage(arch string, layers []v1.Layer) (v1.Image, error) {
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layers...)
+	if err != nil {
+		return nil, err
+	}
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	return mutate.ConfigFile(img, cf)
 }
 
 func compress(src, dst string) error {
