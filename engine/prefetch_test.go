@@ -71,6 +71,20 @@ func (s *fetchingStep) Apply(context.Context) error {
 	return nil
 }
 
+// waitingStep's Apply waits until its log holds event, for at most 10 s.
+type waitingStep struct {
+	slowStep
+	event string
+}
+
+func (s *waitingStep) Apply(context.Context) error {
+	for deadline := time.Now().Add(10 * time.Second); s.log.index(s.event) < 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	s.log.add("applied " + s.id)
+	return nil
+}
+
 // TestPrefetchOverlapsNeeds: a Prefetcher's prefetch starts with the run,
 // before its need has finished; its Apply still waits for the need; an up
 // to date step prefetches nothing.
@@ -78,7 +92,13 @@ func TestPrefetchOverlapsNeeds(t *testing.T) {
 	t.Parallel()
 	ev := &eventLog{}
 	reg := engine.NewRegistry()
-	engine.Register(reg, engine.StepType{Name: "slow"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) { return &slowStep{id, ev}, nil })
+	// base waits (up to 10 s) for dl's prefetch to start: prefetches run
+	// at the lowest CPU priority, so on a loaded machine (the whole test
+	// suite at once) a fixed sleep may end first; a prefetch that waits
+	// for its needs makes base wait the full 10 s and the order below fail.
+	engine.Register(reg, engine.StepType{Name: "slow"}, struct{}{}, func(id string, _ *struct{}) (engine.Step, error) {
+		return &waitingStep{slowStep{id, ev}, "prefetch dl"}, nil
+	})
 	type fetchingParams struct {
 		UpToDate bool `yaml:"upToDate"`
 	}

@@ -36,12 +36,11 @@ func settle(ctx context.Context) {
 		return
 	}
 	runtime.LockOSThread()
-	tid := unix.Gettid()
-	if unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0) != nil {
-		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, backgroundNice)
-	}
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), backgroundNice)
 }
 
 // backgroundNice is the nice value of background threads: the lowest
 // priority, a weight of 15 against 1024 for nice 0 under Linux's CFS.
+// Not SCHED_IDLE: that starves a prefetch outright on a host whose cores
+// are busy, and a step waiting for its prefetch with it.
 const backgroundNice = 19

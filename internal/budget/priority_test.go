@@ -29,9 +29,10 @@ func threadPriority() (policy, nice int, err error) {
 	return policy, nice, err
 }
 
+// schedIdle is never used: it would starve background work on a busy host.
 const schedIdle = 5
 
-func lowered(policy, nice int) bool { return policy == schedIdle || nice == backgroundNice }
+func lowered(policy, nice int) bool { return policy != schedIdle && nice == backgroundNice }
 
 func TestBackgroundWorkRunsAtTheLowestPriority(t *testing.T) {
 	b := New(4)
