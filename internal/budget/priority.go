@@ -19,8 +19,8 @@ func Background(ctx context.Context) context.Context {
 	return context.WithValue(ctx, backgroundKey{}, true)
 }
 
-// IsBackground says whether ctx carries work marked with Background.
-func IsBackground(ctx context.Context) bool {
+// isBackground says whether ctx carries work marked with Background.
+func isBackground(ctx context.Context) bool {
 	v, _ := ctx.Value(backgroundKey{}).(bool)
 	return v
 }
@@ -32,7 +32,7 @@ func IsBackground(ctx context.Context) bool {
 // priority never reaches other goroutines. Raising one's own nice value
 // needs no privilege; a failure leaves the priority as it was.
 func settle(ctx context.Context) {
-	if !IsBackground(ctx) {
+	if !isBackground(ctx) {
 		return
 	}
 	runtime.LockOSThread()

@@ -77,7 +77,7 @@ func TestBackgroundWorkRunsAtTheLowestPriority(t *testing.T) {
 			t.Fatalf("foreground Each after background work, round %d: %v", round, err)
 		}
 	}
-	if IsBackground(ctx) || !IsBackground(bg) {
-		t.Fatal("IsBackground does not tell the two contexts apart")
+	if isBackground(ctx) || !isBackground(bg) {
+		t.Fatal("isBackground does not tell the two contexts apart")
 	}
 }
