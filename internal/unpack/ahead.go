@@ -1,25 +1,54 @@
 package unpack
 
 import (
+	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // ahead reads r in a goroutine, up to a few chunks ahead of the consumer,
 // so that decompression and extraction run on two cores. Memory is bounded
 // by chunks * chunkSize.
-func ahead(r io.Reader) io.ReadCloser { return aheadOf(r, nil) }
+func ahead(r io.Reader) *aheadReader { return aheadOf(r, nil, nil) }
 
 // aheadClosing is ahead for a reader that must be closed, such as a
 // decompressor: the goroutine reading it closes it once it stops, so it is
 // never closed in the middle of a Read.
-func aheadClosing(r io.ReadCloser) io.ReadCloser { return aheadOf(r, r) }
+//
+// With a tee, every chunk read is also written to tee, on a goroutine of
+// its own (so a slow tee costs the reader no time until the chunks run
+// out). Writing stops at the tee's first error; wait says when the tee has
+// had everything that was read.
+func aheadClosing(r io.ReadCloser, tee io.Writer) *aheadReader { return aheadOf(r, r, tee) }
 
-func aheadOf(r io.Reader, c io.Closer) io.ReadCloser {
-	const chunks, chunkSize = 4, 1 << 20
-	a := &aheadReader{full: make(chan []byte, chunks), free: make(chan []byte, chunks), done: make(chan struct{})}
+const aheadChunks, aheadChunkSize = 4, 1 << 20
+
+// errAheadClosed is what a read-ahead that was closed returns: never
+// (0, nil), which its readers would retry for ever.
+var errAheadClosed = errors.New("read-ahead closed")
+
+// chunk is one buffer, held by the consumer and the tee until both let go.
+type chunk struct {
+	b    []byte
+	n    int
+	refs atomic.Int32
+}
+
+func aheadOf(r io.Reader, c io.Closer, tee io.Writer) *aheadReader {
+	chunks := aheadChunks
+	if tee != nil {
+		chunks *= 2 // room for the tee to fall behind a little
+	}
+	a := &aheadReader{full: make(chan *chunk, chunks), free: make(chan *chunk, chunks), done: make(chan struct{}), teeDone: make(chan struct{})}
 	for i := 0; i < chunks; i++ {
-		a.free <- make([]byte, chunkSize)
+		a.free <- &chunk{b: make([]byte, aheadChunkSize)}
+	}
+	if tee == nil {
+		close(a.teeDone)
+	} else {
+		a.tee = make(chan *chunk, chunks)
+		go a.writeTee(tee)
 	}
 	go func() {
 		if c != nil {
@@ -31,27 +60,49 @@ func aheadOf(r io.Reader, c io.Closer) io.ReadCloser {
 }
 
 type aheadReader struct {
-	full, free chan []byte
+	full, free chan *chunk
+	tee        chan *chunk // nil without a tee
 	done       chan struct{}
+	teeDone    chan struct{}
 	closeOnce  sync.Once
 	err        error // set before full is closed
-	cur        []byte
-	curBuf     []byte
+	cur        *chunk
+	off        int
+}
+
+// release hands a chunk back once neither the consumer nor the tee holds
+// it. free has room for every chunk, so this never blocks.
+func (a *aheadReader) release(c *chunk) {
+	if c.refs.Add(-1) == 0 {
+		a.free <- c
+	}
 }
 
 func (a *aheadReader) fill(r io.Reader) {
+	defer func() {
+		if a.tee != nil {
+			close(a.tee)
+		}
+	}()
 	defer close(a.full)
 	for {
-		var buf []byte
+		var c *chunk
 		select {
-		case buf = <-a.free:
+		case c = <-a.free:
 		case <-a.done:
 			return
 		}
-		n, err := readChunk(r, buf[:cap(buf)])
+		n, err := readChunk(r, c.b)
 		if n > 0 {
+			c.n = n
+			if a.tee != nil {
+				c.refs.Store(2)
+				a.tee <- c // room for every chunk: never blocks
+			} else {
+				c.refs.Store(1)
+			}
 			select {
-			case a.full <- buf[:n]:
+			case a.full <- c:
 			case <-a.done:
 				return
 			}
@@ -62,6 +113,23 @@ func (a *aheadReader) fill(r io.Reader) {
 		}
 	}
 }
+
+// writeTee writes every chunk to w until w fails, and releases each.
+func (a *aheadReader) writeTee(w io.Writer) {
+	defer close(a.teeDone)
+	var failed bool
+	for c := range a.tee {
+		if !failed {
+			_, err := w.Write(c.b[:c.n])
+			failed = err != nil
+		}
+		a.release(c)
+	}
+}
+
+// wait returns once the tee has been given every chunk read (at once
+// without a tee). Call it after the last Read, or after Close.
+func (a *aheadReader) wait() { <-a.teeDone }
 
 // readChunk fills buf as far as r goes. Unlike io.ReadFull it hands on
 // r's own errors unchanged: io.ReadFull reports a short last chunk as
@@ -81,19 +149,22 @@ func readChunk(r io.Reader, buf []byte) (int, error) {
 }
 
 func (a *aheadReader) Read(p []byte) (int, error) {
-	for len(a.cur) == 0 {
-		if a.curBuf != nil {
-			a.free <- a.curBuf[:cap(a.curBuf)]
-			a.curBuf = nil
+	for a.cur == nil || a.off == a.cur.n {
+		if a.cur != nil {
+			a.release(a.cur)
+			a.cur = nil
 		}
-		buf, ok := <-a.full
+		c, ok := <-a.full
 		if !ok {
+			if a.err == nil { // stopped by Close, not by r
+				return 0, errAheadClosed
+			}
 			return 0, a.err
 		}
-		a.cur, a.curBuf = buf, buf
+		a.cur, a.off = c, 0
 	}
-	n := copy(p, a.cur)
-	a.cur = a.cur[n:]
+	n := copy(p, a.cur.b[a.off:a.cur.n])
+	a.off += n
 	return n, nil
 }
 

@@ -151,34 +151,30 @@ func (u *Unpacker) Stats() Stats { return u.stats }
 // Layer applies one layer, given as its (possibly compressed) blob. The
 // compression is detected from the stream: gzip, zstd or plain tar.
 func (u *Unpacker) Layer(ctx context.Context, blob io.Reader) error {
+	return u.LayerSpooled(ctx, blob, nil)
+}
+
+// LayerSpooled is Layer that also writes the layer's tar stream (the blob
+// inflated) to spool, as it is extracted, on a goroutine of its own. It
+// stops writing at spool's first error, which is spool's to remember; it
+// returns only once spool has had everything it will get.
+func (u *Unpacker) LayerSpooled(ctx context.Context, blob io.Reader, spool io.Writer) error {
 	// Three stages on their own goroutines: reading the blob (network,
 	// digest checks, the cache copy), inflating it, and extracting; the
 	// slowest one, inflating, then has a core to itself.
 	raw := ahead(blob)
-	defer raw.Close()
-	br := bufio.NewReaderSize(raw, 64*1024)
-	magic, _ := br.Peek(4)
-	var r io.Reader = br
-	switch {
-	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
-		}
-		// Inflate on another core while this one extracts.
-		pr := aheadClosing(zr)
-		defer pr.Close()
-		r = pr
-	case len(magic) == 4 && bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return fmt.Errorf("zstd: %w", err)
-		}
-		// As for gzip: decode on another core while this one extracts.
-		pr := aheadClosing(zr.IOReadCloser())
-		defer pr.Close()
-		r = pr
+	r, err := decompress(raw, spool)
+	if err != nil {
+		raw.Close()
+		return err
 	}
+	defer func() {
+		// Stop both stages, then let the tee finish: nothing writes to
+		// spool once this returns.
+		r.Close()
+		raw.Close()
+		r.wait()
+	}()
 	end := &endWatch{r: r}
 	if err := u.tar(ctx, tar.NewReader(end)); err != nil {
 		return err
@@ -193,6 +189,52 @@ func (u *Unpacker) Layer(ctx context.Context, blob io.Reader) error {
 	}
 	return nil
 }
+
+// Inflate returns the tar stream of a layer blob, inflated on a goroutine
+// of its own (gzip or zstd, detected from the stream; a plain tar is
+// handed on as it is). Closing it stops the inflating.
+func Inflate(blob io.Reader) (io.ReadCloser, error) {
+	return decompress(blob, nil)
+}
+
+// decompress detects the blob's compression and inflates it ahead of its
+// reader, writing what it inflated to tee as well (when not nil).
+func decompress(blob io.Reader, tee io.Writer) (tarStream, error) {
+	br := bufio.NewReaderSize(blob, 64*1024)
+	magic, _ := br.Peek(4)
+	var zr io.ReadCloser = nopCloser{br}
+	switch {
+	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		gr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		zr = gr
+	case len(magic) == 4 && bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		zr = d.IOReadCloser()
+	}
+	if zr, ok := zr.(nopCloser); ok && tee == nil {
+		return zr, nil // a plain tar: the blob's read-ahead is enough
+	}
+	// Inflate on another core while this one extracts (a plain tar with a
+	// tee goes through one as well, so that the tee has a goroutine).
+	return aheadClosing(zr, tee), nil
+}
+
+// tarStream is an inflated layer being read.
+type tarStream interface {
+	io.ReadCloser
+	wait() // returns once a tee has had everything read
+}
+
+type nopCloser struct{ io.Reader }
+
+func (nopCloser) Close() error { return nil }
+func (nopCloser) wait()        {}
 
 // endWatch tells a tar stream that ended from one that was cut short.
 // tar.Reader returns the same io.EOF after the two zero blocks that end an
