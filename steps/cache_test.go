@@ -20,9 +20,9 @@ import (
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
 )
 
-// TestDamagedLargeLayerIsDroppedFromCache: a cached layer damaged near its
-// start fails the unpack long before the verifying reader reaches the end
-// (the gzip or tar error comes first). The cache must still find the
+// TestDamagedLargeLayerIsDroppedFromCache: a cached layer (its tar
+// stream) damaged near its start fails the unpack long before the
+// verifying reader reaches the end (the tar error comes first). The cache must still find the
 // damage, drop the entry, and let the next attempt pull the layer again,
 // so provisioning succeeds instead of failing on every apply.
 func TestDamagedLargeLayerIsDroppedFromCache(t *testing.T) {
@@ -44,7 +44,7 @@ func TestDamagedLargeLayerIsDroppedFromCache(t *testing.T) {
 	if err != nil || rep.Failed() {
 		t.Fatalf("first machine: %v %v", err, statusOf(rep))
 	}
-	digest, err := layer.Digest()
+	digest, err := layer.DiffID() // the cache keeps the tar stream
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +53,8 @@ func TestDamagedLargeLayerIsDroppedFromCache(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the layer is not in the cache: %v", err)
 	}
-	// Offset 12 is the first deflate block's header: inflating fails at
-	// once (damage inside a stored block would only show at the end).
+	// Offset 12 is in the first tar header: its checksum fails at once
+	// (damage inside a file's content would only show at the end).
 	if _, err := f.WriteAt([]byte("damaged by a bad disk"), 12); err != nil {
 		t.Fatal(err)
 	}

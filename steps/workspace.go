@@ -261,11 +261,11 @@ func (w *workspace) fill(ctx context.Context, root *os.Root) (machine.Record, un
 	}
 	u := unpack.New(root, unpack.Options{Privileged: w.privileged})
 	defer u.Close()
-	err = img.Unpack(ctx, w.cache, func(ctx context.Context, l oci.Layer, blob io.Reader) error {
-		zerolog.Ctx(ctx).Debug().Str("phase", "unpack").Str("layer", l.Name).Msg("unpacking")
+	err = img.Unpack(ctx, w.cache, func(ctx context.Context, l oci.Layer, blob io.Reader, spool io.Writer) error {
+		zerolog.Ctx(ctx).Debug().Str("phase", "unpack").Str("layer", l.Name).Bool("inflate", spool != nil).Msg("unpacking")
 		tr := engine.ProgressFrom(ctx).Track(l.Name, l.Size)
 		defer tr.Done()
-		return u.Layer(ctx, &progressReader{r: blob, t: tr})
+		return u.LayerSpooled(ctx, &progressReader{r: blob, t: tr}, spool)
 	})
 	rec := machine.Record{Image: string(w.p.Image), Digest: img.Digest, Platform: img.Platform, Unpacked: time.Now().UTC()}
 	return rec, u.Stats(), err

@@ -79,10 +79,21 @@ func (in *Installer) Prefetch(ctx context.Context) error {
 	return budget.Each(ctx, len(in.Jobs), func(ctx context.Context, i int) error {
 		j := in.Jobs[i]
 		sum, err := in.ensureCached(ctx, j.Artifact, nil)
-		if err != nil || j.Pick == nil {
+		if err != nil {
 			return err
 		}
-		_, err = in.extracted(ctx, j, sum, nil)
+		// What the install will copy is in the cache now, and perhaps was
+		// already (a second machine): have the kernel read it into memory
+		// meanwhile, so the install, which waits for the rootfs, does not
+		// wait for the disk as well.
+		if j.Pick == nil {
+			in.Cache.Warm(sum)
+			return nil
+		}
+		members, err := in.extracted(ctx, j, sum, nil)
+		for _, m := range members {
+			in.Cache.Warm(m.SHA256)
+		}
 		return err
 	})
 }
