@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -134,6 +135,17 @@ func (c *Cache) Pin(digest string) (*Pin, error) {
 		return nil, fmt.Errorf("pin cache entry %s: %w", digest, fs.ErrNotExist)
 	}
 	return &Pin{f: f}, nil
+}
+
+// Reader reads the pinned entry from its start, unverified: for an entry
+// this process has just stored (CommitPinned), whose digest was checked as
+// it was written.
+func (p *Pin) Reader() (*io.SectionReader, error) {
+	fi, err := p.f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return io.NewSectionReader(p.f, 0, fi.Size()), nil
 }
 
 // Release lets the entry be pruned again.

@@ -105,7 +105,7 @@ func (im *Image) diffIDs(ctx context.Context, c *cache.Cache) ([]v1.Hash, error)
 			return nil, fmt.Errorf("image config: %w", err)
 		}
 		err = im.reg.try(ctx, func(ctx context.Context) error {
-			rc, err := im.open(Layer{l: cl})
+			rc, err := im.open(ctx, Layer{Digest: name.Hex, Size: m.Config.Size, l: cl})
 			if err != nil {
 				return err
 			}
@@ -163,16 +163,25 @@ func (im *Image) Unpack(ctx context.Context, c *cache.Cache, unpack UnpackFunc) 
 	if err != nil {
 		return err
 	}
-	// cached[i] is closed once layer i (i >= 1) is in the cache.
+	// cached[i] is closed once layer i (i >= 1) is in the cache; kept[i]
+	// is then its tar stream, if the fetch-ahead has just inflated it.
 	cached := make([]chan struct{}, len(layers))
 	for i := range cached {
 		cached[i] = make(chan struct{})
 	}
+	kept := make([]*cache.Pin, len(layers))
+	defer func() { // after every part has ended
+		for _, p := range kept {
+			if p != nil {
+				p.Release()
+			}
+		}
+	}()
 	// Part 0 fetches, part 1 unpacks: run in the caller one after the
 	// other, the unpacking never waits for a fetch that has not started.
 	return budget.Each(ctx, 2, func(ctx context.Context, part int) error {
 		if part == 0 {
-			return im.fetchAhead(ctx, c, layers, cached)
+			return im.fetchAhead(ctx, c, layers, cached, kept)
 		}
 		for i, l := range layers {
 			if i > 0 {
@@ -182,7 +191,8 @@ func (im *Image) Unpack(ctx context.Context, c *cache.Cache, unpack UnpackFunc) 
 					return context.Cause(ctx)
 				}
 			}
-			if err := im.unpackLayer(ctx, c, l, unpack); err != nil {
+			err := im.unpackLayer(ctx, c, l, kept[i], unpack)
+			if err != nil {
 				return fmt.Errorf("unpack %s (%s): %w", l.Name, Short("sha256:"+l.Digest), err)
 			}
 		}
@@ -192,14 +202,16 @@ func (im *Image) Unpack(ctx context.Context, c *cache.Cache, unpack UnpackFunc) 
 
 // fetchAhead puts every layer but the first in the cache, in order, up to
 // spoolers at a time.
-func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer, cached []chan struct{}) error {
+func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer, cached []chan struct{}, kept []*cache.Pin) error {
 	var next atomic.Int64
 	next.Store(1)
 	return budget.Each(ctx, spoolers, func(ctx context.Context, _ int) error {
 		for i := int(next.Add(1) - 1); i < len(layers); i = int(next.Add(1) - 1) {
-			if err := im.cacheLayer(ctx, c, layers[i]); err != nil {
+			pin, err := im.cacheLayer(ctx, c, layers[i])
+			if err != nil {
 				return fmt.Errorf("fetch %s (%s): %w", layers[i].Name, Short("sha256:"+layers[i].Digest), err)
 			}
+			kept[i] = pin
 			close(cached[i])
 		}
 		return nil
@@ -209,13 +221,13 @@ func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer,
 // cacheLayer puts a layer in the cache unless it is there: its tar stream
 // (inflated here, beside the unpack of an earlier layer), or for a layer
 // that is not spooled, its blob. A transfer that breaks off is attempted again, under the retry policy.
-func (im *Image) cacheLayer(ctx context.Context, c *cache.Cache, l Layer) error {
+func (im *Image) cacheLayer(ctx context.Context, c *cache.Cache, l Layer) (*cache.Pin, error) {
 	if !l.spooled() {
-		return im.reg.try(ctx, func(ctx context.Context) error {
+		return nil, im.reg.try(ctx, func(ctx context.Context) error {
 			if c.Has(l.Digest) {
 				return nil
 			}
-			rc, err := im.open(l)
+			rc, err := im.open(ctx, l)
 			if err != nil {
 				return err
 			}
@@ -228,11 +240,12 @@ func (im *Image) cacheLayer(ctx context.Context, c *cache.Cache, l Layer) error 
 			})
 		})
 	}
-	return im.reg.try(ctx, func(ctx context.Context) error {
+	var pin *cache.Pin
+	err := im.reg.try(ctx, func(ctx context.Context) (err error) {
 		if c.Has(l.DiffID) {
 			return nil
 		}
-		return im.spoolBlob(ctx, c, l, func(ctx context.Context, _ Layer, blob io.Reader, spool io.Writer) error {
+		pin, err = im.spoolBlob(ctx, c, l, func(ctx context.Context, _ Layer, blob io.Reader, spool io.Writer) error {
 			tr, err := unpack.Inflate(blob)
 			if err != nil {
 				return err
@@ -240,12 +253,25 @@ func (im *Image) cacheLayer(ctx context.Context, c *cache.Cache, l Layer) error 
 			defer tr.Close()
 			_, err = io.Copy(spool, tr)
 			return err
-		})
+		}, true)
+		return err
 	})
+	return pin, err
 }
 
 // unpackLayer hands one layer to unpack, from the cache or the registry.
-func (im *Image) unpackLayer(ctx context.Context, c *cache.Cache, l Layer, unpack UnpackFunc) error {
+//
+// kept is the layer's tar stream if the fetch-ahead has just inflated it
+// and checked it against the diff ID: read as it is, not hashed again.
+func (im *Image) unpackLayer(ctx context.Context, c *cache.Cache, l Layer, kept *cache.Pin, unpack UnpackFunc) error {
+	if kept != nil {
+		r, err := kept.Reader()
+		if err != nil {
+			return err
+		}
+		l.Size = r.Size()
+		return unpack(ctx, l, r, nil)
+	}
 	// An open entry can be read to its end even if a prune removes its
 	// name meanwhile; one removed before the open is pulled instead.
 	if l.spooled() {
@@ -255,7 +281,8 @@ func (im *Image) unpackLayer(ctx context.Context, c *cache.Cache, l Layer, unpac
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		return im.spoolBlob(ctx, c, l, unpack)
+		_, err := im.spoolBlob(ctx, c, l, unpack, false)
+		return err
 	}
 	if rc, _, err := c.Open(l.Digest); err == nil {
 		return readEntry(rc, unpack(ctx, l, rc, nil))
@@ -264,7 +291,7 @@ func (im *Image) unpackLayer(ctx context.Context, c *cache.Cache, l Layer, unpac
 	}
 	var rc io.ReadCloser
 	err := im.reg.try(ctx, func(context.Context) (err error) {
-		rc, err = im.open(l)
+		rc, err = im.open(ctx, l)
 		return err
 	})
 	if err != nil {
@@ -309,9 +336,16 @@ func pull(c *cache.Cache, l Layer, rc io.ReadCloser, consume func(blob io.Reader
 
 // open opens a layer's compressed blob (the request, for a registry's)
 // with the idle timeout artifact downloads have: a registry that stops
-// sending mid-blob is given up on.
-func (im *Image) open(l Layer) (io.ReadCloser, error) {
-	rc, err := l.l.Compressed()
+// sending mid-blob is given up on. Nothing checks the digest here: every
+// caller hashes what it reads.
+func (im *Image) open(ctx context.Context, l Layer) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	var err error
+	if im.blobs != nil && l.Digest != "" {
+		rc, err = im.blobs.get(ctx, "sha256:"+l.Digest, l.Size)
+	} else {
+		rc, err = l.l.Compressed()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,18 +1,12 @@
 package oci_test
 
 import (
-	"archive/tar"
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +17,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/rootfsctl/rootfsctl/internal/budget"
@@ -224,134 +217,5 @@ func TestFailedFetchStopsTheUnpack(t *testing.T) {
 	var pe interface{ Temporary() bool }
 	if errors.As(err, &pe) && pe.Temporary() {
 		t.Errorf("Unpack(): %v is temporary; a 404 is not", err)
-	}
-}
-
-// TestCacheKeepsTheTarStream: the cache keeps each layer's tar stream
-// under its diff ID, whichever part inflated it (the unpack for the first
-// layer, the fetch-ahead for the others), so a second unpack inflates
-// nothing and is handed plain tar streams that match the diff IDs.
-func TestCacheKeepsTheTarStream(t *testing.T) {
-	t.Parallel()
-	f := newRegistry(t)
-	var layers []v1.Layer
-	for i := range 8 {
-		layers = append(layers, fixture.Layer([]fixture.Entry{{Name: fmt.Sprintf("etc/f%d", i), Body: strings.Repeat("x", i*1000)}}))
-	}
-	ref := f.push(t, "spool", fixture.Image("amd64", layers...))
-	c := cache.New(t.TempDir())
-	ctx := budget.With(context.Background(), budget.New(4))
-	img, err := client(retry.Policy{Attempts: 1}).Resolve(ctx, ref, amd64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := img.Unpack(ctx, c, drain); err != nil {
-		t.Fatal(err)
-	}
-	for i, l := range layers {
-		diff, _ := l.DiffID()
-		rc, _, err := c.Open(diff.Hex)
-		if err != nil {
-			t.Fatalf("layer %d: no cache entry for its diff ID: %v", i+1, err)
-		}
-		want, _ := l.Uncompressed()
-		a, _ := io.ReadAll(rc)
-		b, _ := io.ReadAll(want)
-		if err := rc.Close(); err != nil || !bytes.Equal(a, b) {
-			t.Errorf("layer %d: cached stream of %d bytes (%v), want its %d-byte tar", i+1, len(a), err, len(b))
-		}
-	}
-	var plain atomic.Int32
-	err = img.Unpack(ctx, c, func(ctx context.Context, l oci.Layer, blob io.Reader, spool io.Writer) error {
-		br := bufio.NewReader(blob)
-		if _, err := tar.NewReader(br).Next(); err == nil && spool == nil {
-			plain.Add(1)
-		}
-		_, err := io.Copy(io.Discard, br)
-		return err
-	})
-	if err != nil || plain.Load() != int32(len(layers)) {
-		t.Errorf("second unpack: %d of %d layers handed as plain tar streams (%v)", plain.Load(), len(layers), err)
-	}
-}
-
-// TestWrongDiffIDIsRefused: a layer whose content does not match the diff
-// ID in the image's config is refused (as container runtimes refuse it),
-// whether the unpack or the fetch-ahead inflates it, and the cache keeps
-// nothing under the false diff ID.
-func TestWrongDiffIDIsRefused(t *testing.T) {
-	t.Parallel()
-	for _, bad := range []int{0, 2} {
-		f := newRegistry(t)
-		var layers []v1.Layer
-		for i := range 3 {
-			layers = append(layers, fixture.Layer([]fixture.Entry{{Name: fmt.Sprintf("etc/f%d", i), Body: "x"}}))
-		}
-		img := fixture.Image("amd64", layers...)
-		cfg, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg = cfg.DeepCopy()
-		lie := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
-		cfg.RootFS.DiffIDs[bad] = lie
-		img, err = mutate.ConfigFile(img, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref := f.push(t, "liar", img)
-		c := cache.New(t.TempDir())
-		ctx := budget.With(context.Background(), budget.New(4))
-		got, err := client(retry.Policy{Attempts: 1}).Resolve(ctx, ref, amd64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = got.Unpack(ctx, c, drain)
-		if err == nil || !strings.Contains(err.Error(), "does not match the diff ID") || !strings.Contains(err.Error(), fmt.Sprintf("layer %d/3", bad+1)) {
-			t.Errorf("layer %d lies: Unpack(): %v, want a diff ID mismatch naming it", bad+1, err)
-		}
-		if c.Has(lie.Hex) {
-			t.Errorf("layer %d lies: the cache stored its stream under the false diff ID", bad+1)
-		}
-	}
-}
-
-// TestDamagedTarStreamIsFetchedAgain: a cached tar stream that no longer
-// matches its diff ID fails the unpack that reads it, is removed, and the
-// next unpack fetches the layer again.
-func TestDamagedTarStreamIsFetchedAgain(t *testing.T) {
-	t.Parallel()
-	f := newRegistry(t)
-	l := fixture.Layer([]fixture.Entry{{Name: "etc/a", Body: strings.Repeat("a", 100000)}})
-	ref := f.push(t, "damaged", fixture.Image("amd64", l))
-	dir := t.TempDir()
-	c := cache.New(dir)
-	ctx := context.Background()
-	img, err := client(retry.Policy{Attempts: 1}).Resolve(ctx, ref, amd64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := img.Unpack(ctx, c, drain); err != nil {
-		t.Fatal(err)
-	}
-	diff, _ := l.DiffID()
-	p := filepath.Join(dir, "sha256", diff.Hex)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 1
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	err = img.Unpack(ctx, c, drain)
-	if !errors.Is(err, cache.ErrCorrupt) || !strings.Contains(err.Error(), "removed it") {
-		t.Errorf("Unpack() of a damaged stream: %v, want ErrCorrupt saying it was removed", err)
-	}
-	if err := img.Unpack(ctx, c, drain); err != nil {
-		t.Errorf("Unpack() after the damaged stream was removed: %v", err)
-	}
-	if !c.Has(diff.Hex) {
-		t.Error("the layer's stream is not cached again")
 	}
 }

@@ -34,7 +34,8 @@ type Registry struct {
 type Image struct {
 	image    v1.Image
 	reg      *Registry
-	Digest   string // of the platform's image manifest
+	blobs    *blobGetter // nil for an OCI layout
+	Digest   string      // of the platform's image manifest
 	Platform string
 }
 
@@ -56,6 +57,9 @@ func (r *Registry) Resolve(ctx context.Context, ref Ref, want v1.Platform) (*Ima
 		return nil, err
 	}
 	img.reg = r
+	if ref.ref != nil {
+		img.blobs = &blobGetter{repo: ref.ref.Context(), reg: r}
+	}
 	return img, nil
 }
 

@@ -18,17 +18,21 @@ import (
 // kept blobs, or from the registry) to consume with a new cache entry to
 // write its tar stream to, which is stored when the blob matched the
 // layer's digest and the stream its diff ID.
-func (im *Image) spoolBlob(ctx context.Context, c *cache.Cache, l Layer, consume UnpackFunc) error {
+//
+// With keep, the stored entry is pinned and its pin returned, for the
+// unpack to read from: what was just written and hashed needs no second
+// hash (nor can a prune remove it meanwhile).
+func (im *Image) spoolBlob(ctx context.Context, c *cache.Cache, l Layer, consume UnpackFunc, keep bool) (*cache.Pin, error) {
 	var blob io.ReadCloser
 	if rc, _, err := c.Open(l.Digest); err == nil {
 		blob = rc
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return nil, err
 	} else if err := im.reg.try(ctx, func(context.Context) (err error) {
-		blob, err = im.open(l)
+		blob, err = im.open(ctx, l)
 		return err
 	}); err != nil {
-		return err
+		return nil, err
 	} else {
 		blob = newDigestReader(blob, l.Digest)
 	}
@@ -39,7 +43,7 @@ func (im *Image) spoolBlob(ctx context.Context, c *cache.Cache, l Layer, consume
 	sp, err := newSpool(c)
 	if err != nil {
 		blob.Close()
-		return err
+		return nil, err
 	}
 	err = consume(ctx, l, blob, sp)
 	if err == nil {
@@ -47,9 +51,9 @@ func (im *Image) spoolBlob(ctx context.Context, c *cache.Cache, l Layer, consume
 	}
 	if err = readEntry(blob, err); err != nil {
 		sp.abort()
-		return err
+		return nil, err
 	}
-	return sp.commit(l.DiffID)
+	return sp.commit(l.DiffID, keep)
 }
 
 // spool is a cache entry that a layer's tar stream is written to, from a
@@ -97,25 +101,32 @@ func (s *spool) abort() {
 	}
 }
 
-// commit stores the tar stream under the layer's diff ID. A stream that
-// does not match it is refused: the image is not what its config says.
-func (s *spool) commit(diffID string) error {
+// commit stores the tar stream under the layer's diff ID (pinned, with
+// keep). A stream that does not match it is refused: the image is not what
+// its config says.
+func (s *spool) commit(diffID string, keep bool) (*cache.Pin, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
-		return errSpoolDone
+		return nil, errSpoolDone
 	}
 	s.done = true
 	if s.err != nil {
 		s.e.Abort()
-		return fmt.Errorf("cache the layer's tar stream: %w", s.err)
+		return nil, fmt.Errorf("cache the layer's tar stream: %w", s.err)
 	}
-	err := s.e.Commit(diffID)
+	var pin *cache.Pin
+	var err error
+	if keep {
+		pin, err = s.e.CommitPinned(diffID)
+	} else {
+		err = s.e.Commit(diffID)
+	}
 	var mm *cache.MismatchError
 	if errors.As(err, &mm) {
-		return fmt.Errorf("the layer's content does not match the diff ID in the image's config (got sha256:%s, want sha256:%s)", mm.Got, mm.Want)
+		return nil, fmt.Errorf("the layer's content does not match the diff ID in the image's config (got sha256:%s, want sha256:%s)", mm.Got, mm.Want)
 	}
-	return err
+	return pin, err
 }
 
 // digestReader checks that a blob from a registry has the layer's digest:
