@@ -35,6 +35,14 @@ func settle(ctx context.Context) {
 	if !isBackground(ctx) {
 		return
 	}
+	LowerThread()
+}
+
+// LowerThread wires the calling goroutine to its OS thread for good and
+// gives the thread the lowest CPU priority, as settle does for background
+// work: for a goroutine whose work may lag (its input is buffered) and
+// that ends, taking the thread with it.
+func LowerThread() {
 	runtime.LockOSThread()
 	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), backgroundNice)
 }
