@@ -9,7 +9,9 @@
 # Needs root (like the e2e test). Installs skopeo and umoci from Debian and
 # crane (pinned to go.mod's go-containerregistry) from the Go module proxy.
 # BENCH_RUNS (default 5) sets the runs per measurement; BENCH_PROFILE=FILE
-# writes a CPU profile of one cold apply.
+# writes a CPU profile of one cold apply; BENCH_BASELINE=REV also times a
+# build of that git revision on shape B (cold, workspace with 1 and 8
+# layers, second machine), in the same sitting, and prints the ratios.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -77,7 +79,7 @@ i_machine=0
 apply_new() {
   i_machine=$((i_machine+1))
   local vars=("${VARS[@]}"); [ "$SHAPE" = B ] && vars=("${VARS2[@]}")
-  "$WORK/rootfsctl" --cache-dir "${CACHE_DIR:-$D/cache}" --log-level warn apply "$@" "$PLAN" "${vars[@]}" --var "machine=bench-$i_machine"
+  "${BIN:-$WORK/rootfsctl}" --cache-dir "${CACHE_DIR:-$D/cache}" --log-level warn apply "$@" "$PLAN" "${vars[@]}" --var "machine=bench-$i_machine"
 }
 cold_apply() { apply_new; }
 ws_only() { apply_new --target workspace; }
@@ -119,6 +121,21 @@ for img in 8-gzip 8-zstd; do
   ws_layers() { apply_new --target workspace --var "image=$REG2/bench/node:$img"; }
   SHAPE=B time_runs "ws-$img" ws_layers
 done
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  log "shape B with the baseline $BENCH_BASELINE (built from git)"
+  git -C "$REPO" worktree add -q --detach "$WORK/baseline" "$BENCH_BASELINE" || die "git worktree add $BENCH_BASELINE failed"
+  (cd "$WORK/baseline" && go build -o "$WORK/rootfsctl-baseline" ./cmd/rootfsctl) || die "building $BENCH_BASELINE failed"
+  git -C "$REPO" worktree remove --force "$WORK/baseline"
+  export BIN=$WORK/rootfsctl-baseline SHAPE=B
+  time_runs base-cold-B cold_apply
+  time_runs base-ws-B ws_only
+  for img in 8-gzip 8-zstd; do
+    ws_layers() { apply_new --target workspace --var "image=$REG2/bench/node:$img"; }
+    time_runs "base-ws-$img" ws_layers
+  done
+  CACHE_DIR=$B/base-cold-B-1/cache time_runs base-second-B cold_apply
+  unset BIN
+fi
 
 log "warm apply on a provisioned machine"
 WARM_CACHE=$B/cold-A-1/cache
@@ -172,6 +189,13 @@ echo
 row "shape B, workspace only: 1 gzip layer" "$(median ws-B)" ""
 row "shape B, workspace only: 8 gzip layers" "$(median ws-8-gzip)" "$(ratio "$(median ws-8-gzip)" "$(median ws-B)") one layer"
 row "shape B, workspace only: 8 zstd layers" "$(median ws-8-zstd)" "$(ratio "$(median ws-8-zstd)" "$(median ws-B)") one layer"
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  echo
+  echo "shape B, this build against $BENCH_BASELINE, same sitting"
+  for m in cold-B ws-B ws-8-gzip ws-8-zstd second-B; do
+    row "$m: this / baseline" "$(median $m) / $(median base-$m)" "$(ratio "$(median $m)" "$(median base-$m)")"
+  done
+fi
 echo
 for m in skopeo-umoci tar-xzf gunzip; do row "shape A: $m" "$(median $m)" "cold apply / this: $(ratio "$(median cold-A)" "$(median $m)")"; done
 row "rootfsctl unpack alone (local blob)" "$UNPACK" "vs tar -xzf: $(ratio "$UNPACK" "$(median tar-xzf)"), vs gunzip: $(ratio "$UNPACK" "$(median gunzip)")"
