@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -12,9 +15,11 @@ func (a *app) cacheCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "cache",
 		Short: "Inspect or prune the download cache",
-		Long: `The cache holds downloaded artifacts and image blobs by SHA-256 (and the
-published checksums of releases), so another machine on the same host, or a
-re-provisioned one, downloads nothing again. Entries are verified when they
+		Long: `The cache holds downloaded artifacts, archive members, image configs and
+layers by SHA-256 (gzip layers inflated, under their diff ID, so that they
+are not inflated again), and the published checksums of releases, so
+another machine on the same host, or a re-provisioned one, downloads nothing
+again. Entries are verified when they
 are written and again when they are read. Several runs may share it.`,
 		Example: `  rootfsctl cache info
   rootfsctl cache prune --max-size 2GiB
@@ -33,6 +38,10 @@ func (a *app) cacheInfoCommand() *cobra.Command {
   rootfsctl cache info --cache-dir /var/cache/rootfsctl`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := os.Stat(a.cacheDir); errors.Is(err, fs.ErrNotExist) {
+				_, err = fmt.Fprintf(a.stdout, "%s: no cache yet (it is created by the first download)\n", a.cacheDir)
+				return err
+			}
 			u, err := a.cache().Usage()
 			if err != nil {
 				return err

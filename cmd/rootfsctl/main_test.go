@@ -328,4 +328,12 @@ func TestCacheCommand(t *testing.T) {
 	if code, _ := rc("cache", "prune", "--max-size", "lots"); code != exitUsage {
 		t.Errorf("cache prune --max-size lots: exit %d, want %d", code, exitUsage)
 	}
+	missing := filepath.Join(dir, "nowhere")
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"--cache-dir", missing, "cache", "info"}, &out, &out); code != exitOK || !strings.Contains(out.String(), "no cache yet") {
+		t.Errorf("cache info of a missing cache: exit %d, %q, want it to say there is none", code, out.String())
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("cache info created the cache directory")
+	}
 }

@@ -1,5 +1,6 @@
 // Package cache is rootfsctl's content-addressed download cache: artifacts,
-// archive members and image blobs stored by their SHA-256, with the
+// archive members, image configs and layers (blobs, or inflated tar
+// streams under their diff IDs) stored by their SHA-256, with the
 // published checksums of releases, so a second machine on the same host
 // downloads nothing again.
 //
@@ -10,7 +11,8 @@
 // Close when they stopped early (as a reader does when the damage makes its
 // consumer fail); a damaged entry is reported and removed, never used
 // again. An entry a run is about to install is pinned (a shared flock) and
-// Prune leaves it alone.
+// Prune leaves it alone; a pin on an entry the run has just stored reads it
+// without a second hash.
 //
 // The cache never decides what is trusted: callers give the digest they
 // expect, from a pin, a published checksum or an image manifest. It must
