@@ -11,7 +11,7 @@ import (
 
 // ahead reads r in a goroutine, up to a few chunks ahead of the consumer,
 // so that decompression and extraction run on two cores. Memory is bounded
-// by chunks * chunkSize (four times that with a tee).
+// by chunks * chunkSize (twice that with a tee).
 func ahead(r io.Reader) *aheadReader { return aheadOf(r, nil, nil) }
 
 // aheadClosing is ahead for a reader that must be closed, such as a
@@ -40,7 +40,7 @@ type chunk struct {
 func aheadOf(r io.Reader, c io.Closer, tee io.Writer) *aheadReader {
 	chunks := aheadChunks
 	if tee != nil {
-		chunks *= 4 // room for the tee to fall behind
+		chunks *= 2 // room for the tee to fall behind (memory: peak RSS counts it)
 	}
 	a := &aheadReader{full: make(chan *chunk, chunks), free: make(chan *chunk, chunks), done: make(chan struct{}), teeDone: make(chan struct{})}
 	for i := 0; i < chunks; i++ {
