@@ -11,7 +11,10 @@
 # BENCH_RUNS (default 5) sets the runs per measurement; BENCH_PROFILE=FILE
 # writes a CPU profile of one cold apply; BENCH_BASELINE=REV also times a
 # build of that git revision on shape B (cold, workspace with 1 and 8
-# layers, second machine), in the same sitting, and prints the ratios.
+# layers, second machine), in the same sitting, and prints the ratios;
+# BENCH_ORIGINAL=BIN times BIN MACHINE IMAGE MIRROR_URL as the original
+# agent's cold provisioning on shape B (a harness around its rootfs
+# Provision, built outside this project) and prints rootfsctl's ratio.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -116,6 +119,11 @@ UNPACK=$(awk '/BenchmarkLayer/ {printf "%.3f", $3/1e9}' "$WORK/gobench.log")
 source "$REPO/test/e2e/stand-random.sh"
 IMG=$REG2/bench/node:1-gzip
 measure_shape B
+if [ -n "${BENCH_ORIGINAL:-}" ]; then
+  log "shape B: the original agent's Provision ($BENCH_ORIGINAL)"
+  original() { i_machine=$((i_machine+1)); (cd "$D" && "$BENCH_ORIGINAL" "bench-$i_machine" "$IMG" "$MIR2"); }
+  time_runs orig-B original
+fi
 log "shape B, multi-layer images: workspace only, 8 gzip layers and 8 zstd layers"
 for img in 8-gzip 8-zstd; do
   ws_layers() { apply_new --target workspace --var "image=$REG2/bench/node:$img"; }
@@ -184,6 +192,7 @@ for sh in A B; do
   row "rootfsctl workspace only" "$W" "$(ratio "$W" "$K") crane|tar (goal <= 0.80x)"
   row "rootfsctl second machine, shared cache" "$S" "$(ratio "$S" "$C") cold apply (goal <= 0.50x)"
   [ $sh = B ] && row "rootfsctl cold apply vs the original's 2.60 s" "$C" "$(ratio "$C" "$ORIGINAL") (goal <= 0.50x, 1.3 s)"
+  [ $sh = B ] && [ -n "${BENCH_ORIGINAL:-}" ] && row "the original's Provision, this sitting" "$(median orig-B)" "cold apply / this: $(ratio "$C" "$(median orig-B)")"
 done
 echo
 row "shape B, workspace only: 1 gzip layer" "$(median ws-B)" ""
