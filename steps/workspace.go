@@ -265,7 +265,11 @@ func (w *workspace) fill(ctx context.Context, root *os.Root) (machine.Record, un
 		zerolog.Ctx(ctx).Debug().Str("phase", "unpack").Str("layer", l.Name).Bool("inflate", spool != nil).Msg("unpacking")
 		tr := engine.ProgressFrom(ctx).Track(l.Name, l.Size)
 		defer tr.Done()
-		return u.LayerSpooled(ctx, &progressReader{r: blob, t: tr}, spool)
+		r := &progressReader{r: blob, t: tr}
+		if l.Stream {
+			return u.Tar(ctx, r)
+		}
+		return u.LayerSpooled(ctx, r, spool)
 	})
 	rec := machine.Record{Image: string(w.p.Image), Digest: img.Digest, Platform: img.Platform, Unpacked: time.Now().UTC()}
 	return rec, u.Stats(), err

@@ -26,6 +26,10 @@ type Layer struct {
 	// the image's config gives it; "" when the config gives none.
 	DiffID string
 	Size   int64 // of what the unpack reads: the blob, or the cached tar stream
+	// Stream says that what the unpack is handed is the layer's tar
+	// stream (cached, or a layer stored uncompressed), to be read as a tar
+	// and never taken for a compressed blob, whatever its first bytes.
+	Stream bool
 	l      v1.Layer
 }
 
@@ -54,6 +58,9 @@ func (im *Image) layers(ctx context.Context, c *cache.Cache) ([]Layer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(diffIDs) != len(ls) {
+		return nil, fmt.Errorf("the image's config lists %d diff IDs for its %d layers", len(diffIDs), len(ls))
+	}
 	out := make([]Layer, len(ls))
 	for i, l := range ls {
 		d, err := l.Digest()
@@ -65,7 +72,10 @@ func (im *Image) layers(ctx context.Context, c *cache.Cache) ([]Layer, error) {
 		}
 		size, _ := l.Size() // only for progress
 		out[i] = Layer{Name: fmt.Sprintf("layer %d/%d", i+1, len(ls)), Digest: d.Hex, Size: size, l: l}
-		if len(diffIDs) == len(ls) && diffIDs[i].Algorithm == "sha256" {
+		if mt, err := l.MediaType(); err == nil && (mt == types.OCIUncompressedLayer || mt == types.DockerUncompressedLayer) {
+			out[i].Stream = true
+		}
+		if diffIDs[i].Algorithm == "sha256" {
 			out[i].DiffID = diffIDs[i].Hex
 		}
 	}
@@ -86,8 +96,11 @@ func (im *Image) diffIDs(ctx context.Context, c *cache.Cache) ([]v1.Hash, error)
 		return nil, fmt.Errorf("image manifest: %w", err)
 	}
 	name := m.Config.Digest
+	if m.Config.Size > maxConfig {
+		return nil, fmt.Errorf("image config is larger than %d MiB (%d bytes)", maxConfig>>20, m.Config.Size)
+	}
 	if name.Algorithm != "sha256" {
-		return nil, nil // not one the cache can hold: the layers' blobs are cached instead
+		return nil, fmt.Errorf("image config: unsupported digest algorithm %s", name.Algorithm)
 	}
 	var raw []byte
 	if rc, _, err := c.Open(name.Hex); err == nil {
@@ -245,14 +258,8 @@ func (im *Image) cacheLayer(ctx context.Context, c *cache.Cache, l Layer) (*cach
 		if c.Has(l.DiffID) {
 			return nil
 		}
-		pin, err = im.spoolBlob(ctx, c, l, func(ctx context.Context, _ Layer, blob io.Reader, spool io.Writer) error {
-			tr, err := unpack.Inflate(blob)
-			if err != nil {
-				return err
-			}
-			defer tr.Close()
-			_, err = io.Copy(spool, tr)
-			return err
+		pin, err = im.spoolBlob(ctx, c, l, func(_ context.Context, _ Layer, blob io.Reader, spool io.Writer) error {
+			return unpack.Spool(blob, spool)
 		}, true)
 		return err
 	})
@@ -269,14 +276,14 @@ func (im *Image) unpackLayer(ctx context.Context, c *cache.Cache, l Layer, kept 
 		if err != nil {
 			return err
 		}
-		l.Size = r.Size()
+		l.Size, l.Stream = r.Size(), true
 		return unpack(ctx, l, r, nil)
 	}
 	// An open entry can be read to its end even if a prune removes its
 	// name meanwhile; one removed before the open is pulled instead.
 	if l.spooled() {
 		if rc, size, err := c.Open(l.DiffID); err == nil {
-			l.Size = size
+			l.Size, l.Stream = size, true
 			return readEntry(rc, unpack(ctx, l, rc, nil))
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -284,6 +291,7 @@ func (im *Image) unpackLayer(ctx context.Context, c *cache.Cache, l Layer, kept 
 		_, err := im.spoolBlob(ctx, c, l, unpack, false)
 		return err
 	}
+	// A blob stored uncompressed is the layer's tar stream (l.Stream).
 	if rc, _, err := c.Open(l.Digest); err == nil {
 		return readEntry(rc, unpack(ctx, l, rc, nil))
 	} else if !errors.Is(err, fs.ErrNotExist) {

@@ -185,6 +185,13 @@ func checkSingle(img v1.Image, want v1.Platform) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image digest: %w", err)
 	}
+	// The config is read whole: refuse one the manifest says is huge
+	// before asking for it (the read is held to the size it says).
+	if m, err := img.Manifest(); err != nil {
+		return nil, fmt.Errorf("read image manifest: %w", err)
+	} else if m.Config.Size > maxConfig {
+		return nil, fmt.Errorf("image config is larger than %d MiB (%d bytes)", maxConfig>>20, m.Config.Size)
+	}
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("read image config: %w", err)

@@ -175,6 +175,30 @@ func (u *Unpacker) LayerSpooled(ctx context.Context, blob io.Reader, spool io.Wr
 		raw.Close()
 		r.wait()
 	}()
+	return u.apply(ctx, r)
+}
+
+// Tar applies one layer given as its tar stream, read as a tar whatever
+// its first bytes are: a stream checked against its diff ID (a cached
+// one) is the layer, and must not be taken for a compressed blob (a tar
+// may begin with gzip's magic, the first entry's name being any bytes).
+func (u *Unpacker) Tar(ctx context.Context, stream io.Reader) error {
+	raw := ahead(stream)
+	defer raw.Close()
+	return u.apply(ctx, raw)
+}
+
+// MaxTrailing bounds what a layer's tar stream may hold after its
+// end-of-archive marker (tar writers pad to their record size, 10 KiB by
+// default): more is refused, so that no layer makes the unpack, or the
+// cache, inflate and keep what is never extracted.
+const MaxTrailing = 1 << 20
+
+// apply extracts the tar stream r, then reads what follows its
+// end-of-archive marker, so that a verifying reader underneath checks the
+// digest, and a decompressor its trailer (gzip's CRC and size, zstd's
+// frame end).
+func (u *Unpacker) apply(ctx context.Context, r io.Reader) error {
 	end := &endWatch{r: r}
 	if err := u.tar(ctx, tar.NewReader(end)); err != nil {
 		return err
@@ -182,12 +206,46 @@ func (u *Unpacker) LayerSpooled(ctx context.Context, blob io.Reader, spool io.Wr
 	if end.ranOut {
 		return fmt.Errorf("read tar: stream ends before the end-of-archive marker: %w", io.ErrUnexpectedEOF)
 	}
-	// Read to the end so a verifying reader underneath checks the digest,
-	// and a decompressor its trailer (gzip's CRC and size, zstd's frame end).
-	if _, err := io.Copy(io.Discard, r); err != nil {
+	return drainTail(r)
+}
+
+// drainTail reads what follows a tar's end-of-archive marker, at most
+// MaxTrailing bytes.
+func drainTail(r io.Reader) error {
+	n, err := io.CopyN(io.Discard, r, MaxTrailing+1)
+	if err != nil && err != io.EOF {
 		return fmt.Errorf("read layer tail: %w", err)
 	}
+	if n > MaxTrailing {
+		return fmt.Errorf("the layer holds more than %d KiB after its tar's end-of-archive marker", MaxTrailing>>10)
+	}
 	return nil
+}
+
+// Spool inflates a layer blob (gzip or zstd, detected from the stream, or
+// a plain tar) and writes its tar stream to w, without extracting it: the
+// tar's headers are read, so that the same bound as an unpack's holds on
+// what follows the end-of-archive marker.
+func Spool(blob io.Reader, w io.Writer) error {
+	r, err := decompress(blob, nil)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	tee := io.TeeReader(r, w)
+	end := &endWatch{r: tee}
+	tr := tar.NewReader(end)
+	for {
+		if _, err := tr.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+	}
+	if end.ranOut {
+		return fmt.Errorf("read tar: stream ends before the end-of-archive marker: %w", io.ErrUnexpectedEOF)
+	}
+	return drainTail(tee)
 }
 
 // Inflate returns the tar stream of a layer blob, inflated on a goroutine
