@@ -324,7 +324,7 @@ func TestImageConfigShapes(t *testing.T) {
 				t.Errorf("%s: %v, want %q", tc.name, err, tc.err)
 			}
 		}
-		if cold != warm {
+		if tc.err == "" && cold != warm { // a failed unpack's partial tree depends on timing
 			t.Errorf("%s: cold %q, warm %q", tc.name, cold, warm)
 		}
 	}
