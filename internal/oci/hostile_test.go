@@ -48,7 +48,7 @@ func applyLayer(ctx context.Context, u *unpack.Unpacker, l oci.Layer, blob io.Re
 // rawLayer is a gzip layer with a given compressed blob and tar stream.
 type rawLayer struct{ gz, tarb []byte }
 
-func hsh(b []byte) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: sha(b)} }
+func hsh(b []byte) v1.Hash                  { return v1.Hash{Algorithm: "sha256", Hex: sha(b)} }
 func (l rawLayer) Digest() (v1.Hash, error) { return hsh(l.gz), nil }
 func (l rawLayer) DiffID() (v1.Hash, error) { return hsh(l.tarb), nil }
 func (l rawLayer) Compressed() (io.ReadCloser, error) {
