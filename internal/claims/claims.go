@@ -57,21 +57,22 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("%s would be installed by both %s and %s; a path in a machine has one owner (remove it from one of them)", e.Path, e.Owner, e.Want)
 }
 
-// read returns the claim in file name, or nil when there is none or it is
-// unreadable (claims are written whole, so rootfsctl did not write it).
-func read(root *os.Root, name string) (*Claim, error) {
+// read returns the claim in file name; nil when there is none, or when
+// the file is not a claim (claims are written whole, so rootfsctl did not
+// write it), which present then says.
+func read(root *os.Root, name string) (c *Claim, present bool, err error) {
 	b, err := machine.ReadFile(root, name, maxClaim)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var c Claim
-	if json.Unmarshal(b, &c) != nil || c.Path == "" || c.Step == "" {
-		return nil, nil
+	c = &Claim{}
+	if json.Unmarshal(b, c) != nil || c.Path == "" || c.Step == "" {
+		return nil, true, nil
 	}
-	return &c, nil
+	return c, true, nil
 }
 
 // errHeld: the claim is the claimant's already.
@@ -114,7 +115,7 @@ func Take(ctx context.Context, root *os.Root, want Claim, what string, inPlan fu
 // free for want's claim (none there, or one it may take over, removed).
 func makeRoom(ctx context.Context, root *os.Root, name string, want Claim, what string, inPlan func(string) bool) error {
 	p := want.Path
-	c, err := read(root, name)
+	c, present, err := read(root, name)
 	if err != nil {
 		return fmt.Errorf("read the claim on %s: %w", p, err)
 	}
@@ -135,11 +136,14 @@ func makeRoom(ctx context.Context, root *os.Root, name string, want Claim, what 
 	case c != nil:
 		zerolog.Ctx(ctx).Warn().Str("path", p).Str("owner", c.Step).Msg("the step that installed this path is no longer in the plan; taking it over")
 		verb = "take over"
+	case !present:
+		// Free. Decided from the one read: a second look (a stat) could
+		// find the claim another step made meanwhile, and remove it as if
+		// it were not one; the link that writes this claim fails instead,
+		// and the next round reads whose it is.
+		return nil
 	default:
-		if _, err := root.Lstat(name); err != nil {
-			return nil // free
-		}
-		// Present but unreadable, so not written by rootfsctl (claims
+		// Present but not a claim, so not written by rootfsctl (claims
 		// appear whole): take the name over.
 	}
 	if err := root.Remove(name); err != nil {
@@ -175,7 +179,7 @@ func Release(root *os.Root, step string, keep map[string]bool) {
 	d.Close()
 	for _, n := range names {
 		name := path.Join(Dir, n)
-		c, err := read(root, name)
+		c, _, err := read(root, name)
 		if err != nil || c == nil || c.Step != step || keep[c.Path] || fileName(c.Path) != name {
 			continue
 		}

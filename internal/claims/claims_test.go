@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/rootfsctl/rootfsctl/internal/claims"
@@ -95,5 +96,45 @@ func TestStaleAndForeignClaimsAreTakenOver(t *testing.T) {
 	var ce *claims.ConflictError
 	if err := claims.Take(ctx, root, renamed, "cni-plugins (step plugins)", inPlan("plugins", "cri")); !errors.As(err, &ce) {
 		t.Errorf("Take() of a path its owner still installs: %v, want a conflict", err)
+	}
+}
+
+// TestRacingStepsGetOneOwner: steps claiming one path at the same moment,
+// many times over: every time exactly one of them owns it and the others
+// get a *ConflictError. (A claim made between another step's read and a
+// second look at the name was once removed as "not a claim", and two steps
+// went on to install the path.)
+func TestRacingStepsGetOneOwner(t *testing.T) {
+	t.Parallel()
+	steps := []string{"s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"}
+	for round := range 200 {
+		root := machineRoot(t)
+		start := make(chan struct{})
+		errs := make([]error, len(steps))
+		var wg sync.WaitGroup
+		for i, step := range steps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				c := claims.Claim{Path: "usr/local/bin/kubelet", Step: step, Artifact: step}
+				errs[i] = claims.Take(context.Background(), root, c, step, inPlan(steps...))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		var ce *claims.ConflictError
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.As(err, &ce):
+				t.Fatalf("round %d: %v, want a conflict or success", round, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d steps own the path (%v)", round, won, errs)
+		}
 	}
 }
