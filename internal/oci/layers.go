@@ -233,7 +233,8 @@ func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer,
 
 // cacheLayer puts a layer in the cache unless it is there: its tar stream
 // (inflated here, beside the unpack of an earlier layer), or for a layer
-// that is not spooled, its blob. A transfer that breaks off is attempted again, under the retry policy.
+// that is not spooled, its blob. A transfer that breaks off is attempted
+// again, under the retry policy.
 func (im *Image) cacheLayer(ctx context.Context, c *cache.Cache, l Layer) (*cache.Pin, error) {
 	if !l.spooled() {
 		return nil, im.reg.try(ctx, func(ctx context.Context) error {

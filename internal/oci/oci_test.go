@@ -133,13 +133,7 @@ func drain(_ context.Context, _ oci.Layer, blob io.Reader, spool io.Writer) erro
 		_, err := io.Copy(io.Discard, blob)
 		return err
 	}
-	tr, err := unpack.Inflate(blob)
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
-	_, err = io.Copy(spool, tr)
-	return err
+	return unpack.Spool(blob, spool)
 }
 
 // TestLayersArriveInOrder: the layers reach the unpacker in order, whether

@@ -203,16 +203,16 @@ func (u *Unpacker) apply(ctx context.Context, r io.Reader) error {
 	if err := u.tar(ctx, tar.NewReader(end)); err != nil {
 		return err
 	}
-	if end.ranOut {
-		return fmt.Errorf("read tar: stream ends before the end-of-archive marker: %w", io.ErrUnexpectedEOF)
-	}
-	return drainTail(r)
+	return end.finish()
 }
 
-// drainTail reads what follows a tar's end-of-archive marker, at most
-// MaxTrailing bytes.
-func drainTail(r io.Reader) error {
-	n, err := io.CopyN(io.Discard, r, MaxTrailing+1)
+// finish checks that the tar ended with its end-of-archive marker, then
+// reads what follows it, at most MaxTrailing bytes.
+func (e *endWatch) finish() error {
+	if e.ranOut {
+		return fmt.Errorf("read tar: stream ends before the end-of-archive marker: %w", io.ErrUnexpectedEOF)
+	}
+	n, err := io.CopyN(io.Discard, e.r, MaxTrailing+1)
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("read layer tail: %w", err)
 	}
@@ -242,17 +242,7 @@ func Spool(blob io.Reader, w io.Writer) error {
 			return fmt.Errorf("read tar: %w", err)
 		}
 	}
-	if end.ranOut {
-		return fmt.Errorf("read tar: stream ends before the end-of-archive marker: %w", io.ErrUnexpectedEOF)
-	}
-	return drainTail(tee)
-}
-
-// Inflate returns the tar stream of a layer blob, inflated on a goroutine
-// of its own (gzip or zstd, detected from the stream; a plain tar is
-// handed on as it is). Closing it stops the inflating.
-func Inflate(blob io.Reader) (io.ReadCloser, error) {
-	return decompress(blob, nil)
+	return end.finish()
 }
 
 // decompress detects the blob's compression and inflates it ahead of its
