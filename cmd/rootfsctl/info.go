@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"text/tabwriter"
 
@@ -122,25 +121,6 @@ errors when a plan starts with:
 				return err
 			}
 			_, err = a.stdout.Write(s)
-			return err
-		},
-	}
-}
-
-// versionLine is what version and --version print.
-func versionLine() string {
-	return fmt.Sprintf("rootfsctl %s (%s, %s/%s)", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
-
-func (a *app) versionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print the version",
-		Long:    `Prints rootfsctl's version, the Go version it was built with, and the platform.`,
-		Example: `  rootfsctl version`,
-		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := fmt.Fprintln(a.stdout, versionLine())
 			return err
 		},
 	}

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"runtime/pprof"
 	"sync"
 	"syscall"
@@ -42,9 +41,6 @@ const (
 	exitUsage       = 64  // bad command line
 	exitInterrupted = 130 // SIGINT or SIGTERM
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = ""
 
 // zerolog's formats are process-wide: set once, before any logger exists
 // (in-process runs in tests build loggers concurrently). Millisecond
@@ -387,33 +383,4 @@ func isTerminal(w io.Writer) bool {
 func colour(w io.Writer) bool {
 	_, noColor := os.LookupEnv("NO_COLOR")
 	return isTerminal(w) && !noColor
-}
-
-// buildVersion is the version set at build time, else the module's
-// (go install rootfsctl@v1.2.3), else the commit a checkout was built from
-// (go install ./cmd/rootfsctl), else "dev".
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "dev"
-	}
-	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch {
-		case s.Key == "vcs.revision" && len(s.Value) >= 12:
-			rev = s.Value[:12]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			dirty = "-dirty"
-		}
-	}
-	if rev != "" {
-		return "dev-" + rev + dirty
-	}
-	return "dev"
 }
