@@ -99,7 +99,7 @@ func (a *app) validateCommand() *cobra.Command {
 	var format string
 	var vars varFlags
 	cmd := &cobra.Command{
-		Use:   "validate [--format text|json|github] PLAN...",
+		Use:   "validate [--format text|json|github|sarif] PLAN...",
 		Short: "Check plans without touching the system",
 		Long: `Checks everything about the plans that can be known without touching the
 system: YAML syntax, keys and value types, step types and their typed
@@ -107,19 +107,20 @@ parameters, needs, dependency cycles, variables. Reports every problem,
 sorted, as file:line:col: message. Exit code 1 when any plan is invalid.`,
 		Example: `  rootfsctl validate plans/*.yaml
   rootfsctl validate --format github plans/kube-node.yaml   # annotations in GitHub Actions
-  rootfsctl validate --format json plan.yaml | jq '.[].message'`,
+  rootfsctl validate --format json plan.yaml | jq '.[].message'
+  rootfsctl validate --format sarif plans/*.yaml > rootfsctl.sarif   # code scanning`,
 		Args:              usageArgs(cobra.MinimumNArgs(1)),
 		ValidArgsFunction: planFileCompletion,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "text" && format != "json" && format != "github" {
-				return usagef("--format %q: use text, json or github", format)
+			if format != "text" && format != "json" && format != "github" && format != "sarif" {
+				return usagef("--format %q: use text, json, github or sarif", format)
 			}
 			return a.validate(args, format, &vars)
 		},
 	}
-	cmd.Flags().StringVarP(&format, "format", "o", "text", "output: text (file:line:col: message), json or github (Actions annotations)")
+	cmd.Flags().StringVarP(&format, "format", "o", "text", "output: text (file:line:col: message), json, github (Actions annotations) or sarif (SARIF 2.1.0)")
 	vars.register(cmd)
-	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletions("text", "json", "github"))
+	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletions("text", "json", "github", "sarif"))
 	return cmd
 }
 
@@ -185,6 +186,8 @@ func (a *app) writeDiagnostics(format string, all engine.Diagnostics, summaries 
 		return all.WriteJSON(a.stdout)
 	case "github":
 		return all.WriteGitHub(a.stdout)
+	case "sarif":
+		return writeSARIF(a.stdout, all)
 	}
 	if err := all.WriteText(a.stdout); err != nil {
 		return err
