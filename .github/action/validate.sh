@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The GitHub Action's body (action.yml): install rootfsctl, then validate the
+# plans with --format github so that problems become annotations. Reads the
+# inputs from ROOTFSCTL_* and the runner's GITHUB_ACTION_PATH, GITHUB_WORKSPACE,
+# RUNNER_TEMP, RUNNER_OS, RUNNER_ARCH, GITHUB_PATH and GITHUB_OUTPUT. Runs the
+# same way on a workstation with those set by hand (test/ci does).
+set -euo pipefail
+
+die() { echo "::error title=rootfsctl action::$*"; exit 2; }
+
+: "${GITHUB_ACTION_PATH:?not set: run me from action.yml or set it to the checkout of the action}"
+: "${RUNNER_TEMP:?not set}"
+version=${ROOTFSCTL_VERSION:-latest}
+release_url=${ROOTFSCTL_RELEASE_URL%/}
+cd "${GITHUB_WORKSPACE:-.}"
+
+# --- install ---------------------------------------------------------------
+bindir="$RUNNER_TEMP/rootfsctl-bin"
+mkdir -p "$bindir"
+if [ "$version" = source ]; then
+  command -v go >/dev/null || die "version: source needs Go on the runner (actions/setup-go)"
+  (cd "$GITHUB_ACTION_PATH" && CGO_ENABLED=0 go build -trimpath -o "$bindir/rootfsctl" ./cmd/rootfsctl) ||
+    die "could not build rootfsctl from $GITHUB_ACTION_PATH"
+else
+  [ "${RUNNER_OS:-Linux}" = Linux ] || die "rootfsctl releases are built for Linux; this runner is ${RUNNER_OS}"
+  case "${RUNNER_ARCH:-$(uname -m)}" in
+    X64 | x86_64 | amd64) arch=amd64 ;;
+    ARM64 | aarch64 | arm64) arch=arm64 ;;
+    *) die "no rootfsctl release for runner architecture ${RUNNER_ARCH:-$(uname -m)}" ;;
+  esac
+  case "$version" in
+    latest) base="$release_url/latest/download" ;;
+    v[0-9]*) base="$release_url/download/$version" ;;
+    *) die "version: \"$version\": use latest, a tag such as v1.2.0, or source" ;;
+  esac
+  archive="rootfsctl_linux_${arch}.tar.gz"
+  dl="$RUNNER_TEMP/rootfsctl-dl"
+  mkdir -p "$dl"
+  for f in "$archive" checksums.txt; do
+    curl -fsSL --retry 3 --connect-timeout 10 --max-time 300 --max-filesize 268435456 -o "$dl/$f" "$base/$f" ||
+      die "download $base/$f failed"
+  done
+  want=$(awk -v f="$archive" '$2 == f || $2 == "*" f { print $1 }' "$dl/checksums.txt")
+  [ -n "$want" ] || die "checksums.txt of $version does not list $archive"
+  got=$(sha256sum "$dl/$archive" | cut -d' ' -f1)
+  [ "$got" = "$want" ] || die "$archive: sha256 $got, but checksums.txt says $want; not using it"
+  tar -xzf "$dl/$archive" -C "$bindir" rootfsctl || die "$archive has no rootfsctl binary"
+fi
+chmod +x "$bindir/rootfsctl"
+[ -z "${GITHUB_PATH:-}" ] || echo "$bindir" >>"$GITHUB_PATH"
+"$bindir/rootfsctl" version | head -1
+
+# --- validate --------------------------------------------------------------
+shopt -s globstar nullglob
+files=()
+read -r -d '' -a patterns <<<"${ROOTFSCTL_PLANS:-plans/*.yaml}" || true
+for p in "${patterns[@]}"; do
+  # unquoted on purpose: each pattern is a glob
+  # shellcheck disable=SC2206
+  matched=($p)
+  [ "${#matched[@]}" -gt 0 ] || die "plans: \"$p\" matches no file"
+  files+=("${matched[@]}")
+done
+[ "${#files[@]}" -gt 0 ] || die "plans: no pattern given"
+args=()
+read -r -d '' -a vars <<<"${ROOTFSCTL_VARS:-}" || true
+for v in "${vars[@]}"; do args+=(--var "$v"); done
+
+rc=0
+"$bindir/rootfsctl" validate --format github "${args[@]}" "${files[@]}" || rc=$?
+if [ -n "${ROOTFSCTL_SARIF:-}" ]; then
+  "$bindir/rootfsctl" validate --format sarif "${args[@]}" "${files[@]}" >"$ROOTFSCTL_SARIF" || true
+fi
+problems=$("$bindir/rootfsctl" validate --format json "${args[@]}" "${files[@]}" 2>/dev/null | grep -c '"message"' || true)
+[ -z "${GITHUB_OUTPUT:-}" ] || echo "problems=$problems" >>"$GITHUB_OUTPUT"
+if [ "$rc" = 0 ]; then
+  echo "rootfsctl: ${#files[@]} plan(s) valid"
+fi
+exit "$rc"

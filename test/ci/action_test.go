@@ -1,0 +1,279 @@
+package ci
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// action is the part of action.yml a runner reads to run a composite action.
+type action struct {
+	Inputs map[string]struct {
+		Default string `yaml:"default"`
+	} `yaml:"inputs"`
+	Runs struct {
+		Using string `yaml:"using"`
+		Steps []struct {
+			ID    string            `yaml:"id"`
+			Shell string            `yaml:"shell"`
+			Run   string            `yaml:"run"`
+			Env   map[string]string `yaml:"env"`
+		} `yaml:"steps"`
+	} `yaml:"runs"`
+}
+
+var inputRef = regexp.MustCompile(`\$\{\{\s*inputs\.([a-z-]+)\s*\}\}`)
+
+// runAction runs action.yml's steps as a GitHub runner would: inputs given
+// or defaulted, ${{ inputs.x }} substituted into each step's env, the run
+// line under bash, with the runner's variables. It returns the exit code,
+// the output and what the step wrote to GITHUB_OUTPUT and GITHUB_PATH.
+func runAction(t *testing.T, ws string, with map[string]string) (int, string, string, string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repo, "action.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a action
+	if err := yaml.Unmarshal(data, &a); err != nil {
+		t.Fatalf("action.yml: %v", err)
+	}
+	if a.Runs.Using != "composite" || len(a.Runs.Steps) == 0 {
+		t.Fatalf("action.yml: runs.using %q with %d steps", a.Runs.Using, len(a.Runs.Steps))
+	}
+	for k := range with {
+		if _, ok := a.Inputs[k]; !ok {
+			t.Fatalf("action.yml has no input %q", k)
+		}
+	}
+	tmp := t.TempDir()
+	outFile, pathFile := filepath.Join(tmp, "output"), filepath.Join(tmp, "path")
+	arch := map[string]string{"amd64": "X64", "arm64": "ARM64"}[runtime.GOARCH]
+	var out bytes.Buffer
+	code := 0
+	for _, s := range a.Runs.Steps {
+		if s.Shell != "bash" {
+			t.Fatalf("step %s: shell %q", s.ID, s.Shell)
+		}
+		env := append(os.Environ(), "GITHUB_ACTION_PATH="+repo, "GITHUB_WORKSPACE="+ws, "RUNNER_TEMP="+tmp,
+			"RUNNER_OS=Linux", "RUNNER_ARCH="+arch, "GITHUB_OUTPUT="+outFile, "GITHUB_PATH="+pathFile, "GITHUB_ACTIONS=true")
+		for k, v := range s.Env {
+			v = inputRef.ReplaceAllStringFunc(v, func(ref string) string {
+				name := inputRef.FindStringSubmatch(ref)[1]
+				in, ok := a.Inputs[name]
+				if !ok {
+					t.Fatalf("step %s: env %s uses undeclared input %q", s.ID, k, name)
+				}
+				if v, ok := with[name]; ok {
+					return v
+				}
+				return in.Default
+			})
+			env = append(env, k+"="+v)
+		}
+		cmd := exec.Command("bash", "-e", "-c", s.Run)
+		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = ws, env, &out, &out
+		if err := cmd.Run(); err != nil {
+			ee, ok := err.(*exec.ExitError)
+			if !ok {
+				t.Fatal(err)
+			}
+			code = ee.ExitCode()
+			break
+		}
+	}
+	o, _ := os.ReadFile(outFile)
+	p, _ := os.ReadFile(pathFile)
+	return code, out.String(), string(o), string(p)
+}
+
+// Every input is passed to the script, and the script reads every one.
+func TestActionInputsReachTheScript(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repo, "action.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a action
+	if err := yaml.Unmarshal(data, &a); err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile(filepath.Join(repo, ".github", "action", "validate.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, s := range a.Runs.Steps {
+		for k, v := range s.Env {
+			for _, m := range inputRef.FindAllStringSubmatch(v, -1) {
+				used[m[1]] = true
+			}
+			if !strings.Contains(string(script), k) {
+				t.Errorf("env %s is never read by validate.sh", k)
+			}
+		}
+	}
+	for name := range a.Inputs {
+		if !used[name] {
+			t.Errorf("input %q reaches no step", name)
+		}
+	}
+}
+
+// version: source builds rootfsctl from the action's checkout; a broken
+// plan becomes an ::error annotation at its line and column, the step fails,
+// and the problem count and a SARIF log come out.
+func TestActionFromSource(t *testing.T) {
+	need(t, "go", "version: source builds with Go")
+	ws := workspace(t, true)
+	sarif := filepath.Join(ws, "out.sarif")
+	code, out, outputs, path := runAction(t, ws, map[string]string{"version": "source", "plans": "plans/*.yaml", "sarif-file": sarif})
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (an invalid plan):\n%s", code, out)
+	}
+	want := `::error file=plans/broken.yaml,line=6,col=11::a: unknown step type "nope"`
+	if !strings.Contains(out, want) {
+		t.Errorf("no annotation %q in:\n%s", want, out)
+	}
+	if strings.Contains(out, "good.yaml,") {
+		t.Errorf("the valid plan was annotated:\n%s", out)
+	}
+	if !strings.Contains(outputs, "problems=1\n") {
+		t.Errorf("GITHUB_OUTPUT: %q, want problems=1", outputs)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(path), "rootfsctl-bin") {
+		t.Errorf("GITHUB_PATH: %q", path)
+	}
+	var log struct {
+		Runs []struct {
+			Results []struct {
+				RuleID string `json:"ruleId"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	data, err := os.ReadFile(sarif)
+	if err != nil || json.Unmarshal(data, &log) != nil || len(log.Runs) != 1 || len(log.Runs[0].Results) != 1 {
+		t.Errorf("sarif-file: %v\n%.300s", err, data)
+	}
+}
+
+// release serves a fake release page on loopback: the archive of a freshly
+// built rootfsctl and checksums.txt, under latest/download and
+// download/TAG, the layout goreleaser's archives and GitHub use.
+func release(t *testing.T, tamper bool) (string, *[]string) {
+	t.Helper()
+	bin := buildRootfsctl(t, t.TempDir())
+	exe, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"README.md", []byte("readme\n")}, {"rootfsctl", exe}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o755, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	archive := buf.Bytes()
+	name := "rootfsctl_linux_" + runtime.GOARCH + ".tar.gz"
+	sum := sha256.Sum256(archive)
+	sums := fmt.Sprintf("%s  %s\n%s  rootfsctl_linux_other.tar.gz\n", hex.EncodeToString(sum[:]), name, strings.Repeat("0", 64))
+	if tamper {
+		archive = append([]byte(nil), archive...)
+		archive[len(archive)/2] ^= 1
+	}
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.URL.Path)
+		dir := filepath.Dir(r.URL.Path)
+		if dir != "/releases/latest/download" && filepath.Dir(dir) != "/releases/download" {
+			http.NotFound(w, r)
+			return
+		}
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/"+name):
+			_, _ = w.Write(archive)
+		case strings.HasSuffix(r.URL.Path, "/checksums.txt"):
+			_, _ = w.Write([]byte(sums))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/releases", &asked
+}
+
+// version: latest and a tag download the release archive, check it against
+// checksums.txt, and validate with it.
+func TestActionFromRelease(t *testing.T) {
+	url, asked := release(t, false)
+	for _, tc := range []struct{ version, path string }{
+		{"latest", "/releases/latest/download/"},
+		{"v1.2.3", "/releases/download/v1.2.3/"},
+	} {
+		*asked = nil
+		ws := workspace(t, false)
+		code, out, outputs, _ := runAction(t, ws, map[string]string{"version": tc.version, "release-url": url})
+		if code != 0 {
+			t.Fatalf("%s: exit %d:\n%s", tc.version, code, out)
+		}
+		if !strings.Contains(out, "rootfsctl v0.0.0-test") || !strings.Contains(outputs, "problems=0") {
+			t.Errorf("%s: output %q, outputs %q", tc.version, out, outputs)
+		}
+		if len(*asked) != 2 || !strings.HasPrefix((*asked)[0], tc.path) {
+			t.Errorf("%s: asked for %v, want two files under %s", tc.version, *asked, tc.path)
+		}
+	}
+}
+
+// A download that does not match checksums.txt is not run; neither are
+// unknown versions, and a glob that matches nothing is an error, not a
+// silent pass.
+func TestActionRefusesBadInput(t *testing.T) {
+	url, _ := release(t, true)
+	for _, tc := range []struct {
+		with map[string]string
+		want string
+	}{
+		{map[string]string{"release-url": url}, "sha256"},
+		{map[string]string{"release-url": url, "version": "main"}, `version: "main"`},
+		{map[string]string{"release-url": url + "/nothing-here"}, "download"},
+		{map[string]string{"version": "source", "plans": "plans/*.yaml sites/*.yaml"}, `"sites/*.yaml" matches no file`},
+	} {
+		ws := workspace(t, false)
+		code, out, _, _ := runAction(t, ws, tc.with)
+		if code != 2 || !strings.Contains(out, "::error title=rootfsctl action::") || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d, want 2 and an error with %q:\n%s", tc.with, code, tc.want, out)
+		}
+		if strings.Contains(out, "valid") {
+			t.Errorf("%v: validated anyway:\n%s", tc.with, out)
+		}
+	}
+}
