@@ -37,6 +37,10 @@ type ApplyOptions struct {
 	// Hooks find the apply's logger with zerolog.Ctx.
 	After []func(ctx context.Context, rep *Report)
 
+	// Trace, when set, records the apply's phases, steps, prefetches and
+	// transfers (apply --trace).
+	Trace *Tracer
+
 	// sleep waits between attempts; tests replace it to observe backoff.
 	sleep func(ctx context.Context, d time.Duration) error
 }
@@ -81,6 +85,10 @@ func Apply(ctx context.Context, g *Graph, opts ApplyOptions) (*Report, error) {
 	}
 	s := newScheduler(g, opts, ids)
 	ctx = budget.With(ctx, s.budget)
+	if opts.Trace != nil {
+		opts.Trace.addTracks(ids)
+		defer s.endPhases()
+	}
 	if !opts.CheckOnly {
 		release, err := s.lock(ctx)
 		if err != nil {
@@ -144,6 +152,18 @@ func (o ApplyOptions) withDefaults(p *Plan) ApplyOptions {
 
 func (s *scheduler) phase(name, msg string) {
 	s.opts.Logger.Debug().Str("phase", name).Msg(msg)
+	if s.opts.Trace != nil {
+		s.endPhases()
+		s.endPhase = s.opts.Trace.Begin(applyTrack, name, nil)
+	}
+}
+
+// endPhases ends the trace span of the current phase, if any.
+func (s *scheduler) endPhases() {
+	if s.endPhase != nil {
+		s.endPhase(nil)
+		s.endPhase = nil
+	}
 }
 
 // lock takes the locks of the machines the selected steps change. When
@@ -211,6 +231,7 @@ func (s *scheduler) report(ctx context.Context, rep *Report, why string) *Report
 		rep.Status = OutcomePreflightFailed
 	}
 	rep.Duration = Millis(time.Since(rep.Started))
+	rep.CriticalPath = criticalPath(s.p, rep.Steps, time.Duration(rep.Duration))
 	return rep
 }
 

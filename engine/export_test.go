@@ -14,3 +14,15 @@ func WithSleep(o ApplyOptions, f func(ctx context.Context, d time.Duration) erro
 
 // MaxValueBytesForTest is the bound of one expanded value.
 const MaxValueBytesForTest = maxValueBytes
+
+// TracingProgress is the progress a traced step's transfers report to.
+func TracingProgress(t *Tracer, step string) Progress {
+	return tracingProgress{inner: nopProgress{}, t: t, step: step}
+}
+
+// OpenTransfers lists how many transfers named name are in flight.
+func (t *Tracer) OpenTransfers(name string) []struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return make([]struct{}, t.open[name])
+}

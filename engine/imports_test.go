@@ -28,11 +28,11 @@ func projectImports(t *testing.T, dir string) []string {
 }
 
 // TestEngineImportsOnlyLeaves: the engine knows no step type and no
-// command; the only rootfsctl packages it uses are the retry policy and the
-// concurrency budget, and they use none.
+// command; the only rootfsctl packages it uses are the retry policy, the
+// concurrency budget and the span carrier of --trace, and they use none.
 func TestEngineImportsOnlyLeaves(t *testing.T) {
 	t.Parallel()
-	allowed := []string{"internal/budget", "internal/retry"}
+	allowed := []string{"internal/budget", "internal/retry", "internal/trace"}
 	for _, imp := range projectImports(t, ".") {
 		if !slices.Contains(allowed, imp) {
 			t.Errorf("engine imports %s; it may import only %v", imp, allowed)

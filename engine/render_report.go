@@ -35,8 +35,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, r.Summary())
-	return err
+	if _, err := fmt.Fprintln(w, r.Summary()); err != nil {
+		return err
+	}
+	if line := r.CriticalPathLine(); line != "" && !r.CheckOnly {
+		_, err := fmt.Fprintln(w, line)
+		return err
+	}
+	return nil
 }
 
 // WriteJSON writes the report as indented JSON.

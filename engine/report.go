@@ -82,6 +82,8 @@ type Report struct {
 	Started     time.Time        `json:"started,omitzero"`
 	Duration    Millis           `json:"durationMs"`
 	Steps       []StepResult     `json:"steps"`
+	// CriticalPath is the chain of steps that set the run's length.
+	CriticalPath []PathStep `json:"criticalPath,omitempty"`
 }
 
 // Count returns how many steps ended with status s.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/internal/budget"
 	"github.com/rootfsctl/rootfsctl/internal/retry"
+	"github.com/rootfsctl/rootfsctl/internal/trace"
 )
 
 // checked is a step's Check result from the start of the apply.
@@ -38,6 +39,8 @@ type scheduler struct {
 	// step is not run again (its attempts would multiply with the
 	// transfer's). Written before the prefetch's id is sent on, read after.
 	spent sync.Map
+	// endPhase ends the trace span of the apply's current phase.
+	endPhase func(map[string]any)
 }
 
 func newScheduler(g *Graph, opts ApplyOptions, ids []string) *scheduler {
@@ -58,7 +61,9 @@ func (s *scheduler) checkAll(ctx context.Context) {
 			cctx, cancel = context.WithTimeout(cctx, st.Timeout)
 			defer cancel()
 		}
+		end := trace.Span(cctx, "check")
 		results[i], ran[i] = checkOnce(cctx, st), true
+		end()
 		return nil
 	})
 	s.checks = make(map[string]checked, len(s.ids))
@@ -105,6 +110,10 @@ func (s *scheduler) stepContext(ctx context.Context, st *PlanStep) context.Conte
 	ctx = s.stepLogger(st).WithContext(ctx)
 	if s.opts.Progress != nil {
 		ctx = WithProgress(ctx, s.opts.Progress)
+	}
+	if s.opts.Trace != nil {
+		ctx = withTrace(ctx, s.opts.Trace, st.ID)
+		ctx = WithProgress(ctx, tracingProgress{inner: ProgressFrom(ctx), t: s.opts.Trace, step: st.ID})
 	}
 	if st.retrySet {
 		ctx = retry.WithPolicy(ctx, st.Retry.policy())
@@ -160,7 +169,11 @@ func (s *scheduler) prefetch(ctx context.Context, st *PlanStep) {
 		ctx, cancel = context.WithTimeout(ctx, st.Timeout)
 		defer cancel()
 	}
-	if err := st.Impl.(Prefetcher).Prefetch(s.stepContext(ctx, st)); err != nil {
+	pfctx := s.stepContext(ctx, st)
+	end := trace.Span(pfctx, "prefetch")
+	err := st.Impl.(Prefetcher).Prefetch(pfctx)
+	end()
+	if err != nil {
 		if pctx.Err() == nil && ctx.Err() != nil && st.Retry.Attempts <= 1 {
 			// Its one attempt's time went on the prefetch.
 			s.spent.Store(st.ID, fmt.Errorf("timed out after %s: %w", st.Timeout, err))
@@ -320,7 +333,22 @@ func (s *scheduler) execute(runCtx context.Context, st *PlanStep, first *checked
 	r.Duration = Millis(time.Since(r.Started))
 	s.settle(r, ch, err, runCtx.Err() != nil)
 	logResult(log, r)
+	s.traceStep(r)
 	return r
+}
+
+// traceStep adds the step's whole run, from start to result, to its track.
+func (s *scheduler) traceStep(r *StepResult) {
+	if s.opts.Trace == nil {
+		return
+	}
+	args := map[string]any{"status": string(r.Status), "attempts": r.Attempts}
+	if r.Error != "" {
+		args["error"] = r.Error
+	} else if r.Message != "" {
+		args["reason"] = r.Message
+	}
+	s.opts.Trace.complete(stepTrack(r.ID), r.ID+" ("+string(r.Status)+")", r.Started, r.Started.Add(time.Duration(r.Duration)), args)
 }
 
 // settle sets the result's status from the last attempt.
@@ -369,6 +397,8 @@ func (s *scheduler) attempt(runCtx context.Context, st *PlanStep, first *checked
 	}
 	ctx = s.stepContext(ctx, st)
 	log := zerolog.Ctx(ctx)
+	endAttempt := trace.Span(ctx, "attempt")
+	defer endAttempt()
 	defer func() {
 		if p := recover(); p != nil {
 			log.Debug().Str("stack", string(debug.Stack())).Msg("step panicked")
@@ -382,8 +412,13 @@ func (s *scheduler) attempt(runCtx context.Context, st *PlanStep, first *checked
 		if ch = first.ch; first.err != nil {
 			return ch, fmt.Errorf("check: %w", first.err)
 		}
-	} else if ch, err = st.Impl.Check(ctx); err != nil {
-		return ch, fmt.Errorf("check: %w", err)
+	} else {
+		end := trace.Span(ctx, "check")
+		ch, err = st.Impl.Check(ctx)
+		end()
+		if err != nil {
+			return ch, fmt.Errorf("check: %w", err)
+		}
 	}
 	if !ch.Needed || s.opts.CheckOnly {
 		if t, ok := st.Impl.(Tidier); ok && !s.opts.CheckOnly {
@@ -394,5 +429,6 @@ func (s *scheduler) attempt(runCtx context.Context, st *PlanStep, first *checked
 		return ch, nil
 	}
 	log.Info().Str("reason", ch.Reason).Msg("applying")
+	defer trace.Span(ctx, "apply")()
 	return ch, st.Impl.Apply(ctx)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/rootfsctl/rootfsctl/internal/mirror"
 	"github.com/rootfsctl/rootfsctl/internal/nspawn"
 	"github.com/rootfsctl/rootfsctl/internal/oci"
+	"github.com/rootfsctl/rootfsctl/internal/trace"
 	"github.com/rootfsctl/rootfsctl/internal/unpack"
 )
 
@@ -228,10 +229,14 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 	var rec machine.Record
 	var stats unpack.Stats
 	start := time.Now()
+	endSync := func() {}
 	err := machine.Build(ctx, w.dir, machine.BuildOptions{Replace: replace, Privileged: w.privileged}, func(root *os.Root) (_ machine.Record, err error) {
 		rec, stats, err = w.fill(ctx, root)
+		// what Build does after filling: record, sync, rename into place
+		endSync = trace.Span(ctx, "sync and rename")
 		return rec, err
 	})
+	endSync()
 	if err != nil {
 		return err
 	}
@@ -252,7 +257,9 @@ func (w *workspace) unpack(ctx context.Context, replace bool) error {
 // fill resolves the image and unpacks its layers into root.
 func (w *workspace) fill(ctx context.Context, root *os.Root) (machine.Record, unpack.Stats, error) {
 	zerolog.Ctx(ctx).Debug().Str("phase", "pull").Msg("resolving the image")
+	endResolve := trace.Span(ctx, "resolve image")
 	img, err := w.resolve(ctx)
+	endResolve()
 	if err != nil && w.mirror != nil && oci.IsNotFound(err) {
 		err = engine.Permanent(w.notMirrored())
 	}

@@ -25,6 +25,8 @@ type runFlags struct {
 	preflight   preflightFlags
 	lockWait    time.Duration
 	cacheMax    string
+	trace       string
+	tracer      *engine.Tracer // set when trace is
 }
 
 // preflightFlags are shared by preflight and apply.
@@ -53,6 +55,7 @@ func (f *runFlags) register(cmd *cobra.Command, apply bool) {
 		cmd.Flags().BoolVar(&f.keepGoing, "keep-going", false, "after a failure, run the steps that do not depend on it (overrides the plan's failurePolicy)")
 		cmd.Flags().DurationVar(&f.lockWait, "lock-wait", 0, "wait this long for another apply on the same machine to finish (default: refuse at once)")
 		cmd.Flags().StringVar(&f.cacheMax, "cache-max-size", "10GiB", "after a successful apply, prune the least recently used cache entries down to this size (0 keeps nothing)")
+		cmd.Flags().StringVar(&f.trace, "trace", "", "also write the run as a Chrome trace (open in Perfetto or chrome://tracing) to this file, whatever the outcome")
 		f.preflight.register(cmd, true)
 	}
 	_ = cmd.RegisterFlagCompletionFunc("output", fixedCompletions("text", "json"))
@@ -69,10 +72,16 @@ func (f *runFlags) check(a *app, cmd *cobra.Command) error {
 	if err := exclusive(cmd, [2]string{"skip-preflight", "ignore-preflight-errors"}, [2]string{"skip-preflight", "fail-on-warnings"}); err != nil {
 		return err
 	}
-	if f.report != "" {
-		if err := writable(f.report); err != nil {
-			return usagef("--report %s: %v", f.report, err)
+	for _, out := range [][2]string{{"report", f.report}, {"trace", f.trace}} {
+		if out[1] == "" {
+			continue
 		}
+		if err := writable(out[1]); err != nil {
+			return usagef("--%s %s: %v", out[0], out[1], err)
+		}
+	}
+	if f.report != "" && f.trace != "" && filepath.Clean(f.report) == filepath.Clean(f.trace) {
+		return usagef("--report and --trace name the same file %s", f.trace)
 	}
 	return checkNames(a.reg(), f.preflight.ignore)
 }
@@ -95,7 +104,12 @@ func (a *app) execute(cmd *cobra.Command, file string, f *runFlags, checkOnly bo
 		return rep, err
 	}
 	opts.Logger.Debug().Str("phase", "load").Str("plan", file).Msg("loading the plan")
+	endLoad := func(map[string]any) {}
+	if opts.Trace != nil {
+		endLoad = opts.Trace.Begin("apply", "load", map[string]any{"plan": file})
+	}
 	_, g, err := a.loadPlan(file, &f.vars)
+	endLoad(nil)
 	if err != nil {
 		if ds, ok := invalidPlan(err); ok {
 			rep.Status, rep.Diagnostics = engine.OutcomeInvalid, ds
@@ -117,6 +131,10 @@ func (a *app) applyOptions(cmd *cobra.Command, f *runFlags, checkOnly bool) (eng
 	}
 	opts := engine.ApplyOptions{Parallelism: f.parallelism, Targets: f.targets, CheckOnly: checkOnly, Logger: log,
 		Progress: a.progress(log), LockWait: f.lockWait}
+	if f.trace != "" {
+		f.tracer = engine.NewTracer()
+		opts.Trace = f.tracer
+	}
 	if f.keepGoing {
 		opts.FailurePolicy = engine.KeepGoing
 	}
@@ -173,6 +191,15 @@ func (a *app) emit(f *runFlags, rep *engine.Report, runErr error) error {
 	}
 	if err != nil {
 		return err
+	}
+	if f.tracer != nil {
+		var buf bytes.Buffer
+		if err := f.tracer.WriteChrome(&buf, "rootfsctl apply "+rep.File); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(f.trace, buf.Bytes()); err != nil {
+			return err
+		}
 	}
 	if f.report != "" {
 		var buf bytes.Buffer

@@ -15,6 +15,7 @@ import (
 	"github.com/rootfsctl/rootfsctl/internal/claims"
 	"github.com/rootfsctl/rootfsctl/internal/machine"
 	"github.com/rootfsctl/rootfsctl/internal/retry"
+	"github.com/rootfsctl/rootfsctl/internal/trace"
 )
 
 // Check is up to date when the install record matches the plan and every
@@ -71,7 +72,9 @@ func (in *Installer) Apply(ctx context.Context) error {
 	}
 	hold := &pins{}
 	defer hold.release()
+	end := trace.Span(ctx, "fetch artifacts")
 	plans, err := in.plan(ctx, root, old, hold)
+	end()
 	if err != nil {
 		return err
 	}
@@ -79,7 +82,9 @@ func (in *Installer) Apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	end = trace.Span(ctx, "install files")
 	files, err := in.installAll(ctx, root, plans, hold)
+	end()
 	if err != nil {
 		return err
 	}

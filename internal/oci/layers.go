@@ -15,6 +15,7 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/internal/budget"
 	"github.com/rootfsctl/rootfsctl/internal/cache"
+	"github.com/rootfsctl/rootfsctl/internal/trace"
 	"github.com/rootfsctl/rootfsctl/internal/unpack"
 )
 
@@ -198,13 +199,18 @@ func (im *Image) Unpack(ctx context.Context, c *cache.Cache, unpack UnpackFunc) 
 		}
 		for i, l := range layers {
 			if i > 0 {
+				end := trace.Span(ctx, fmt.Sprintf("wait for layer %d", i+1))
 				select {
 				case <-cached[i]:
 				case <-ctx.Done():
+					end()
 					return context.Cause(ctx)
 				}
+				end()
 			}
+			end := trace.Span(ctx, fmt.Sprintf("extract layer %d", i+1))
 			err := im.unpackLayer(ctx, c, l, kept[i], unpack)
+			end()
 			if err != nil {
 				return fmt.Errorf("unpack %s (%s): %w", l.Name, Short("sha256:"+l.Digest), err)
 			}
@@ -218,9 +224,12 @@ func (im *Image) Unpack(ctx context.Context, c *cache.Cache, unpack UnpackFunc) 
 func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer, cached []chan struct{}, kept []*cache.Pin) error {
 	var next atomic.Int64
 	next.Store(1)
-	return budget.Each(ctx, spoolers, func(ctx context.Context, _ int) error {
+	return budget.Each(ctx, spoolers, func(ctx context.Context, w int) error {
 		for i := int(next.Add(1) - 1); i < len(layers); i = int(next.Add(1) - 1) {
+			end := trace.SpanOn(ctx, fmt.Sprintf("fetch-ahead %d", w+1), fmt.Sprintf("layer %d: %s", i+1, layers[i].Name),
+				map[string]any{"digest": "sha256:" + layers[i].Digest, "size": layers[i].Size})
 			pin, err := im.cacheLayer(ctx, c, layers[i])
+			end(nil)
 			if err != nil {
 				return fmt.Errorf("fetch %s (%s): %w", layers[i].Name, Short("sha256:"+layers[i].Digest), err)
 			}
