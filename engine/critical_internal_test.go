@@ -72,4 +72,3 @@ func TestCriticalPathIsTheLongestChain(t *testing.T) {
 		}
 	}
 }
-
