@@ -1,9 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 
+	"github.com/dustin/go-humanize"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
@@ -200,6 +204,34 @@ func (a *app) writeDiagnostics(format string, all engine.Diagnostics, summaries 
 	return nil
 }
 
+// maxReport bounds a report read back by graph --report: a report of the
+// largest plan the loader accepts is far smaller.
+const maxReport = 64 << 20
+
+// readReport reads a run report written by apply or plan.
+func readReport(file string) (*engine.Report, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxReport+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxReport {
+		return nil, fmt.Errorf("larger than %s; not a report of rootfsctl", humanize.IBytes(maxReport))
+	}
+	var rep engine.Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return nil, fmt.Errorf("not a JSON report of rootfsctl apply or plan: %v", err)
+	}
+	if rep.Status == "" || rep.Steps == nil {
+		return nil, fmt.Errorf("not a report of rootfsctl apply or plan (no status or steps)")
+	}
+	return &rep, nil
+}
+
 // varUse counts, by name, the plans that do not declare an override's
 // variable, and gathers the names they do declare (for suggestions).
 type varUse struct {
@@ -234,17 +266,26 @@ func loadIgnoringUnknown(file string, opts engine.LoadOptions, unknownTo *varUse
 }
 
 func (a *app) graphCommand() *cobra.Command {
-	var format string
+	var format, report string
 	var vars varFlags
 	cmd := &cobra.Command{
-		Use:   "graph [--format text|dot|mermaid|json] PLAN",
+		Use:   "graph [--format text|dot|mermaid|json] [--report run.json] PLAN",
 		Short: "Show the plan's steps and dependencies",
 		Long: `Prints the plan's dependency graph: a readable text view grouped by stage
 (steps in one stage may run at the same time), Graphviz DOT, Mermaid (renders
-on GitHub) or JSON.`,
+on GitHub) or JSON.
+
+With --report, the JSON report of an earlier apply or plan (--report or
+-o json) colours each step by its status in that run (changed green,
+unchanged grey, would-change yellow, failed red, cancelled orange, blocked
+dark grey, not run white), labels it with its duration and draws the
+critical path in bold, so that a failed or slow run can be seen at a
+glance. A report of another plan, or with steps the plan lacks, is refused.`,
 		Example: `  rootfsctl graph plans/kube-node.yaml
   rootfsctl graph --format dot plans/kube-node.yaml | dot -Tsvg > graph.svg
-  { echo '` + "```mermaid" + `'; rootfsctl graph -o mermaid plans/kube-node.yaml; echo '` + "```" + `'; } >> README.md`,
+  { echo '` + "```mermaid" + `'; rootfsctl graph -o mermaid plans/kube-node.yaml; echo '` + "```" + `'; } >> README.md
+  rootfsctl apply --report run.json plans/kube-node.yaml
+  rootfsctl graph --report run.json -o dot plans/kube-node.yaml | dot -Tsvg > run.svg`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: planFileCompletion,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -253,14 +294,28 @@ on GitHub) or JSON.`,
 			default:
 				return usagef("--format %q: use text, dot, mermaid or json", format)
 			}
+			var rep *engine.Report
+			if report != "" {
+				var err error
+				if rep, err = readReport(report); err != nil {
+					return usagef("--report %s: %v", report, err)
+				}
+			}
 			_, g, err := a.loadPlan(args[0], &vars)
 			if err != nil {
 				return a.failed(err)
 			}
-			return g.Render(a.stdout, engine.Format(format))
+			if rep == nil {
+				return g.Render(a.stdout, engine.Format(format))
+			}
+			if err := g.RenderRun(a.stdout, engine.Format(format), rep); err != nil {
+				return usagef("--report %s: %v", report, err)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "o", "text", "output: text, dot, mermaid or json")
+	cmd.Flags().StringVar(&report, "report", "", "colour the graph by the run in this JSON report of an earlier apply or plan")
 	vars.register(cmd)
 	a.registerPlanCompletions(cmd, &vars)
 	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletions("text", "dot", "mermaid", "json"))
