@@ -7,7 +7,7 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 DATE    ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 
-.PHONY: all build test bench lint demo demo-hello schema fuzz clean e2e
+.PHONY: all build test bench lint demo demo-hello schema fuzz clean e2e release-snapshot release-assets release-tools
 
 all: lint test build
 
@@ -48,5 +48,34 @@ demo-hello: build
 e2e:
 	bash test/e2e/run.sh
 
+# Release tools, pinned: built from the Go module proxy once, then reused.
+GORELEASER_VERSION := v2.14.3
+CYCLONEDX_VERSION  := v1.10.0
+TOOLS := $(CURDIR)/bin/tools
+release-tools:
+	@mkdir -p $(TOOLS)
+	@$(TOOLS)/goreleaser --version 2>/dev/null | grep -q "$(GORELEASER_VERSION:v%=%)" || \
+	  GOBIN=$(TOOLS) $(GO) install github.com/goreleaser/goreleaser/v2@$(GORELEASER_VERSION)
+	@test -x $(TOOLS)/cyclonedx-gomod-$(CYCLONEDX_VERSION) || { \
+	  GOBIN=$(TOOLS) $(GO) install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_VERSION) && \
+	  mv $(TOOLS)/cyclonedx-gomod $(TOOLS)/cyclonedx-gomod-$(CYCLONEDX_VERSION); }
+	@ln -sf cyclonedx-gomod-$(CYCLONEDX_VERSION) $(TOOLS)/cyclonedx-gomod
+
+# Man pages and completions for the archives and packages (goreleaser's
+# before hook runs this).
+release-assets:
+	rm -rf build/release
+	$(GO) run -ldflags "-X main.version=$(VERSION)" ./cmd/rootfsctl gen-docs --date $(DATE) build/release
+
+# Static linux/amd64 and linux/arm64 binaries, archives, checksums.txt,
+# CycloneDX SBOMs and .deb/.rpm packages in dist/, offline: no publishing,
+# no module downloads (the tools and modules must be in the local caches,
+# which release-tools and a build fill).
+# goreleaser reads the commit only in a checkout with a remote; a checkout
+# without one names itself.
+release-snapshot: release-tools
+	if [ -z "$$(git remote)" ]; then export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=remote.origin.url GIT_CONFIG_VALUE_0="$(CURDIR)"; fi; \
+	PATH="$(TOOLS):$$PATH" GOPROXY=off GOFLAGS=-mod=mod $(TOOLS)/goreleaser release --snapshot --clean
+
 clean:
-	rm -rf bin demo
+	rm -rf bin demo dist build

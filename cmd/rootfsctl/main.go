@@ -256,6 +256,7 @@ what would change, and applies them with bounded concurrency.`,
 		a.artifactsCommand(), a.mirrorCommand(),
 		a.stepsCommand(), a.schemaCommand(), a.cacheCommand(), a.versionCommand(),
 	)
+	root.AddCommand(a.genDocsCommand(root))
 	// The completion command captures its output stream when it is made.
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
