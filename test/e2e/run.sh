@@ -9,7 +9,8 @@
 #
 # Needs root (debootstrap, device nodes, /var/lib/machines, /etc/systemd).
 # Installs: docker-registry debootstrap systemd-container busybox-static
-# curl, and downloads (without installing) containerd runc
+# curl rpm (and goreleaser, cyclonedx-gomod from the Go module proxy, once,
+# for make release-snapshot), and downloads (without installing) containerd runc
 # containernetworking-plugins kubernetes-client. Caches the rootfs under
 # $ROOTFSCTL_E2E_CACHE (default /var/cache/rootfsctl-e2e). Talks only to
 # loopback, apart from apt and debootstrap, which use the machine's mirror.
@@ -194,6 +195,9 @@ check_has "nspawn reports the container shut down" "$boot_log" "has been shut do
 
 # --- 11. fleets and air gaps -----------------------------------------------
 source "$REPO/test/e2e/airgap.sh"
+
+# --- 12-14. release build, the .deb, the systemd unit -------------------------
+source "$REPO/test/e2e/release.sh"
 
 # --- summary ---------------------------------------------------------------
 log "summary"
