@@ -33,26 +33,7 @@ type buildInfo struct {
 func readBuildInfo() buildInfo {
 	b := buildInfo{Version: version, Commit: commit, Date: date,
 		GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
-	var dirty bool
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if b.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			b.Version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				if b.Commit == "" {
-					b.Commit = s.Value
-				}
-			case "vcs.time":
-				if b.Date == "" {
-					b.Date = s.Value
-				}
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
-	}
+	dirty := b.fromToolchain()
 	if b.Version == "" {
 		b.Version = "dev"
 		if len(b.Commit) >= 12 {
@@ -69,6 +50,29 @@ func readBuildInfo() buildInfo {
 		b.Date = "unknown"
 	}
 	return b
+}
+
+// fromToolchain fills what -ldflags left empty from the Go toolchain's
+// stamp, and says whether the checkout had uncommitted changes.
+func (b *buildInfo) fromToolchain() (dirty bool) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	if b.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		b.Version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && b.Commit == "":
+			b.Commit = s.Value
+		case s.Key == "vcs.time" && b.Date == "":
+			b.Date = s.Value
+		case s.Key == "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	return dirty
 }
 
 // buildVersion is the version alone, as the User-Agent carries it.
