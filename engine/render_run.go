@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -44,12 +45,29 @@ func (g *Graph) overlay(rep *Report) (*runOverlay, error) {
 			unknown = append(unknown, s.ID)
 			continue
 		}
+		if !slices.Contains(allStatuses[:len(allStatuses)-1], s.Status) {
+			return nil, fmt.Errorf("step %s has status %q, which no run gives", s.ID, s.Status)
+		}
+		if _, dup := o.byID[s.ID]; dup {
+			return nil, fmt.Errorf("step %s appears twice in the report", s.ID)
+		}
+		if s.Duration < 0 || s.Attempts < 0 {
+			return nil, fmt.Errorf("step %s has a negative duration or attempt count", s.ID)
+		}
 		o.byID[s.ID] = s
+	}
+	if !slices.Contains([]Outcome{OutcomeOK, OutcomeFailed, OutcomeInterrupted, OutcomePreflightFailed, OutcomeInvalid, OutcomeError}, rep.Status) {
+		return nil, fmt.Errorf("run status %q is none that rootfsctl writes", rep.Status)
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
 		return nil, fmt.Errorf("the report has %s that the plan lacks: %s (a report of another version of the plan?)",
 			Plural(len(unknown), "step"), strings.Join(unknown, ", "))
+	}
+	for _, s := range rep.CriticalPath {
+		if _, ok := o.byID[s.ID]; !ok {
+			return nil, fmt.Errorf("the critical path names %s, which the report's steps lack", s.ID)
+		}
 	}
 	for i, s := range rep.CriticalPath {
 		o.onPath[s.ID] = true

@@ -185,3 +185,26 @@ func writePlanAs(t *testing.T, dir, name, body string) string {
 	}
 	return p
 }
+
+// A report edited by hand cannot smuggle text into the pictures: statuses,
+// steps and the critical path must be ones a run writes.
+func TestGraphReportRefusesForgedContent(t *testing.T) {
+	dir := t.TempDir()
+	plan := writePlan(t, dir, twoFiles)
+	for _, tc := range []struct{ doc, want string }{
+		{`{"plan":"cli-test","status":"ok","steps":[{"id":"a","status":"done\"]\n  x[\"pwned"}]}`, `status "done`},
+		{`{"plan":"cli-test","status":"ok","steps":[{"id":"a","status":"changed"},{"id":"a","status":"changed"}]}`, "appears twice"},
+		{`{"plan":"cli-test","status":"ok","steps":[{"id":"a","status":"changed","durationMs":-5}]}`, "negative"},
+		{`{"plan":"cli-test","status":"fine","steps":[]}`, `run status "fine"`},
+		{`{"plan":"cli-test","status":"ok","steps":[{"id":"a","status":"changed"}],"criticalPath":[{"id":"b"}]}`, "critical path names b"},
+	} {
+		f := filepath.Join(dir, "r.json")
+		if err := os.WriteFile(f, []byte(tc.doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errs := cli(t, context.Background(), "graph", "--report", f, "-o", "mermaid", plan)
+		if code != exitUsage || !strings.Contains(errs, strings.ReplaceAll(tc.want, `"`, `\"`)) || out != "" {
+			t.Errorf("%s: exit %d, out %q, err %q; want %d and %q", tc.doc, code, out, errs, exitUsage, tc.want)
+		}
+	}
+}
