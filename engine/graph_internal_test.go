@@ -14,8 +14,7 @@ import (
 func TestAncestorsAgree(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(5, 5))
-	reg := NewRegistry()
-	Register(reg, StepType{Name: "noop"}, struct{}{}, func(string, *struct{}) (Step, error) { return nil, nil })
+	reg := noopRegistry()
 	for round := range 40 {
 		n := 2 + rng.IntN(150)
 		var b strings.Builder
@@ -51,4 +50,11 @@ func TestAncestorsAgree(t *testing.T) {
 			}
 		}
 	}
+}
+
+// noopRegistry knows one step type, noop, whose steps do nothing.
+func noopRegistry() *Registry {
+	reg := NewRegistry()
+	Register(reg, StepType{Name: "noop"}, struct{}{}, func(string, *struct{}) (Step, error) { return nil, nil })
+	return reg
 }

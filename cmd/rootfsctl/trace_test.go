@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rootfsctl/rootfsctl/engine"
@@ -153,9 +154,15 @@ func TestTraceAndGraphReportErrors(t *testing.T) {
 	if err := os.WriteFile(huge, nil, 0o644); err != nil || os.Truncate(huge, maxReport+1) != nil {
 		t.Fatal("make huge report")
 	}
+	fifo := filepath.Join(dir, "fifo.json")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		report, plan, want string
 	}{
+		{fifo, plan, "not a regular file"}, // and no wait for a writer
+		{dir, plan, "not a regular file"},
 		{report, other, `the report is of plan "cli-test", not "other"`},
 		{report, fewer, "the report has 1 step that the plan lacks: b"},
 		{notJSON, plan, "not a JSON report"},

@@ -4,14 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/dustin/go-humanize"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/machine"
 )
 
 // loadOptions gathers the host facts (once per command) and the overrides.
@@ -210,17 +209,12 @@ const maxReport = 64 << 20
 
 // readReport reads a run report written by apply or plan.
 func readReport(file string) (*engine.Report, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxReport+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxReport {
+	data, err := machine.ReadFile(nil, file, maxReport)
+	if errors.Is(err, machine.ErrTooLarge) {
 		return nil, fmt.Errorf("larger than %s; not a report of rootfsctl", humanize.IBytes(maxReport))
+	}
+	if err != nil {
+		return nil, err
 	}
 	var rep engine.Report
 	if err := json.Unmarshal(data, &rep); err != nil {
