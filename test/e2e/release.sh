@@ -1,4 +1,5 @@
-# Sourced by run.sh after the machine booted: the release build and its
+# Sourced by run.sh after the machine booted, while the stand's upstream
+# registry and mirror still run: the release build and its
 # packages, for real. `make release-snapshot` (goreleaser, offline) must give
 # static linux/amd64 and linux/arm64 binaries, checksums, CycloneDX SBOMs
 # and .deb/.rpm packages; the .deb is installed into a copy of the
@@ -8,7 +9,7 @@
 # /etc/rootfsctl/<machine>.yaml (the stand's registry and mirror, on the
 # loopback this container shares).
 
-# --- 12. release build ------------------------------------------------------
+# --- 11. release build ------------------------------------------------------
 if ! command -v rpm >/dev/null; then
   log "installing rpm (to list the .rpm's files)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm >/dev/null || die "apt-get install rpm failed"
@@ -29,7 +30,7 @@ for arch in amd64:X86-64 arm64:AArch64; do
   hdr=$(readelf -h "$dir/rootfsctl" 2>&1); prog=$(readelf -l "$dir/rootfsctl" 2>&1)
   check_has "linux/$a binary is for $machine" "$hdr" "$machine"
   if printf '%s' "$prog" | grep -q INTERP; then bad "linux/$a binary is static" "it has a program interpreter"; else ok "linux/$a binary is static (no program interpreter)"; fi
-  for f in README.md plans/kube-node.yaml completions/rootfsctl.bash man/rootfsctl-apply.1.gz systemd/rootfsctl-apply@.service; do
+  for f in README.md plans/kube-node.yaml plans/hello.yaml machine.example.yaml completions/rootfsctl.bash man/rootfsctl-apply.1.gz systemd/rootfsctl-apply@.service; do
     [ -f "$dir/$f" ] || bad "linux/$a archive has $f"
   done
   sbom=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["bomFormat"], d["specVersion"], " ".join(c.get("name","") for c in d.get("components",[])))' "$DIST/rootfsctl_linux_$a.cdx.json" 2>&1)
@@ -42,12 +43,13 @@ debfiles=$(dpkg-deb -c "$DEB" 2>&1)
 rpmfiles=$(rpm -qlp "$RPM" 2>&1)
 for f in /usr/bin/rootfsctl /usr/share/rootfsctl/plans/kube-node.yaml /usr/share/man/man1/rootfsctl-apply.1.gz \
   /usr/share/bash-completion/completions/rootfsctl /usr/share/zsh/vendor-completions/_rootfsctl \
-  /usr/share/fish/vendor_completions.d/rootfsctl.fish /usr/lib/systemd/system/rootfsctl-apply@.service; do
+  /usr/share/fish/vendor_completions.d/rootfsctl.fish /usr/lib/systemd/system/rootfsctl-apply@.service \
+  /usr/share/rootfsctl/machine.example.yaml; do
   check_has ".deb installs $f" "$debfiles" ".$f"
   check_has ".rpm installs $f" "$rpmfiles" "$f"
 done
 
-# --- 13. the .deb in a clean Debian rootfs -----------------------------------
+# --- 12. the .deb in a clean Debian rootfs -----------------------------------
 log "installing the .deb into a fresh debootstrap rootfs"
 HOSTROOT=$WORK/pkghost
 mkdir -p "$HOSTROOT"
@@ -66,7 +68,7 @@ out=$(inroot systemd-analyze verify --man=no rootfsctl-apply@node1.service)
 check_eq "systemd-analyze verify rootfsctl-apply@node1.service finds nothing" "$out" ""
 check "the man page the unit documents is installed" test -f "$HOSTROOT/usr/share/man/man1/rootfsctl-apply.1.gz"
 
-# --- 14. rootfsctl-apply@.service started by systemd ---------------------------
+# --- 13. rootfsctl-apply@.service started by systemd ---------------------------
 log "booting that rootfs as a host: systemd starts rootfsctl-apply@rootfsctl-unit"
 UNIT_MACHINE=rootfsctl-unit
 mkdir -p "$HOSTROOT/etc/rootfsctl"
@@ -90,6 +92,22 @@ ExecStartPost=/bin/sh -c 'echo success >/var/tmp/rootfsctl-apply-%i.result'
 ExecStopPost=/bin/sh -c 'echo "$SERVICE_RESULT $EXIT_CODE $EXIT_STATUS" >>/var/tmp/rootfsctl-apply-%i.result'
 CONF
 RESULT=$HOSTROOT/var/tmp/rootfsctl-apply-$UNIT_MACHINE.result
+# systemd-container is not in this minbase host either: a stand-in
+# systemd-nspawn@.service records that it was started, so the test sees
+# whether the unit lets a machine start, and when
+cat >"$HOSTROOT/etc/systemd/system/systemd-nspawn@.service" <<'UNIT'
+[Unit]
+Description=stand-in for systemd-nspawn@%i (records its start)
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'echo started >/var/tmp/nspawn-%i.started'
+[Install]
+WantedBy=machines.target
+UNIT
+# a second machine whose var file is missing: its apply must fail, and its
+# machine must not start
+out=$(inroot systemctl enable "systemd-nspawn@$UNIT_MACHINE.service" "systemd-nspawn@rootfsctl-novars.service" "rootfsctl-apply@rootfsctl-novars.service")
 out=$(inroot systemctl enable "rootfsctl-apply@$UNIT_MACHINE.service")
 check_has "systemctl enable follows the unit's [Install]" "$out" "systemd-nspawn@$UNIT_MACHINE.service.requires/rootfsctl-apply@$UNIT_MACHINE.service"
 # machines.target comes with systemd-container, which this minbase host
@@ -102,14 +120,19 @@ systemd-nspawn --boot --register=no --keep-unit -D "$HOSTROOT" </dev/null >"$WOR
 HOST_PID=$!
 PIDS+=("$HOST_PID")
 for _ in $(seq 1800); do
-  [ -s "$RESULT" ] && break
+  [ -s "$RESULT" ] && [ -e "$HOSTROOT/var/tmp/nspawn-$UNIT_MACHINE.started" ] && break
   kill -0 "$HOST_PID" 2>/dev/null || break
   sleep 0.1
 done
 check_eq "systemd ran rootfsctl-apply@$UNIT_MACHINE.service to success (took $(since "$t")s)" "$(head -1 "$RESULT" 2>/dev/null)" success
+check "then systemd-nspawn@$UNIT_MACHINE started" test -e "$HOSTROOT/var/tmp/nspawn-$UNIT_MACHINE.started"
+sleep 1 # the other machine's jobs ran in the same boot transaction
+check "without its var file, systemd-nspawn@rootfsctl-novars did not start" test ! -e "$HOSTROOT/var/tmp/nspawn-rootfsctl-novars.started"
 kill -TERM "$HOST_PID" 2>/dev/null
 for _ in $(seq 300); do kill -0 "$HOST_PID" 2>/dev/null || break; sleep 0.1; done
 wait "$HOST_PID" 2>/dev/null
+check_has "rootfsctl-apply@rootfsctl-novars failed its assertion" \
+  "$(inroot journalctl --no-pager -o cat -u rootfsctl-apply@rootfsctl-novars.service)" "Assertion failed"
 UNIT_DIR=$HOSTROOT/var/lib/machines/$UNIT_MACHINE
 check "the unit provisioned the machine's rootfs" test -f "$UNIT_DIR/etc/os-release"
 check "the unit installed kubelet" test -x "$UNIT_DIR/usr/local/bin/kubelet"

@@ -193,11 +193,13 @@ check_has "shutdown went through systemd's shutdown.target" "$boot_log" "Reached
 check_has "nspawn reports the container shut down" "$boot_log" "has been shut down."
 [ "$rc" = 0 ] || tail -15 "$WORK/boot.log"
 
-# --- 11. fleets and air gaps -----------------------------------------------
-source "$REPO/test/e2e/airgap.sh"
-
-# --- 12-14. release build, the .deb, the systemd unit -------------------------
+# --- 11-13. release build, the .deb, the systemd unit ------------------------
+# (before the air gaps, which stop the upstream registry and mirror that the
+# unit provisions from)
 source "$REPO/test/e2e/release.sh"
+
+# --- 14. fleets and air gaps -----------------------------------------------
+source "$REPO/test/e2e/airgap.sh"
 
 # --- summary ---------------------------------------------------------------
 log "summary"
