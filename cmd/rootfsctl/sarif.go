@@ -3,10 +3,13 @@ package main
 import (
 	"io"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/owenrumney/go-sarif/v3/pkg/report"
 	"github.com/owenrumney/go-sarif/v3/pkg/report/v210/sarif"
+	"golang.org/x/mod/semver"
 
 	"github.com/rootfsctl/rootfsctl/engine"
 )
@@ -22,7 +25,11 @@ const sarifRule = "rootfsctl/invalid-plan"
 func writeSARIF(w io.Writer, ds engine.Diagnostics) error {
 	rep := report.NewV210Report()
 	run := sarif.NewRunWithInformationURI("rootfsctl", "https://github.com/rootfsctl/rootfsctl")
-	run.Tool.Driver.WithVersion(buildVersion()).WithSemanticVersion(buildVersion())
+	v := buildVersion()
+	run.Tool.Driver.WithVersion(v)
+	if semver.IsValid("v" + strings.TrimPrefix(v, "v")) {
+		run.Tool.Driver.WithSemanticVersion(strings.TrimPrefix(v, "v"))
+	}
 	run.AddRule(sarifRule).
 		WithName("InvalidPlan").
 		WithDescription("The plan does not load: YAML syntax, keys and value types, step types and parameters, needs, cycles or variables.").
@@ -54,11 +61,56 @@ func writeSARIF(w io.Writer, ds engine.Diagnostics) error {
 	return err
 }
 
-// sarifURI is a plan path as a SARIF artifact URI and its base id.
+// sarifURI is a plan path as a SARIF artifact URI and its base id: inside
+// a git checkout, relative to its top (%SRCROOT%), wherever rootfsctl ran
+// from; elsewhere an absolute file URI.
 func sarifURI(file string) (uri, base string) {
-	p := filepath.ToSlash(filepath.Clean(file))
-	if filepath.IsAbs(file) {
-		return (&url.URL{Scheme: "file", Path: p}).String(), ""
+	if rel, ok := repoRelative(file); ok {
+		return (&url.URL{Path: rel}).String(), "%SRCROOT%"
 	}
-	return (&url.URL{Path: p}).String(), "%SRCROOT%"
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		abs = file
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(filepath.Clean(abs))}).String(), ""
+}
+
+// maxRepoDepth bounds the walk up to a checkout's top.
+const maxRepoDepth = 64
+
+// repoRelative is file's path from the top of the git checkout that holds
+// it (the directory with .git), in slashes; false outside a checkout.
+// Code-scanning and annotations name files that way, whatever directory a
+// CI step ran in.
+func repoRelative(file string) (string, bool) {
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return "", false
+	}
+	for dir, i := filepath.Dir(abs), 0; i < maxRepoDepth; dir, i = filepath.Dir(dir), i+1 {
+		if _, err := os.Lstat(filepath.Join(dir, ".git")); err == nil {
+			rel, err := filepath.Rel(dir, abs)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				return "", false
+			}
+			return filepath.ToSlash(rel), true
+		}
+		if dir == filepath.Dir(dir) {
+			break
+		}
+	}
+	return "", false
+}
+
+// forCI returns the diagnostics with each file named as code scanning and
+// GitHub name it: from the top of its checkout when it is in one.
+func forCI(ds engine.Diagnostics) engine.Diagnostics {
+	out := make(engine.Diagnostics, len(ds))
+	for i, d := range ds {
+		if rel, ok := repoRelative(d.File); ok {
+			d.File = rel
+		}
+		out[i] = d
+	}
+	return out
 }

@@ -76,7 +76,11 @@ func TestValidateSARIF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := [][]string{{"../../plans/hello.yaml"}, {"no/such plan.yaml"}, {abs}, {"../../plans/hello.yaml", invalid[1]}}
+	outside := filepath.Join(t.TempDir(), "odd name #1?.yaml") // in no checkout
+	if err := os.WriteFile(outside, []byte("steps: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := [][]string{{"../../plans/hello.yaml"}, {"no/such plan.yaml"}, {abs}, {"../../plans/hello.yaml", invalid[1]}, {outside}}
 	for _, f := range invalid {
 		cases = append(cases, []string{f})
 	}
@@ -118,8 +122,8 @@ func TestValidateSARIF(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if filepath.IsAbs(d.File) != (u.Scheme == "file") || u.Path != filepath.ToSlash(filepath.Clean(d.File)) {
-				t.Errorf("%s: result %d at %q (%s), diagnostic at %q", name, i, *loc.ArtifactLocation.URI, u.Path, d.File)
+			if want := gitPath(t, d.File); u.Path != want || (u.Scheme == "file") != filepath.IsAbs(want) {
+				t.Errorf("%s: result %d at %q, want %q (the diagnostic's %q)", name, i, *loc.ArtifactLocation.URI, want, d.File)
 			}
 			var line, col int
 			if loc.Region != nil {
@@ -130,6 +134,33 @@ func TestValidateSARIF(t *testing.T) {
 			}
 		}
 	}
+}
+
+// gitPath is where code scanning expects a file: its path from the top of
+// its git checkout (git's answer, not rootfsctl's), or its absolute path
+// outside one.
+func gitPath(t *testing.T, file string) string {
+	t.Helper()
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(abs)
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		dir = filepath.Dir(dir) // a missing file's nearest existing directory
+	}
+	top, err := exec.Command("git", "-C", dir, "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return filepath.ToSlash(abs)
+	}
+	rel, err := filepath.Rel(strings.TrimSpace(string(top)), abs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.ToSlash(rel)
 }
 
 func deref(p *int) int {
@@ -150,5 +181,16 @@ func TestValidateSARIFExitCodes(t *testing.T) {
 	}
 	if code, _, _ := cli(t, context.Background(), "validate", "--format", "sarif", bad); code != exitFailed {
 		t.Errorf("invalid plan: exit %d, want %d", code, exitFailed)
+	}
+}
+
+// GitHub annotations name a file from the top of its checkout too, so a
+// CI step run in a subdirectory still annotates the right file.
+func TestGitHubAnnotationsNameCheckoutPaths(t *testing.T) {
+	file := "../../engine/testdata/invalid/needs.yaml"
+	_, out, _ := cli(t, context.Background(), "validate", "--format", "github", file)
+	want := "::error file=" + gitPath(t, file) + ",line="
+	if gitPath(t, file) == filepath.ToSlash(file) || !strings.HasPrefix(out, want) {
+		t.Errorf("got %q, want prefix %q", out, want)
 	}
 }

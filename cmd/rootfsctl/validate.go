@@ -188,7 +188,7 @@ func (a *app) writeDiagnostics(format string, all engine.Diagnostics, summaries 
 	case "json":
 		return all.WriteJSON(a.stdout)
 	case "github":
-		return all.WriteGitHub(a.stdout)
+		return forCI(all).WriteGitHub(a.stdout)
 	case "sarif":
 		return writeSARIF(a.stdout, all)
 	}
