@@ -47,8 +47,9 @@ else
   tar -xzf "$dl/$archive" -C "$bindir" rootfsctl || die "$archive has no rootfsctl binary"
 fi
 chmod +x "$bindir/rootfsctl"
+line=$("$bindir/rootfsctl" version 2>&1 | head -1) || die "the rootfsctl from $version does not run here: $line"
+echo "$line"
 [ -z "${GITHUB_PATH:-}" ] || echo "$bindir" >>"$GITHUB_PATH"
-"$bindir/rootfsctl" version | head -1
 
 # --- validate --------------------------------------------------------------
 shopt -s globstar nullglob
@@ -62,14 +63,23 @@ for p in "${patterns[@]}"; do
   files+=("${matched[@]}")
 done
 [ "${#files[@]}" -gt 0 ] || die "plans: no pattern given"
+# one NAME=VALUE per line: a value may hold spaces
 args=()
-read -r -d '' -a vars <<<"${ROOTFSCTL_VARS:-}" || true
-for v in "${vars[@]}"; do args+=(--var "$v"); done
+while IFS= read -r v; do
+  v=${v%$'\r'}
+  [ -n "${v//[[:space:]]/}" ] && args+=(--var "$v")
+done <<<"${ROOTFSCTL_VARS:-}"
 
 rc=0
-"$bindir/rootfsctl" validate --format github "${args[@]}" "${files[@]}" || rc=$?
+err="$RUNNER_TEMP/rootfsctl-validate.err"
+"$bindir/rootfsctl" --log-format console validate --format github "${args[@]}" "${files[@]}" 2>"$err" || rc=$?
+cat "$err" >&2
+if [ "$rc" != 0 ] && [ "$rc" != 1 ]; then
+  # not a verdict on the plans: a bad input (a --var), say so where it shows
+  die "rootfsctl validate exited $rc: $(tail -1 "$err")"
+fi
 if [ -n "${ROOTFSCTL_SARIF:-}" ]; then
-  "$bindir/rootfsctl" validate --format sarif "${args[@]}" "${files[@]}" >"$ROOTFSCTL_SARIF" || true
+  "$bindir/rootfsctl" validate --format sarif "${args[@]}" "${files[@]}" >"$ROOTFSCTL_SARIF" 2>/dev/null || true
 fi
 problems=$("$bindir/rootfsctl" validate --format json "${args[@]}" "${files[@]}" 2>/dev/null | grep -c '"message"' || true)
 [ -z "${GITHUB_OUTPUT:-}" ] || echo "problems=$problems" >>"$GITHUB_OUTPUT"

@@ -181,6 +181,12 @@ func release(t *testing.T, tamper bool) (string, *[]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveRelease(t, exe, tamper)
+}
+
+// serveRelease serves exe as the release's rootfsctl.
+func serveRelease(t *testing.T, exe []byte, tamper bool) (string, *[]string) {
+	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
@@ -275,5 +281,33 @@ func TestActionRefusesBadInput(t *testing.T) {
 		if strings.Contains(out, "valid") {
 			t.Errorf("%v: validated anyway:\n%s", tc.with, out)
 		}
+	}
+}
+
+// Variables are one NAME=VALUE per line, values with spaces included; a
+// variable no plan declares fails the step with an annotation that says so.
+func TestActionVars(t *testing.T) {
+	url, _ := release(t, false)
+	ws := workspace(t, false)
+	code, out, _, _ := runAction(t, ws, map[string]string{"release-url": url, "vars": "greeting=Hello big world\r\n\n  \nout=/tmp/x\n"})
+	if code != 0 {
+		t.Errorf("vars with spaces: exit %d:\n%s", code, out)
+	}
+	code, out, outputs, _ := runAction(t, ws, map[string]string{"release-url": url, "vars": "nosuchvar=1"})
+	if code != 2 || !strings.Contains(out, "::error title=rootfsctl action::rootfsctl validate exited 64") || !strings.Contains(out, "nosuchvar") {
+		t.Errorf("unknown var: exit %d, want 2 and an annotation naming it:\n%s", code, out)
+	}
+	if strings.Contains(outputs, "problems=0") {
+		t.Errorf("a failed validation reported problems=0: %q", outputs)
+	}
+}
+
+// A release binary that does not run on the runner is an annotated error,
+// and is not put on PATH.
+func TestActionBinaryMustRun(t *testing.T) {
+	url, _ := serveRelease(t, []byte("#!/bin/sh\necho 'cannot execute binary file' >&2\nexit 126\n"), false)
+	code, out, _, path := runAction(t, workspace(t, false), map[string]string{"release-url": url})
+	if code != 2 || !strings.Contains(out, "does not run here") || path != "" {
+		t.Errorf("exit %d, GITHUB_PATH %q:\n%s", code, path, out)
 	}
 }
