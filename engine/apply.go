@@ -231,7 +231,9 @@ func (s *scheduler) report(ctx context.Context, rep *Report, why string) *Report
 		rep.Status = OutcomePreflightFailed
 	}
 	rep.Duration = Millis(time.Since(rep.Started))
-	rep.CriticalPath = criticalPath(s.p, rep.Steps, time.Duration(rep.Duration))
+	if !s.opts.CheckOnly { // a plan's checks run all at once: no path to speak of
+		rep.CriticalPath = criticalPath(s.p, rep.Steps, time.Duration(rep.Duration))
+	}
 	return rep
 }
 
