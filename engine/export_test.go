@@ -24,5 +24,11 @@ func TracingProgress(t *Tracer, step string) Progress {
 func (t *Tracer) OpenTransfers(name string) []struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return make([]struct{}, t.open[name])
+	n := 0
+	for _, used := range t.rows[name] {
+		if used {
+			n++
+		}
+	}
+	return make([]struct{}, n)
 }

@@ -313,6 +313,8 @@ func (s *scheduler) execute(runCtx context.Context, st *PlanStep, first *checked
 	log := s.stepLogger(st)
 	r := &StepResult{ID: st.ID, Type: st.Type, Started: time.Now()}
 	log.Debug().Msg("step started")
+	traced := s.traceStep(st.ID, r.Started)
+	defer func() { traced(r) }()
 	var ch Change
 	hooks := retry.Hooks{Sleep: s.opts.sleep, OnRetry: func(attempt int, err error, wait time.Duration) {
 		log.Warn().Err(err).Int("attempt", attempt).Dur("retryInMs", wait).Msg("step attempt failed, retrying")
@@ -333,22 +335,28 @@ func (s *scheduler) execute(runCtx context.Context, st *PlanStep, first *checked
 	r.Duration = Millis(time.Since(r.Started))
 	s.settle(r, ch, err, runCtx.Err() != nil)
 	logResult(log, r)
-	s.traceStep(r)
 	return r
 }
 
-// traceStep adds the step's whole run, from start to result, to its track.
-func (s *scheduler) traceStep(r *StepResult) {
+// traceStep opens the span of the step's whole run on its track; the
+// returned function closes it with the step's result.
+func (s *scheduler) traceStep(id string, start time.Time) func(r *StepResult) {
 	if s.opts.Trace == nil {
-		return
+		return func(*StepResult) {}
 	}
-	args := map[string]any{"status": string(r.Status), "attempts": r.Attempts}
-	if r.Error != "" {
-		args["error"] = r.Error
-	} else if r.Message != "" {
-		args["reason"] = r.Message
+	i, ok := s.opts.Trace.open(stepTrack(id), id, start)
+	if !ok {
+		return func(*StepResult) {}
 	}
-	s.opts.Trace.complete(stepTrack(r.ID), r.ID+" ("+string(r.Status)+")", r.Started, r.Started.Add(time.Duration(r.Duration)), args)
+	return func(r *StepResult) {
+		args := map[string]any{"status": string(r.Status), "attempts": r.Attempts}
+		if r.Error != "" {
+			args["error"] = r.Error
+		} else if r.Message != "" {
+			args["reason"] = r.Message
+		}
+		s.opts.Trace.close(i, r.ID+" ("+string(r.Status)+")", args)
+	}
 }
 
 // settle sets the result's status from the last attempt.

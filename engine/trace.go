@@ -25,7 +25,7 @@ type Tracer struct {
 	now     func() time.Time
 	tracks  map[string]int // track name -> tid
 	names   []string       // tid-1 -> name
-	open    map[string]int // transfers in flight, by name
+	rows    map[string][]bool // by transfer name, which of its rows are in use
 	events  []traceEvent
 	dropped int
 }
@@ -43,7 +43,7 @@ type traceEvent struct {
 
 // NewTracer starts a trace now.
 func NewTracer() *Tracer {
-	return &Tracer{start: time.Now(), now: time.Now, tracks: map[string]int{}, open: map[string]int{}}
+	return &Tracer{start: time.Now(), now: time.Now, tracks: map[string]int{}, rows: map[string][]bool{}}
 }
 
 // applyTrack is the track of the apply's phases.
@@ -78,34 +78,52 @@ func (t *Tracer) addTracks(ids []string) {
 
 func (t *Tracer) micros(at time.Time) float64 { return float64(at.Sub(t.start).Nanoseconds()) / 1e3 }
 
-// Begin implements trace.Recorder.
+// Begin implements trace.Recorder. A span takes its place in the trace
+// when it begins, so that when the trace is full it is the later, inner
+// spans that are dropped, never the phases and steps that hold them.
 func (t *Tracer) Begin(track, name string, args map[string]any) func(map[string]any) {
-	start := t.now()
+	i, ok := t.open(track, name, t.now())
+	if !ok {
+		return func(map[string]any) {}
+	}
+	var once sync.Once
 	return func(more map[string]any) {
-		end := t.now()
-		a := make(map[string]any, len(args)+len(more))
-		for k, v := range args {
-			a[k] = v
-		}
-		for k, v := range more {
-			a[k] = v
-		}
-		t.complete(track, name, start, end, a)
+		once.Do(func() { t.close(i, "", args, more) })
 	}
 }
 
-func (t *Tracer) complete(track, name string, start, end time.Time, args map[string]any) {
+// open adds a span that has begun and returns its index; false when the
+// trace is full.
+func (t *Tracer) open(track, name string, start time.Time) (int, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.events) >= MaxTraceEvents {
 		t.dropped++
-		return
+		return 0, false
 	}
-	dur := float64(end.Sub(start).Nanoseconds()) / 1e3
-	if len(args) == 0 {
-		args = nil
+	t.events = append(t.events, traceEvent{Name: name, Cat: category(track), Ph: "X", Ts: t.micros(start), Pid: 1, Tid: t.tid(track)})
+	return len(t.events) - 1, true
+}
+
+// close ends span i now, renaming it when name is set.
+func (t *Tracer) close(i int, name string, args ...map[string]any) {
+	end := t.micros(t.now())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := &t.events[i]
+	dur := max(end-e.Ts, 0)
+	e.Dur = &dur
+	if name != "" {
+		e.Name = name
 	}
-	t.events = append(t.events, traceEvent{Name: name, Cat: category(track), Ph: "X", Ts: t.micros(start), Dur: &dur, Pid: 1, Tid: t.tid(track), Args: args})
+	for _, m := range args {
+		for k, v := range m {
+			if e.Args == nil {
+				e.Args = map[string]any{}
+			}
+			e.Args[k] = v
+		}
+	}
 }
 
 func category(track string) string {
@@ -118,20 +136,28 @@ func category(track string) string {
 	return "transfer"
 }
 
-// transferTrack names a transfer's track, numbering same-named transfers
-// that overlap, so that no two spans share a row out of order.
+// transferTrack names a transfer's track: the first row of that name not
+// in use, so that overlapping same-named transfers never share a row.
 func (t *Tracer) transferTrack(name string) (string, func()) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := t.open[name]
-	t.open[name] = n + 1
+	rows := t.rows[name]
+	n := 0
+	for n < len(rows) && rows[n] {
+		n++
+	}
+	if n == len(rows) {
+		rows = append(rows, false)
+	}
+	rows[n] = true
+	t.rows[name] = rows
 	track := "transfer " + name
 	if n > 0 {
 		track = fmt.Sprintf("%s (%d)", track, n+1)
 	}
 	return track, func() {
 		t.mu.Lock()
-		t.open[name]--
+		t.rows[name][n] = false
 		t.mu.Unlock()
 	}
 }
@@ -148,6 +174,18 @@ func (t *Tracer) WriteChrome(w io.Writer, title string) error {
 			traceEvent{Name: "thread_sort_index", Ph: "M", Pid: 1, Tid: i + 1, Args: map[string]any{"sort_index": i + 1}})
 	}
 	evs := append([]traceEvent(nil), t.events...)
+	now := t.micros(t.now())
+	for i := range evs {
+		if evs[i].Dur == nil { // still open (an interrupted run): up to now
+			dur := max(now-evs[i].Ts, 0)
+			evs[i].Dur = &dur
+			args := map[string]any{"unfinished": true}
+			for k, v := range evs[i].Args {
+				args[k] = v
+			}
+			evs[i].Args = args
+		}
+	}
 	// by start; of two spans starting together, the longer (enclosing) first
 	sort.SliceStable(evs, func(i, j int) bool {
 		if evs[i].Ts != evs[j].Ts {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -62,14 +63,24 @@ func parseTrace(t *testing.T, data []byte) (map[string][]span, chromeTrace) {
 		tracks[name] = append(tracks[name], span{e.Name, e.Ts, e.Ts + e.Dur, e.Args})
 	}
 	for name, ss := range tracks {
-		for i, a := range ss {
-			for _, b := range ss[i+1:] {
-				disjoint := a.end <= b.start || b.end <= a.start
-				nested := (a.start <= b.start && b.end <= a.end) || (b.start <= a.start && a.end <= b.end)
-				if !disjoint && !nested {
-					t.Errorf("track %q: spans %q [%.0f, %.0f] and %q [%.0f, %.0f] overlap without nesting", name, a.name, a.start, a.end, b.name, b.start, b.end)
-				}
+		// by start, the enclosing first; a stack of the spans still open
+		sorted := append([]span(nil), ss...)
+		sort.Slice(sorted, func(i, j int) bool {
+			if sorted[i].start != sorted[j].start {
+				return sorted[i].start < sorted[j].start
 			}
+			return sorted[i].end > sorted[j].end
+		})
+		var stack []span
+		for _, b := range sorted {
+			for len(stack) > 0 && stack[len(stack)-1].end <= b.start {
+				stack = stack[:len(stack)-1]
+			}
+			if n := len(stack); n > 0 && b.end > stack[n-1].end {
+				a := stack[n-1]
+				t.Errorf("track %q: spans %q [%.0f, %.0f] and %q [%.0f, %.0f] overlap without nesting", name, a.name, a.start, a.end, b.name, b.start, b.end)
+			}
+			stack = append(stack, b)
 		}
 	}
 	return tracks, tr
@@ -200,22 +211,53 @@ func TestTraceTransfers(t *testing.T) {
 	}
 }
 
-// A trace holds at most MaxTraceEvents spans and says how many it dropped.
+// A trace holds at most MaxTraceEvents spans and says how many it dropped;
+// the spans it keeps are the first to begin, so the phases and steps that
+// hold the others survive. A span still open when the trace is written
+// (an interrupted run) ends there, marked unfinished.
 func TestTraceBounded(t *testing.T) {
 	t.Parallel()
 	tracer := engine.NewTracer()
-	for range engine.MaxTraceEvents + 7 {
+	endOuter := tracer.Begin("apply", "run", nil)
+	tracer.Begin("step a", "never ends", nil)
+	for range engine.MaxTraceEvents + 5 {
 		tracer.Begin("x", "s", nil)(nil)
 	}
+	endOuter(nil)
 	var buf bytes.Buffer
 	if err := tracer.WriteChrome(&buf, "t"); err != nil {
 		t.Fatal(err)
 	}
-	var tr chromeTrace
-	if err := json.Unmarshal(buf.Bytes(), &tr); err != nil {
-		t.Fatal(err)
-	}
+	tracks, tr := parseTrace(t, buf.Bytes())
 	if tr.OtherData["droppedEvents"] != float64(7) {
 		t.Errorf("droppedEvents %v, want 7", tr.OtherData["droppedEvents"])
+	}
+	if len(tracks["apply"]) != 1 || tracks["apply"][0].name != "run" {
+		t.Errorf("the outer span was dropped: %v", tracks["apply"])
+	}
+	if ss := tracks["step a"]; len(ss) != 1 || ss[0].args["unfinished"] != true {
+		t.Errorf("open span: %+v", ss)
+	}
+}
+
+// A transfer takes the first row of its name that is free: three
+// same-named transfers that overlap in a chain never share a row.
+func TestTraceTransferRows(t *testing.T) {
+	t.Parallel()
+	tracer := engine.NewTracer()
+	prog := engine.TracingProgress(tracer, "s")
+	a := prog.Track("kubelet", 1)
+	b := prog.Track("kubelet", 1)
+	a.Done()
+	c := prog.Track("kubelet", 1) // a's row is free again, b's is not
+	b.Done()
+	c.Done()
+	var buf bytes.Buffer
+	if err := tracer.WriteChrome(&buf, "t"); err != nil {
+		t.Fatal(err)
+	}
+	tracks, _ := parseTrace(t, buf.Bytes()) // fails on spans that overlap on one row
+	if len(tracks["transfer kubelet"]) != 2 || len(tracks["transfer kubelet (2)"]) != 1 {
+		t.Errorf("rows: %v", tracks)
 	}
 }
