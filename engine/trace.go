@@ -23,8 +23,8 @@ type Tracer struct {
 	mu      sync.Mutex
 	start   time.Time
 	now     func() time.Time
-	tracks  map[string]int // track name -> tid
-	names   []string       // tid-1 -> name
+	tracks  map[string]int    // track name -> tid
+	names   []string          // tid-1 -> name
 	rows    map[string][]bool // by transfer name, which of its rows are in use
 	events  []traceEvent
 	dropped int
