@@ -35,15 +35,25 @@ func (g *Graph) RenderRun(w io.Writer, f Format, rep *Report) error {
 }
 
 func (g *Graph) overlay(rep *Report) (*runOverlay, error) {
-	if rep.Plan != "" && rep.Plan != g.plan.Name {
+	switch {
+	case rep.Plan == "":
+		return nil, fmt.Errorf("the report names no plan (of a run that never loaded one)")
+	case rep.Plan != g.plan.Name:
 		return nil, fmt.Errorf("the report is of plan %q, not %q", rep.Plan, g.plan.Name)
+	}
+	if rep.Duration < 0 {
+		return nil, fmt.Errorf("the run has a negative duration")
 	}
 	o := &runOverlay{rep: rep, byID: map[string]StepResult{}, critical: map[[2]string]bool{}, onPath: map[string]bool{}}
 	var unknown []string
 	for _, s := range rep.Steps {
-		if _, ok := g.plan.byID[s.ID]; !ok {
+		st, ok := g.plan.byID[s.ID]
+		if !ok {
 			unknown = append(unknown, s.ID)
 			continue
+		}
+		if s.Type != "" && s.Type != st.Type {
+			return nil, fmt.Errorf("step %s is a %s step in the report and a %s step in the plan (a report of another version of the plan?)", s.ID, s.Type, st.Type)
 		}
 		if !slices.Contains(allStatuses[:len(allStatuses)-1], s.Status) {
 			return nil, fmt.Errorf("step %s has status %q, which no run gives", s.ID, s.Status)

@@ -47,10 +47,16 @@ func (m Millis) MarshalJSON() ([]byte, error) {
 	return json.Marshal(math.Round(ms*1000) / 1000)
 }
 
+// maxMillis is the longest duration a Millis holds (about 292 years).
+const maxMillis = float64(math.MaxInt64) / float64(time.Millisecond)
+
 func (m *Millis) UnmarshalJSON(b []byte) error {
 	var ms float64
 	if err := json.Unmarshal(b, &ms); err != nil {
 		return err
+	}
+	if math.IsNaN(ms) || ms > maxMillis || ms < -maxMillis {
+		return fmt.Errorf("duration %v ms is out of range", ms)
 	}
 	*m = Millis(ms * float64(time.Millisecond))
 	return nil

@@ -80,7 +80,7 @@ func (f *runFlags) check(a *app, cmd *cobra.Command) error {
 			return usagef("--%s %s: %v", out[0], out[1], err)
 		}
 	}
-	if f.report != "" && f.trace != "" && filepath.Clean(f.report) == filepath.Clean(f.trace) {
+	if f.report != "" && f.trace != "" && sameFile(f.report, f.trace) {
 		return usagef("--report and --trace name the same file %s", f.trace)
 	}
 	return checkNames(a.reg(), f.preflight.ignore)
@@ -209,6 +209,19 @@ func (a *app) emit(f *runFlags, rep *engine.Report, runErr error) error {
 		return writeFileAtomic(f.report, buf.Bytes())
 	}
 	return nil
+}
+
+// sameFile reports whether two paths name one file: the same absolute
+// path, or (when they exist) the same inode through links.
+func sameFile(a, b string) bool {
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	if errA == nil && errB == nil && absA == absB {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 // writable checks, before anything is done, that a report can be written

@@ -135,6 +135,7 @@ func TestTraceAndGraphReportErrors(t *testing.T) {
 		{"apply", "--trace", filepath.Join(dir, "no", "such", "t.json"), plan},
 		{"apply", "--trace", dir, plan},
 		{"apply", "--trace", same, "--report", same, plan},
+		{"apply", "--trace", same, "--report", dir + "/./same.json", plan},
 	} {
 		if code, _, _ := cli(t, context.Background(), args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
@@ -203,6 +204,10 @@ func TestGraphReportRefusesForgedContent(t *testing.T) {
 		{`{"plan":"cli-test","status":"ok","steps":[{"id":"a","status":"changed"},{"id":"a","status":"changed"}]}`, "appears twice"},
 		{`{"plan":"cli-test","status":"ok","steps":[{"id":"a","status":"changed","durationMs":-5}]}`, "negative"},
 		{`{"plan":"cli-test","status":"fine","steps":[]}`, `run status "fine"`},
+		{`{"plan":"cli-test","status":"ok","durationMs":1e300,"steps":[]}`, "out of range"},
+		{`{"plan":"cli-test","status":"ok","durationMs":-1,"steps":[]}`, "negative duration"},
+		{`{"plan":"cli-test","status":"ok","steps":[{"id":"a","type":"run","status":"changed"}]}`, "a run step in the report and a file step in the plan"},
+		{`{"status":"ok","steps":[]}`, "names no plan"},
 		{`{"plan":"cli-test","status":"ok","steps":[{"id":"a","status":"changed"}],"criticalPath":[{"id":"b"}]}`, "critical path names b"},
 	} {
 		f := filepath.Join(dir, "r.json")
