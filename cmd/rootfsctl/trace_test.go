@@ -130,12 +130,15 @@ func TestTraceAndGraphReportErrors(t *testing.T) {
 	if data, err := os.ReadFile(traceFile); err != nil || !strings.Contains(string(data), `"traceEvents"`) || !strings.Contains(string(data), `"load"`) {
 		t.Errorf("no trace of an invalid plan's run: %v %.200s", err, data)
 	}
-	same := filepath.Join(dir, "same.json")
+	same, link := filepath.Join(dir, "same.json"), filepath.Join(dir, "link.json")
+	if err := os.WriteFile(same, nil, 0o644); err != nil || os.Symlink(same, link) != nil {
+		t.Fatal("make same.json and a link to it")
+	}
 	for _, args := range [][]string{
 		{"apply", "--trace", filepath.Join(dir, "no", "such", "t.json"), plan},
 		{"apply", "--trace", dir, plan},
 		{"apply", "--trace", same, "--report", same, plan},
-		{"apply", "--trace", same, "--report", dir + "/./same.json", plan},
+		{"apply", "--trace", same, "--report", link, plan},
 	} {
 		if code, _, _ := cli(t, context.Background(), args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
