@@ -187,17 +187,30 @@ func release(t *testing.T, tamper bool) (string, *[]string) {
 // serveRelease serves exe as the release's rootfsctl.
 func serveRelease(t *testing.T, exe []byte, tamper bool) (string, *[]string) {
 	t.Helper()
+	archive := tarGz(t, &tar.Header{Name: "README.md", Mode: 0o644, Size: 7, Typeflag: tar.TypeReg}, []byte("readme\n"),
+		&tar.Header{Name: "rootfsctl", Mode: 0o755, Size: int64(len(exe)), Typeflag: tar.TypeReg}, exe)
+	sum := sha256.Sum256(archive)
+	sums := fmt.Sprintf("%s  %s\n%s  rootfsctl_linux_other.tar.gz\n", hex.EncodeToString(sum[:]), archiveName, strings.Repeat("0", 64))
+	if tamper {
+		archive = append([]byte(nil), archive...)
+		archive[len(archive)/2] ^= 1
+	}
+	return serveRaw(t, archive, sums)
+}
+
+var archiveName = "rootfsctl_linux_" + runtime.GOARCH + ".tar.gz"
+
+// tarGz makes a gzipped tar of header, content pairs.
+func tarGz(t *testing.T, parts ...any) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{"README.md", []byte("readme\n")}, {"rootfsctl", exe}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o755, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
+	for i := 0; i < len(parts); i += 2 {
+		if err := tw.WriteHeader(parts[i].(*tar.Header)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tw.Write(f.data); err != nil {
+		if _, err := tw.Write(parts[i+1].([]byte)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -207,14 +220,12 @@ func serveRelease(t *testing.T, exe []byte, tamper bool) (string, *[]string) {
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	archive := buf.Bytes()
-	name := "rootfsctl_linux_" + runtime.GOARCH + ".tar.gz"
-	sum := sha256.Sum256(archive)
-	sums := fmt.Sprintf("%s  %s\n%s  rootfsctl_linux_other.tar.gz\n", hex.EncodeToString(sum[:]), name, strings.Repeat("0", 64))
-	if tamper {
-		archive = append([]byte(nil), archive...)
-		archive[len(archive)/2] ^= 1
-	}
+	return buf.Bytes()
+}
+
+// serveRaw serves an archive and a checksums.txt as a release page.
+func serveRaw(t *testing.T, archive []byte, sums string) (string, *[]string) {
+	t.Helper()
 	var asked []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked = append(asked, r.URL.Path)
@@ -224,7 +235,7 @@ func serveRelease(t *testing.T, exe []byte, tamper bool) (string, *[]string) {
 			return
 		}
 		switch {
-		case strings.HasSuffix(r.URL.Path, "/"+name):
+		case strings.HasSuffix(r.URL.Path, "/"+archiveName):
 			_, _ = w.Write(archive)
 		case strings.HasSuffix(r.URL.Path, "/checksums.txt"):
 			_, _ = w.Write([]byte(sums))
@@ -309,5 +320,38 @@ func TestActionBinaryMustRun(t *testing.T) {
 	code, out, _, path := runAction(t, workspace(t, false), map[string]string{"release-url": url})
 	if code != 2 || !strings.Contains(out, "does not run here") || path != "" {
 		t.Errorf("exit %d, GITHUB_PATH %q:\n%s", code, path, out)
+	}
+}
+
+// Hostile releases and inputs: a link in place of the binary, a checksums
+// file that lists the archive twice, a tag that climbs out of download/,
+// a plans word that would be a flag, a SARIF file that cannot be written.
+// Each is an annotated error; nothing runs, nothing outside RUNNER_TEMP
+// changes.
+func TestActionRefusesHostileReleases(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "target")
+	write(t, outside, "#!/bin/sh\necho pwned\n")
+	link := tarGz(t, &tar.Header{Name: "rootfsctl", Typeflag: tar.TypeSymlink, Linkname: outside, Mode: 0o777}, []byte{})
+	sum := sha256.Sum256(link)
+	linkURL, _ := serveRaw(t, link, hex.EncodeToString(sum[:])+"  "+archiveName+"\r\n")
+	good, _ := release(t, false)
+	twice, _ := serveRaw(t, link, hex.EncodeToString(sum[:])+"  "+archiveName+"\n"+strings.Repeat("1", 64)+"  "+archiveName+"\n")
+	for _, tc := range []struct {
+		with map[string]string
+		want string
+	}{
+		{map[string]string{"release-url": linkURL}, "not a regular file"},
+		{map[string]string{"release-url": twice}, "different sums"},
+		{map[string]string{"release-url": good, "version": "v1/../../latest/download"}, `version: "v1/../../latest/download"`},
+		{map[string]string{"release-url": good, "plans": "--help"}, `"--help" is not a file or glob`},
+		{map[string]string{"release-url": good, "sarif-file": "no/such/dir/r.sarif"}, "sarif-file: cannot write"},
+	} {
+		code, out, _, _ := runAction(t, workspace(t, false), tc.with)
+		if code != 2 || !strings.Contains(out, tc.want) || strings.Contains(out, "pwned") || strings.Contains(out, "plan(s) valid") {
+			t.Errorf("%v: exit %d, want 2 and %q:\n%s", tc.with, code, tc.want, out)
+		}
+	}
+	if fi, err := os.Stat(outside); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("the link's target changed: %v %v", fi.Mode(), err)
 	}
 }
