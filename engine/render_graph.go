@@ -64,7 +64,7 @@ func (g *Graph) renderText(w io.Writer, o *runOverlay) error {
 	stages := g.stages()
 	fmt.Fprintf(b, "plan %s: %s, %s, %s\n", g.plan.Name, Plural(len(g.order), "step"), Plural(g.edgeCount(), "dependency"), Plural(len(stages), "stage"))
 	if o != nil {
-		fmt.Fprintf(b, "%s\n", o.title())
+		fmt.Fprintf(b, "%s\n", o.title("marked"))
 	}
 	for i, ids := range stages {
 		label := "runs first"
@@ -102,7 +102,7 @@ func (g *Graph) renderDOT(w io.Writer, o *runOverlay) error {
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "digraph %q {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n", g.plan.Name)
 	if o != nil {
-		fmt.Fprintf(b, "  label=%q;\n  labelloc=t;\n  fontname=\"Helvetica\";\n", o.title())
+		fmt.Fprintf(b, "  label=%q;\n  labelloc=t;\n  fontname=\"Helvetica\";\n", o.title("in bold"))
 	}
 	for i, ids := range g.stages() {
 		fmt.Fprintf(b, "  subgraph stage_%d {\n    rank=same;\n", i+1)

@@ -112,11 +112,12 @@ func (o *runOverlay) label(id string) string {
 	return out
 }
 
-// title is the run's summary for the graph's caption.
-func (o *runOverlay) title() string {
-	t := fmt.Sprintf("run: %s in %s", o.rep.Status, time.Duration(o.rep.Duration).Round(time.Millisecond))
+// title is the run's summary for the graph's caption; how the critical
+// path shows depends on the picture.
+func (o *runOverlay) title(how string) string {
+	t := fmt.Sprintf("run: %s in %s", o.rep.Status, roundDuration(time.Duration(o.rep.Duration)))
 	if len(o.rep.CriticalPath) > 0 {
-		t += "; critical path in bold"
+		t += "; critical path " + how
 	}
 	return t
 }

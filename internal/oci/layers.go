@@ -226,8 +226,8 @@ func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer,
 	next.Store(1)
 	return budget.Each(ctx, spoolers, func(ctx context.Context, w int) error {
 		for i := int(next.Add(1) - 1); i < len(layers); i = int(next.Add(1) - 1) {
-			end := trace.SpanOn(ctx, fmt.Sprintf("fetch-ahead %d", w+1), fmt.Sprintf("layer %d: %s", i+1, layers[i].Name),
-				map[string]any{"digest": "sha256:" + layers[i].Digest, "size": layers[i].Size})
+			end := trace.SpanOn(ctx, fmt.Sprintf("fetch-ahead %d", w+1), layers[i].Name,
+				map[string]any{"digest": "sha256:" + layers[i].Digest, "compressedBytes": layers[i].Size})
 			pin, err := im.cacheLayer(ctx, c, layers[i])
 			end(nil)
 			if err != nil {
