@@ -52,17 +52,8 @@ func (g *Graph) overlay(rep *Report) (*runOverlay, error) {
 			unknown = append(unknown, s.ID)
 			continue
 		}
-		if s.Type != "" && s.Type != st.Type {
-			return nil, fmt.Errorf("step %s is a %s step in the report and a %s step in the plan (a report of another version of the plan?)", s.ID, s.Type, st.Type)
-		}
-		if !slices.Contains(allStatuses[:len(allStatuses)-1], s.Status) {
-			return nil, fmt.Errorf("step %s has status %q, which no run gives", s.ID, s.Status)
-		}
-		if _, dup := o.byID[s.ID]; dup {
-			return nil, fmt.Errorf("step %s appears twice in the report", s.ID)
-		}
-		if s.Duration < 0 || s.Attempts < 0 {
-			return nil, fmt.Errorf("step %s has a negative duration or attempt count", s.ID)
+		if err := checkStepResult(s, st, o.byID); err != nil {
+			return nil, err
 		}
 		o.byID[s.ID] = s
 	}
@@ -86,6 +77,24 @@ func (g *Graph) overlay(rep *Report) (*runOverlay, error) {
 		}
 	}
 	return o, nil
+}
+
+// checkStepResult refuses a step's result that no run of the plan's step
+// could have written.
+func checkStepResult(s StepResult, st *PlanStep, seen map[string]StepResult) error {
+	if s.Type != "" && s.Type != st.Type {
+		return fmt.Errorf("step %s is a %s step in the report and a %s step in the plan (a report of another version of the plan?)", s.ID, s.Type, st.Type)
+	}
+	if !slices.Contains(allStatuses[:len(allStatuses)-1], s.Status) {
+		return fmt.Errorf("step %s has status %q, which no run gives", s.ID, s.Status)
+	}
+	if _, dup := seen[s.ID]; dup {
+		return fmt.Errorf("step %s appears twice in the report", s.ID)
+	}
+	if s.Duration < 0 || s.Attempts < 0 {
+		return fmt.Errorf("step %s has a negative duration or attempt count", s.ID)
+	}
+	return nil
 }
 
 // status is a step's status in the run, StatusNotRun when absent.
