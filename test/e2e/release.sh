@@ -36,6 +36,10 @@ for arch in amd64:X86-64 arm64:AArch64; do
   sbom=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["bomFormat"], d["specVersion"], " ".join(c.get("name","") for c in d.get("components",[])))' "$DIST/rootfsctl_linux_$a.cdx.json" 2>&1)
   check_has "linux/$a SBOM is CycloneDX" "$sbom" "CycloneDX"
   check_has "linux/$a SBOM lists the modules linked in" "$sbom" "github.com/google/go-containerregistry"
+  if [ "$a" = amd64 ]; then
+    bomver=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metadata"]["component"]["version"])' "$DIST/rootfsctl_linux_$a.cdx.json" 2>&1)
+    check_eq "the SBOM names the binary's version" "$bomver" "v$("$dir/rootfsctl" version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
+  fi
 done
 DEB=$(ls "$DIST"/rootfsctl_*_amd64.deb 2>/dev/null | head -1)
 RPM=$(ls "$DIST"/rootfsctl-*.x86_64.rpm 2>/dev/null | head -1)
