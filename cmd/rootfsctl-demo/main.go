@@ -29,7 +29,22 @@ import (
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
 )
 
+const usage = `usage: rootfsctl-demo [ROOTFSCTL]
+
+Serves a generated node image and artifact mirror on loopback and runs
+ROOTFSCTL (default bin/rootfsctl) graph and apply, twice, on
+plans/demo.yaml, provisioning ./demo. Run from the repository's top
+(make demo does).
+`
+
 func main() {
+	if len(os.Args) > 2 || len(os.Args) == 2 && strings.HasPrefix(os.Args[1], "-") {
+		fmt.Fprint(os.Stderr, usage)
+		if len(os.Args) == 2 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
+			return
+		}
+		os.Exit(64)
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)

@@ -44,3 +44,27 @@ func TestDemoRunsAgainAndAgain(t *testing.T) {
 		}
 	}
 }
+
+// --help prints the usage and starts nothing; a flag it does not know is a
+// usage error (it used to be taken for the rootfsctl binary's path).
+func TestDemoHelp(t *testing.T) {
+	work := t.TempDir()
+	driver := filepath.Join(work, "demo-driver")
+	if out, err := exec.Command("go", "build", "-o", driver, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(driver, "--help")
+	cmd.Dir = work
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "usage: rootfsctl-demo") {
+		t.Errorf("--help: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(work, "demo")); err == nil {
+		t.Error("--help provisioned ./demo")
+	}
+	cmd = exec.Command(driver, "--bogus")
+	cmd.Dir = work
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 64 {
+		t.Errorf("--bogus: %v, want exit 64", err)
+	}
+}
