@@ -19,23 +19,7 @@ func TestCriticalPathIsTheLongestChain(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for round := range 300 {
 		n := 1 + rng.IntN(40)
-		var b strings.Builder
-		b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: r\nsteps:\n")
-		needs := make([][]int, n)
-		for i := range n {
-			var ns []string
-			for j := range i {
-				if rng.IntN(i+1) < 2 {
-					needs[i] = append(needs[i], j)
-					ns = append(ns, fmt.Sprintf("s%d", j))
-				}
-			}
-			fmt.Fprintf(&b, "  s%d: {type: noop, needs: [%s]}\n", i, strings.Join(ns, ", "))
-		}
-		p, err := Parse("r.yaml", []byte(b.String()), LoadOptions{Registry: reg})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, needs := randomDAG(t, rng, reg, n)
 		// an ASAP schedule: distinct durations, so the longest chain is unique
 		perm := rng.Perm(n)
 		dur := make([]time.Duration, n)
@@ -84,23 +68,7 @@ func TestCriticalPathThroughSlotWaits(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for round := range 300 {
 		n, j := 1+rng.IntN(30), 1+rng.IntN(4)
-		var b strings.Builder
-		b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: r\nsteps:\n")
-		needs := make([][]int, n)
-		for i := range n {
-			var ns []string
-			for k := range i {
-				if rng.IntN(i+1) < 2 {
-					needs[i] = append(needs[i], k)
-					ns = append(ns, fmt.Sprintf("s%d", k))
-				}
-			}
-			fmt.Fprintf(&b, "  s%d: {type: noop, needs: [%s]}\n", i, strings.Join(ns, ", "))
-		}
-		p, err := Parse("r.yaml", []byte(b.String()), LoadOptions{Registry: reg})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, needs := randomDAG(t, rng, reg, n)
 		perm := rng.Perm(n)
 		dur := make([]time.Duration, n)
 		for i := range n {
@@ -192,4 +160,28 @@ func TestCriticalPathLine(t *testing.T) {
 	if (&Report{}).CriticalPathLine() != "" {
 		t.Error("a run where no step ran has a critical path line")
 	}
+}
+
+// randomDAG is a plan of n noop steps s0..s(n-1), each needing about two
+// earlier ones at random, and the needs by index.
+func randomDAG(t *testing.T, rng *rand.Rand, reg *Registry, n int) (*Plan, [][]int) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: r\nsteps:\n")
+	needs := make([][]int, n)
+	for i := range n {
+		var ns []string
+		for k := range i {
+			if rng.IntN(i+1) < 2 {
+				needs[i] = append(needs[i], k)
+				ns = append(ns, fmt.Sprintf("s%d", k))
+			}
+		}
+		fmt.Fprintf(&b, "  s%d: {type: noop, needs: [%s]}\n", i, strings.Join(ns, ", "))
+	}
+	p, err := Parse("r.yaml", []byte(b.String()), LoadOptions{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, needs
 }
