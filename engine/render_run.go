@@ -85,7 +85,7 @@ func checkStepResult(s StepResult, st *PlanStep, seen map[string]StepResult) err
 	if s.Type != "" && s.Type != st.Type {
 		return fmt.Errorf("step %s is a %s step in the report and a %s step in the plan (a report of another version of the plan?)", s.ID, s.Type, st.Type)
 	}
-	if !slices.Contains(allStatuses[:len(allStatuses)-1], s.Status) {
+	if !slices.Contains(runStatuses, s.Status) {
 		return fmt.Errorf("step %s has status %q, which no run gives", s.ID, s.Status)
 	}
 	if _, dup := seen[s.ID]; dup {
@@ -151,8 +151,12 @@ func statusStyle(s Status) (fill, stroke string) {
 	return "#ffffff", "#bfbfbf" // not run
 }
 
-// allStatuses lists every status a run's graph can show, in a fixed order.
-var allStatuses = []Status{StatusChanged, StatusUnchanged, StatusWouldChange, StatusFailed, StatusCancelled, StatusBlocked, StatusNotRun}
+// runStatuses are the statuses a run gives a step; allStatuses adds the
+// one a graph gives a step the run did not list, in a fixed order.
+var (
+	runStatuses = []Status{StatusChanged, StatusUnchanged, StatusWouldChange, StatusFailed, StatusCancelled, StatusBlocked}
+	allStatuses = append(slices.Clip(runStatuses), StatusNotRun)
+)
 
 // mermaidRun adds a run's colours: one class per status that occurs, each
 // step in its status's class, and the critical path's edges in bold.

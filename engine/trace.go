@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rootfsctl/rootfsctl/internal/trace"
@@ -130,7 +132,7 @@ func category(track string) string {
 	switch {
 	case track == "" || track == applyTrack:
 		return "apply"
-	case len(track) > 5 && track[:5] == "step ":
+	case strings.HasPrefix(track, "step "):
 		return "step"
 	}
 	return "transfer"
@@ -224,26 +226,20 @@ func (p tracingProgress) Track(name string, total int64) Tracker {
 
 type tracingTracker struct {
 	inner   Tracker
-	mu      sync.Mutex
-	n       int64
+	n       atomic.Int64
 	end     func(map[string]any)
 	release func()
 	once    sync.Once
 }
 
 func (tr *tracingTracker) Add(n int64) {
-	tr.mu.Lock()
-	tr.n += n
-	tr.mu.Unlock()
+	tr.n.Add(n)
 	tr.inner.Add(n)
 }
 
 func (tr *tracingTracker) Done() {
 	tr.once.Do(func() {
-		tr.mu.Lock()
-		n := tr.n
-		tr.mu.Unlock()
-		tr.end(map[string]any{"bytes": n})
+		tr.end(map[string]any{"bytes": tr.n.Load()})
 		tr.release()
 	})
 	tr.inner.Done()

@@ -34,8 +34,9 @@ func writeSARIF(w io.Writer, ds engine.Diagnostics) error {
 		WithName("InvalidPlan").
 		WithDescription("The plan does not load: YAML syntax, keys and value types, step types and parameters, needs, cycles or variables.").
 		WithDefaultConfiguration(sarif.NewReportingConfiguration().WithLevel("error"))
+	paths := checkoutPaths{}
 	for _, d := range ds {
-		uri, base := sarifURI(d.File)
+		uri, base := paths.uri(d.File)
 		loc := sarif.NewArtifactLocation().WithURI(uri)
 		if base != "" {
 			loc.WithURIBaseID(base)
@@ -61,11 +62,27 @@ func writeSARIF(w io.Writer, ds engine.Diagnostics) error {
 	return err
 }
 
-// sarifURI is a plan path as a SARIF artifact URI and its base id: inside
-// a git checkout, relative to its top (%SRCROOT%), wherever rootfsctl ran
-// from; elsewhere an absolute file URI.
-func sarifURI(file string) (uri, base string) {
-	if rel, ok := repoRelative(file); ok {
+// checkoutPaths names plan files from the top of their checkouts, looking
+// each file up once however many problems it has.
+type checkoutPaths map[string]struct {
+	rel string
+	ok  bool
+}
+
+func (c checkoutPaths) of(file string) (string, bool) {
+	v, hit := c[file]
+	if !hit {
+		v.rel, v.ok = repoRelative(file)
+		c[file] = v
+	}
+	return v.rel, v.ok
+}
+
+// uri is a plan path as a SARIF artifact URI and its base id: inside a git
+// checkout, relative to its top (%SRCROOT%), wherever rootfsctl ran from;
+// elsewhere an absolute file URI.
+func (c checkoutPaths) uri(file string) (uri, base string) {
+	if rel, ok := c.of(file); ok {
 		return (&url.URL{Path: rel}).String(), "%SRCROOT%"
 	}
 	abs, err := filepath.Abs(file)
@@ -106,8 +123,9 @@ func repoRelative(file string) (string, bool) {
 // GitHub name it: from the top of its checkout when it is in one.
 func forCI(ds engine.Diagnostics) engine.Diagnostics {
 	out := make(engine.Diagnostics, len(ds))
+	paths := checkoutPaths{}
 	for i, d := range ds {
-		if rel, ok := repoRelative(d.File); ok {
+		if rel, ok := paths.of(d.File); ok {
 			d.File = rel
 		}
 		out[i] = d

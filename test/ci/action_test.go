@@ -176,7 +176,7 @@ func TestActionFromSource(t *testing.T) {
 // download/TAG, the layout goreleaser's archives and GitHub use.
 func release(t *testing.T, tamper bool) (string, *[]string) {
 	t.Helper()
-	bin := buildRootfsctl(t, t.TempDir())
+	bin := buildRootfsctl(t)
 	exe, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)

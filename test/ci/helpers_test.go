@@ -4,10 +4,12 @@
 package ci
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -33,17 +35,42 @@ func need(t *testing.T, tool, why string) string {
 	return ""
 }
 
-// buildRootfsctl builds the binary once per test binary run.
-func buildRootfsctl(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "rootfsctl")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-test", "-o", bin, "./cmd/rootfsctl")
-	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build rootfsctl: %v\n%s", err, out)
+// built is the rootfsctl the tests share, built once per test binary run
+// in a directory TestMain removes.
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir) // best effort: a temporary directory
 	}
-	return bin
+	os.Exit(code)
+}
+
+// buildRootfsctl returns the shared rootfsctl, alone in its directory.
+func buildRootfsctl(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "rootfsctl-ci-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "rootfsctl")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-test", "-o", built.bin, "./cmd/rootfsctl")
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("build rootfsctl: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
 }
 
 // workspace is a directory of plans: one valid, one with an unknown step

@@ -75,9 +75,7 @@ func TestPreCommitHook(t *testing.T) {
 // The system hook runs the rootfsctl on PATH.
 func TestPreCommitSystemHook(t *testing.T) {
 	need(t, "pre-commit", "the hook is tested with pre-commit try-repo")
-	bindir := t.TempDir()
-	buildRootfsctl(t, bindir)
-	code, out := tryRepo(t, "rootfsctl-validate-system", true, bindir)
+	code, out := tryRepo(t, "rootfsctl-validate-system", true, filepath.Dir(buildRootfsctl(t)))
 	if code != 1 || !strings.Contains(out, `plans/broken.yaml:6:11:`) {
 		t.Errorf("broken plan: exit %d, want 1:\n%s", code, out)
 	}
