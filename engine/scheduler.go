@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -125,71 +126,6 @@ func (s *scheduler) stepLogger(st *PlanStep) zerolog.Logger {
 	return s.opts.Logger.With().Str("step", st.ID).Str("type", st.Type).Logger()
 }
 
-// startPrefetches begins, in file order and within the budget, the
-// prefetch of every selected step that offers one and needs a change. Each
-// finished prefetch's step id arrives on the returned channel; wait
-// returns once no prefetch is running.
-func (s *scheduler) startPrefetches(ctx context.Context) (pending map[string]bool, finished <-chan string, wait func()) {
-	var todo []*PlanStep
-	pending = map[string]bool{}
-	for _, id := range s.ids {
-		_, ok := s.p.byID[id].Impl.(Prefetcher)
-		if c, checked := s.checks[id]; ok && checked && c.err == nil && c.ch.Needed && !s.opts.CheckOnly {
-			todo = append(todo, s.p.byID[id])
-			pending[id] = true
-		}
-	}
-	out := make(chan string, len(todo))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// Prefetches run at the lowest priority: a step running now (an
-		// unpack) is what the run waits for.
-		s.budget.Run(budget.Background(ctx), len(todo), func(ctx context.Context, i int) error {
-			defer func() { out <- todo[i].ID }()
-			s.prefetch(ctx, todo[i])
-			return nil
-		})
-	}()
-	return pending, out, func() { <-done }
-}
-
-func (s *scheduler) prefetch(ctx context.Context, st *PlanStep) {
-	log := s.stepLogger(st)
-	defer func() {
-		if p := recover(); p != nil {
-			log.Debug().Interface("panic", p).Msg("prefetch panicked; apply will retry")
-		}
-	}()
-	start := time.Now()
-	pctx := ctx
-	if st.Timeout > 0 {
-		// The step's timeout bounds each attempt, its prefetch included.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, st.Timeout)
-		defer cancel()
-	}
-	pfctx := s.stepContext(ctx, st)
-	end := trace.Span(pfctx, "prefetch")
-	err := st.Impl.(Prefetcher).Prefetch(pfctx)
-	end()
-	if err != nil {
-		if pctx.Err() == nil && ctx.Err() != nil && st.Retry.Attempts <= 1 {
-			// Its one attempt's time went on the prefetch.
-			s.spent.Store(st.ID, fmt.Errorf("timed out after %s: %w", st.Timeout, err))
-			return
-		}
-		if pctx.Err() == nil && ctx.Err() == nil && (retry.IsExhausted(err) || retry.IsPermanent(err)) {
-			log.Debug().Err(err).Msg("prefetch failed for good; the step fails with it")
-			s.spent.Store(st.ID, err)
-			return
-		}
-		log.Debug().Err(err).Msg("prefetch failed; apply will retry")
-		return
-	}
-	log.Debug().Dur("durationMs", time.Since(start)).Msg("prefetched")
-}
-
 // queue tracks which selected steps may start: all their needs succeeded
 // and their prefetch (if any) has finished.
 type queue struct {
@@ -247,6 +183,7 @@ func (s *scheduler) run(parent context.Context) {
 	runCtx, cancel := context.WithCancel(withStepIDs(parent, s.p.ids()))
 	defer cancel()
 	pending, prefetched, waitPrefetches := s.startPrefetches(runCtx)
+	started := maps.Clone(pending) // the queue empties pending
 	q := s.newQueue(pending)
 	done := make(chan *StepResult)
 	running := 0
@@ -286,6 +223,7 @@ func (s *scheduler) run(parent context.Context) {
 	// temporary file before the process exits).
 	cancel()
 	waitPrefetches()
+	s.release(parent, started)
 }
 
 // firstCheck is the check result the step's first attempt uses: the one

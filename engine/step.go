@@ -126,6 +126,14 @@ type Prefetcher interface {
 	Prefetch(ctx context.Context) error
 }
 
+// Releaser is implemented by prefetching steps that keep something for
+// their Apply beyond the run's own state (files staged beside the
+// machine). Once the run is over, whatever became of the step, the engine
+// calls Release for every such step whose prefetch ran.
+type Releaser interface {
+	Release(ctx context.Context)
+}
+
 // Tidier is implemented by steps that may find leftovers of an interrupted
 // run (temporary files) even when they are up to date. In apply mode the
 // engine calls Tidy for an up-to-date step; plan never does. Errors are
