@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"sync"
 
 	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 	"github.com/rootfsctl/rootfsctl/internal/cache"
@@ -94,6 +95,9 @@ type Spec struct {
 type Installer struct {
 	Spec
 	key string // stateKey of the desired state
+
+	mu     sync.Mutex
+	staged *stage // this run's stage, from the prefetch until Release
 }
 
 // New returns the installer of s.
@@ -135,6 +139,8 @@ func (in *Installer) Tidy(context.Context) error {
 	}
 	defer root.Close()
 	in.tidy(root)
+	// No prefetch ran for an up-to-date step: a stage there is a leftover.
+	_ = os.RemoveAll(stagePath(in.MachineDir, in.Step))
 	return nil
 }
 

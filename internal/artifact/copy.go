@@ -15,13 +15,13 @@ import (
 	"github.com/rootfsctl/rootfsctl/internal/fetch"
 )
 
-// install copies one prepared job from the cache into the machine.
+// install puts one prepared job's files from the cache into the machine.
 func (in *Installer) install(ctx context.Context, root *os.Root, j Job, pl jobPlan) ([]file, error) {
 	zerolog.Ctx(ctx).Debug().Str("phase", "install").Str("artifact", j.Artifact.Name).Msg("installing")
 	if pl.members != nil {
 		return in.installMembers(ctx, root, j, pl.digest, pl.members)
 	}
-	f, err := in.copyFromCache(root, pl.dest, pl.digest, j.Artifact.Name)
+	f, err := in.prepareFile(root, pl.dest, pl.digest, j.Artifact.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -36,18 +36,19 @@ func (in *Installer) install(ctx context.Context, root *os.Root, j Job, pl jobPl
 	return []file{rec}, nil
 }
 
-// installMembers copies the archive's chosen members from the cache into
-// the machine. Every member is staged first and committed only when all
-// are staged, so a failure installs none of them.
+// installMembers puts the archive's chosen members from the cache into
+// the machine. Every member is made ready (staged, or written beside its
+// destination) first and committed only when all are ready, so a failure
+// installs none of them.
 func (in *Installer) installMembers(ctx context.Context, root *os.Root, j Job, archive string, members []member) ([]file, error) {
-	var pending []*atomicfile.File
-	abort := func(fs []*atomicfile.File) {
+	var pending []placed
+	abort := func(fs []placed) {
 		for _, f := range fs {
 			f.Abort()
 		}
 	}
 	for _, m := range members {
-		f, err := in.copyFromCache(root, m.Dest, m.SHA256, j.Artifact.Name+": "+m.Name)
+		f, err := in.prepareFile(root, m.Dest, m.SHA256, j.Artifact.Name+": "+m.Name)
 		if err != nil {
 			abort(pending)
 			return nil, err
@@ -60,7 +61,7 @@ func (in *Installer) installMembers(ctx context.Context, root *os.Root, j Job, a
 			abort(pending[i+1:])
 			return nil, err
 		}
-		rec, err := recordFile(root, f.Name(), f.Digest(), fetch.Redact(j.Artifact.URL)+"#"+members[i].Name, j.Artifact.key())
+		rec, err := recordFile(root, members[i].Dest, members[i].SHA256, fetch.Redact(j.Artifact.URL)+"#"+members[i].Name, j.Artifact.key())
 		if err != nil {
 			return nil, err
 		}
@@ -69,6 +70,45 @@ func (in *Installer) installMembers(ctx context.Context, root *os.Root, j Job, a
 	zerolog.Ctx(ctx).Info().Str("artifact", j.Artifact.Name).Str("sha256", archive).Int("files", len(files)).Msg("installed")
 	return files, nil
 }
+
+// placed is a file ready to go into the machine at its destination.
+type placed interface {
+	Commit(mode fs.FileMode) error
+	Abort()
+}
+
+// prepareFile makes the file digest ready to go to dest: staged by the
+// prefetch, or else copied from the cache beside dest.
+func (in *Installer) prepareFile(root *os.Root, dest, digest, what string) (placed, error) {
+	if in.isStaged(digest) {
+		return &stagedFile{in: in, root: root, dest: dest, digest: digest, what: what}, nil
+	}
+	return in.copyFromCache(root, dest, digest, what)
+}
+
+// stagedFile is a file the prefetch staged; its Commit renames it into
+// place, or copies from the cache when the staged one cannot be taken
+// (another destination of the same content took it first).
+type stagedFile struct {
+	in                 *Installer
+	root               *os.Root
+	dest, digest, what string
+}
+
+func (s *stagedFile) Commit(mode fs.FileMode) error {
+	ok, err := s.in.takeStaged(s.root, s.dest, s.digest)
+	if ok || err != nil {
+		return err
+	}
+	f, err := s.in.copyFromCache(s.root, s.dest, s.digest, s.what)
+	if err != nil {
+		return err
+	}
+	return f.Commit(mode)
+}
+
+// Abort leaves the staged file to the stage's removal.
+func (s *stagedFile) Abort() {}
 
 // copyFromCache stages a copy of a cache entry at dest inside the machine
 // and checks the copy's digest (the one hash of the install). A damaged

@@ -72,28 +72,36 @@ func (in *Installer) prepareOnce(ctx context.Context, j Job, hold *pins) (jobPla
 	return jobPlan{digest: want, members: members}, nil
 }
 
-// Prefetch downloads and verifies the step's artifacts into the cache. It
-// needs nothing from the machine, so the engine runs it while the
-// workspace is still being unpacked.
+// Prefetch downloads and verifies the step's artifacts into the cache and
+// stages the files to install beside the machine (see stage.go). It needs
+// nothing from the machine, so the engine runs it while the workspace is
+// still being unpacked.
 func (in *Installer) Prefetch(ctx context.Context) error {
+	in.openStage(ctx)
+	installed := in.installedArtifacts()
 	return budget.Each(ctx, len(in.Jobs), func(ctx context.Context, i int) error {
 		j := in.Jobs[i]
+		if installed[j.Artifact.key()] {
+			return nil // likely kept as it is; Apply checks its files
+		}
 		sum, err := in.ensureCached(ctx, j.Artifact, nil)
 		if err != nil {
 			return err
 		}
-		// What the install will copy is in the cache now, and perhaps was
-		// already (a second machine): have the kernel read it into memory
-		// meanwhile, so the install, which waits for the rootfs, does not
-		// wait for the disk as well.
+		// What the install will put in the machine is in the cache now,
+		// and perhaps was already (a second machine): stage it beside the
+		// machine meanwhile, so the install, which waits for the rootfs,
+		// is a rename.
 		if j.Pick == nil {
-			in.Cache.Warm(sum)
+			in.stageAll(ctx, []string{sum})
 			return nil
 		}
 		members, err := in.extracted(ctx, j, sum, nil)
-		for _, m := range members {
-			in.Cache.Warm(m.SHA256)
+		digests := make([]string, len(members))
+		for k, m := range members {
+			digests[k] = m.SHA256
 		}
+		in.stageAll(ctx, digests)
 		return err
 	})
 }

@@ -1,0 +1,216 @@
+package artifact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+
+	"github.com/rootfsctl/rootfsctl/internal/machine"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// The stage: while the rootfs is still being unpacked, the prefetch copies
+// the files the step will install into a directory of the step's own
+// beside the machine directory, each verified against its digest, synced
+// and named by it. Once the rootfs is in place the install renames each
+// one into the machine, so the install on the run's critical path is a
+// rename per file instead of a copy, a hash and a sync.
+//
+// Nothing about the machine is weakened: the stage is a 0700 directory
+// the run made (a planted one is removed, never used), the file enters the
+// machine by renameat into a directory opened through the machine's
+// os.Root, under its base name (a symlink there is replaced, never
+// followed), and only a complete, verified and synced file has its digest
+// as its name. When the stage cannot be used (another file system, the
+// file taken by an earlier destination of the same content), the install
+// copies from the cache as before.
+
+// stagePath is the step's stage beside the machine directory. Its name
+// carries the temporary-file marker, so that harnesses looking for
+// leftovers see it.
+func stagePath(machineDir, step string) string {
+	return filepath.Join(filepath.Dir(machineDir), "."+filepath.Base(machineDir)+".rootfsctl-tmp-stage-"+step)
+}
+
+// stage is a step's open stage directory.
+type stage struct {
+	dir  string
+	root *os.Root
+}
+
+// newStage removes what a killed run left at the step's stage and makes
+// it anew, a directory of this user's that no one else can enter.
+func newStage(machineDir, step string) (*stage, error) {
+	dir := stagePath(machineDir, step)
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	top, err := root.Open(".")
+	if err == nil {
+		err = unix.Fstat(int(top.Fd()), &st)
+		top.Close()
+	}
+	if err == nil && (st.Uid != uint32(os.Geteuid()) || st.Mode&0o077 != 0) {
+		err = fmt.Errorf("%s is not a private directory of this user's", dir)
+	}
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	return &stage{dir: dir, root: root}, nil
+}
+
+// put stages a verified copy of the cache entry digest, unless one is
+// staged already.
+func (in *Installer) put(s *stage, digest string) error {
+	if _, err := s.root.Lstat(digest); err == nil {
+		return nil
+	}
+	f, err := in.copyFromCache(s.root, digest, digest, digest)
+	if err != nil {
+		return err
+	}
+	return f.Commit(0o755)
+}
+
+// remove deletes the stage and whatever it still holds. Best effort: a
+// leftover is removed by the step's next prefetch or Tidy.
+func (s *stage) remove() {
+	s.root.Close()
+	_ = os.RemoveAll(s.dir)
+}
+
+// stageAll stages every file the prefetched job installs: the artifact
+// itself or its chosen members. A failure only means the install copies.
+func (in *Installer) stageAll(ctx context.Context, digests []string) {
+	in.mu.Lock()
+	s := in.staged
+	in.mu.Unlock()
+	if s == nil {
+		return
+	}
+	for _, d := range digests {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := in.put(s, d); err != nil {
+			zerolog.Ctx(ctx).Debug().Err(err).Str("sha256", d).Msg("not staged; the install copies it")
+		}
+	}
+}
+
+// installedArtifacts are the artifacts the machine's install record names:
+// those whose files the install will likely keep, so the prefetch leaves
+// them alone. None when there is no machine or record yet.
+func (in *Installer) installedArtifacts() map[string]bool {
+	out := map[string]bool{}
+	root, err := machine.Open(in.MachineDir)
+	if err != nil {
+		return out
+	}
+	defer root.Close()
+	if rec, err := readRecord(root, in.Step); err == nil && rec != nil {
+		for _, f := range rec.Files {
+			out[f.Artifact] = true
+		}
+	}
+	return out
+}
+
+// openStage makes the step's stage for this run's prefetch.
+func (in *Installer) openStage(ctx context.Context) {
+	s, err := newStage(in.MachineDir, in.Step)
+	if err != nil {
+		zerolog.Ctx(ctx).Debug().Err(err).Msg("no stage beside the machine; installs copy from the cache")
+		return
+	}
+	in.mu.Lock()
+	old := in.staged
+	in.staged = s
+	in.mu.Unlock()
+	if old != nil {
+		old.root.Close() // a stage of an earlier run that was never released; its directory was just replaced
+	}
+}
+
+// Release removes the stage once the run is over.
+func (in *Installer) Release(context.Context) {
+	in.mu.Lock()
+	s := in.staged
+	in.staged = nil
+	in.mu.Unlock()
+	if s != nil {
+		s.remove()
+	}
+}
+
+// isStaged reports whether a copy of digest is staged.
+func (in *Installer) isStaged(digest string) bool {
+	in.mu.Lock()
+	s := in.staged
+	in.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	_, err := s.root.Lstat(digest)
+	return err == nil
+}
+
+// takeStaged renames the staged copy of digest to dest inside the machine
+// and reports whether it did; false (and no error) means nothing usable
+// was staged and the caller copies.
+func (in *Installer) takeStaged(root *os.Root, dest, digest string) (bool, error) {
+	in.mu.Lock()
+	s := in.staged
+	in.mu.Unlock()
+	if s == nil {
+		return false, nil
+	}
+	if _, err := s.root.Lstat(digest); err != nil {
+		return false, nil
+	}
+	dir := path.Dir(dest)
+	if err := root.MkdirAll(dir, 0o755); err != nil {
+		return false, fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	if fi, err := root.Lstat(dest); err == nil && fi.IsDir() {
+		return false, fmt.Errorf("install %s: a directory is in the way", dest)
+	}
+	to, err := root.Open(dir)
+	if err != nil {
+		return false, fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	defer to.Close()
+	from, err := s.root.Open(".")
+	if err != nil {
+		return false, nil
+	}
+	defer from.Close()
+	err = unix.Renameat(int(from.Fd()), digest, int(to.Fd()), path.Base(dest))
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EXDEV):
+		return false, nil // taken by another destination, or another file system
+	case err != nil:
+		return false, fmt.Errorf("rename into place %s: %w", dest, err)
+	}
+	if err := to.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
+		return true, fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return true, nil
+}
