@@ -214,6 +214,8 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
+var cleanArgWords = regexp.MustCompile(`^( no arguments|( \[?[A-Z]+(\.\.\.)?\]?)+)$`)
+
 // TestEveryCommandHasExamples keeps the README's promise that every
 // command's --help has a description and examples, completion included.
 func TestEveryCommandHasExamples(t *testing.T) {
@@ -230,6 +232,10 @@ func TestEveryCommandHasExamples(t *testing.T) {
 			}
 			if sub.Long == "" {
 				t.Errorf("rootfsctl %s has no description in its help", sub.CommandPath())
+			}
+			// What an argument-count error says the command takes.
+			if w := argWords(strings.TrimPrefix(sub.Use, sub.Name())); !cleanArgWords.MatchString(w) {
+				t.Errorf("rootfsctl %s: an argument-count error would say it takes%s", sub.CommandPath(), w)
 			}
 			walk(sub)
 		}

@@ -29,9 +29,12 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-// argWords describes a command's arguments from its usage line: its
-// upper-case words (PLAN, PLAN..., [TYPE]).
+// argWords describes a command's arguments from its usage line: the
+// upper-case words of its first form (PLAN, PLAN..., [TYPE]), not those
+// of its flags ([-j N], [--target ID]..., --to DEST).
 func argWords(use string) string {
+	use, _, _ = strings.Cut(use, " | ")
+	use = flagWithValue.ReplaceAllString(flagGroup.ReplaceAllString(use, ""), "")
 	var words []string
 	for _, w := range strings.Fields(use) {
 		if argWord.MatchString(w) {
@@ -43,6 +46,11 @@ func argWords(use string) string {
 	}
 	return " " + strings.Join(words, " ")
 }
+
+var (
+	flagGroup     = regexp.MustCompile(`\[-[^\]]*\](\.\.\.)?`)
+	flagWithValue = regexp.MustCompile(`--?[a-z][a-z-]* [^ ]+`)
+)
 
 var argWord = regexp.MustCompile(`^\[?[A-Z]+(\.\.\.)?\]?$`)
 

@@ -365,23 +365,28 @@ func (a *app) logger() (zerolog.Logger, error) {
 
 // progress shows transfers as a bar on a terminal, as log lines otherwise.
 func (a *app) progress(log zerolog.Logger) engine.Progress {
-	if isTerminal(a.stderr) && a.logFormat != "json" {
+	if capable(a.stderr) && a.logFormat != "json" {
 		return newBarProgress(a.stderr)
 	}
 	return logProgress{log: log, interval: 2 * time.Second}
 }
 
-// isTerminal: a terminal that can show a progress bar (not TERM=dumb).
+// isTerminal: a terminal, read by a person (console log lines, not JSON),
+// whatever it can show.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok || os.Getenv("TERM") == "dumb" {
+	if !ok {
 		return false
 	}
 	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
 }
 
-// colour: a terminal that wants colours (no NO_COLOR, not TERM=dumb).
+// capable: a terminal that can show a progress bar and colours (not
+// TERM=dumb).
+func capable(w io.Writer) bool { return isTerminal(w) && os.Getenv("TERM") != "dumb" }
+
+// colour: a capable terminal that wants colours (no NO_COLOR).
 func colour(w io.Writer) bool {
 	_, noColor := os.LookupEnv("NO_COLOR")
-	return isTerminal(w) && !noColor
+	return capable(w) && !noColor
 }
