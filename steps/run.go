@@ -98,11 +98,12 @@ func (s *runStep) Check(_ context.Context) (engine.Change, error) {
 		return engine.NeedsChange("runs on every apply (no creates)"), nil
 	}
 	_, err := os.Lstat(c)
-	switch {
+	// Said cleaned (plans/../demo is demo), checked as written.
+	switch shown := filepath.Clean(c); {
 	case err == nil:
-		return engine.UpToDate(c + " exists"), nil
+		return engine.UpToDate(shown + " exists"), nil
 	case errors.Is(err, os.ErrNotExist):
-		return engine.NeedsChange(c + " does not exist"), nil
+		return engine.NeedsChange(shown + " does not exist"), nil
 	}
 	return engine.Change{}, fmt.Errorf("stat %s: %w", c, err)
 }

@@ -321,3 +321,19 @@ func TestFileStepTidiesLeftovers(t *testing.T) {
 		t.Errorf("the leftover temporary file is still there: %v", err)
 	}
 }
+
+// TestRunCreatesIsSaidCleaned: a creates path built from ${plan.dir}/..
+// is shown cleaned in the step's reason, and checked as written.
+func TestRunCreatesIsSaidCleaned(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := build(t, fmt.Sprintf("    type: run\n    with:\n      command: [\"true\"]\n      creates: %s/plans/../demo/hello\n", dir))
+	mustCheck(t, s, true, dir+"/demo/hello does not exist")
+	if err := os.MkdirAll(filepath.Join(dir, "plans"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "demo/hello"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s, false, dir+"/demo/hello exists")
+}
