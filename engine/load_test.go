@@ -272,3 +272,26 @@ func TestHugeNamesGetNoSuggestion(t *testing.T) {
 		t.Fatal("Parse() with two 100 KB names did not finish")
 	}
 }
+
+// TestTotalExpansionBound holds the README's 32 MiB bound on a plan's
+// expanded values together: a 512 KiB variable used 70 times (35 MiB) is
+// refused once, with the bound named; used 56 times (28 MiB) it loads.
+func TestTotalExpansionBound(t *testing.T) {
+	t.Parallel()
+	plan := func(uses int) string {
+		var b strings.Builder
+		b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: wide\nvars:\n  v: " + strings.Repeat("x", 512<<10) + "\nsteps:\n")
+		for i := range uses {
+			fmt.Fprintf(&b, "  s%d: {type: file, with: {path: /tmp/x%d, content: \"${v}\"}}\n", i, i)
+		}
+		return b.String()
+	}
+	opts := engine.LoadOptions{Registry: newRegistry(newTracker()), Host: testHost}
+	if _, err := engine.Parse("wide.yaml", []byte(plan(56)), opts); err != nil {
+		t.Errorf("28 MiB of values: %v, want it loaded", err)
+	}
+	_, err := engine.Parse("wide.yaml", []byte(plan(70)), opts)
+	if err == nil || strings.Count(err.Error(), "plan expands to more than 32 MiB of values") != 1 {
+		t.Errorf("35 MiB of values: got %v, want one error naming the 32 MiB bound", err)
+	}
+}
