@@ -56,6 +56,30 @@ type RunParams struct {
 	Creates string            `yaml:"creates" jsonschema_description:"A path; when it exists the step is up to date and the command does not run."`
 }
 
+// ExtendSchema is the schema's half of problems: the program name is not
+// empty, environment names hold no "=", and a relative creates (a literal
+// one: a variable may expand to an absolute path) needs dir.
+func (RunParams) ExtendSchema(s map[string]any) {
+	props, _ := s["properties"].(map[string]any)
+	if env, ok := props["env"].(map[string]any); ok {
+		env["propertyNames"] = map[string]any{"pattern": "^[^=\\x00]+$"}
+	}
+	relative := map[string]any{"anyOf": []any{
+		map[string]any{"type": []string{"number", "boolean"}},
+		map[string]any{"type": "string", "minLength": 1, "not": map[string]any{"anyOf": []any{
+			map[string]any{"pattern": "^/"}, map[string]any{"pattern": "\\$\\{"},
+		}}},
+	}}
+	noDir := map[string]any{"anyOf": []any{
+		map[string]any{"not": map[string]any{"required": []string{"dir"}}},
+		map[string]any{"properties": map[string]any{"dir": map[string]any{"enum": []any{nil, ""}}}},
+	}}
+	s["allOf"] = []any{
+		map[string]any{"not": map[string]any{"properties": map[string]any{"command": map[string]any{"items": []any{map[string]any{"enum": []any{"", nil}}}}}}},
+		map[string]any{"not": map[string]any{"required": []string{"creates"}, "properties": map[string]any{"creates": relative}, "allOf": []any{noDir}}},
+	}
+}
+
 // problems are the findings no single field shows.
 func (p *RunParams) problems() engine.FieldErrors {
 	var errs engine.FieldErrors
