@@ -84,15 +84,48 @@ func yamlV3Line(err error) int {
 
 // flowHint explains the most common cause of a syntax error in plans: an
 // unquoted ${...} inside a flow mapping or list, where { and } are syntax.
+// The mapping may have begun lines before the error's.
 func flowHint(data []byte, line int) string {
 	lines := strings.Split(string(data), "\n")
 	if line < 1 || line > len(lines) {
 		return ""
 	}
+	depth := flowDepth(strings.Join(lines[:line-1], "\n") + "\n")
 	text := lines[line-1]
-	i := strings.Index(text, "${")
-	if i < 0 || !strings.ContainsAny(text[:i], "{[") {
-		return ""
+	for i := 0; i < len(text); i++ {
+		if strings.HasPrefix(text[i:], "${") && depth+flowDepth(text[:i]) > 0 {
+			return "; a value with ${...} inside {...} or [...] must be quoted, as in {path: \"/tmp/${x}\"}"
+		}
 	}
-	return "; a value with ${...} inside {...} or [...] must be quoted, as in {path: \"/tmp/${x}\"}"
+	return ""
+}
+
+// flowDepth is how many flow collections ({ or [) text leaves open, with
+// quoted strings, comments and ${...} references skipped. A reading good
+// enough for a hint, not a YAML parser.
+func flowDepth(text string) int {
+	depth := 0
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; {
+		case c == '"' || c == '\'':
+			if j := strings.IndexByte(text[i+1:], c); j >= 0 {
+				i += j + 1
+			}
+		case c == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\n'):
+			if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
+				i += j
+			} else {
+				i = len(text)
+			}
+		case c == '$' && strings.HasPrefix(text[i:], "${"):
+			if j := strings.IndexByte(text[i:], '}'); j >= 0 {
+				i += j
+			}
+		case c == '{' || c == '[':
+			depth++
+		case (c == '}' || c == ']') && depth > 0:
+			depth--
+		}
+	}
+	return depth
 }
