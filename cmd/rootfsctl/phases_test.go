@@ -234,3 +234,34 @@ func TestInterruptInEveryPhase(t *testing.T) {
 		})
 	}
 }
+
+// TestPreflightCommandInterrupted: `rootfsctl preflight` against servers
+// that never answer, interrupted, exits 130 at once and prints the checks
+// as cancelled (it once said "network or protocol error" and exited 1).
+func TestPreflightCommandInterrupted(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	hole := blackHole(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		cmd := exec.Command(bin, "preflight", "--log-level", "debug", "--log-format", "json", "../../plans/demo.yaml",
+			"--var", "registry="+hole, "--var", "mirror=http://"+hole, "--var", "out="+t.TempDir(), "--var", "arch=amd64")
+		// preflight logs no phases: the checks are under way once it has
+		// loaded the plan, well within half a second, and last 10 s.
+		var out strings.Builder
+		cmd.Stdout = &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		sent := time.Now()
+		_ = cmd.Process.Signal(sig)
+		_ = cmd.Wait()
+		code, stdout, took := cmd.ProcessState.ExitCode(), out.String(), time.Since(sent)
+		if code != exitInterrupted || took > 5*time.Second {
+			t.Errorf("%s: exit %d after %s, want %d within 5 s\n%s", sig, code, took, exitInterrupted, stdout)
+		}
+		if !strings.Contains(stdout, "cancelled") || strings.Contains(stdout, "network or protocol error") {
+			t.Errorf("%s: the checks should say cancelled:\n%s", sig, stdout)
+		}
+	}
+}
