@@ -36,8 +36,15 @@ const cniCheck = "cni-artifacts"
 
 const cniUpstream = "https://github.com/containernetworking/plugins/releases/download"
 
+// ExtendSchema adds what the tags cannot say: Source's rule, and each
+// required plugin named once.
+func (CNIParams) ExtendSchema(s map[string]any) {
+	Source{}.ExtendSchema(s)
+	uniqueItems(s, "require")
+}
+
 func newCNI(id string, p *CNIParams, o *Options) (engine.Step, error) {
-	if errs := p.Source.problems("", "version", "arch", "os"); len(errs) > 0 {
+	if errs := append(p.Source.problems("", "version", "arch", "os"), duplicates("require", p.Require)...); len(errs) > 0 {
 		return nil, errs
 	}
 	s := o.downloads(id, p.MachineDir, p.InstallDir)

@@ -53,9 +53,17 @@ const (
 	crictlUpstream = "https://github.com/kubernetes-sigs/cri-tools/releases/download"
 )
 
+// ExtendSchema adds what the tags cannot say: Source's rule, and each
+// binary named once.
+func (KubeParams) ExtendSchema(s map[string]any) {
+	Source{}.ExtendSchema(s)
+	uniqueItems(s, "binaries")
+}
+
 // problems are the findings no single field shows.
 func (p *KubeParams) problems() engine.FieldErrors {
 	errs := p.Source.problems("", "version", "arch", "os", "binary")
+	errs = append(errs, duplicates("binaries", p.Binaries)...)
 	for b := range p.SHA256 {
 		if !slices.Contains(p.Binaries, Name(b)) {
 			errs = append(errs, engine.FieldError{Path: "sha256", Uses: []string{"binaries"}, Message: fmt.Sprintf("pins %q, which is not in binaries", b)})

@@ -62,7 +62,8 @@ type RunParams struct {
 func (RunParams) ExtendSchema(s map[string]any) {
 	props, _ := s["properties"].(map[string]any)
 	if env, ok := props["env"].(map[string]any); ok {
-		env["propertyNames"] = map[string]any{"pattern": "^[^=\\x00]+$"}
+		// No "=" or NUL, and no "${" (a $ run followed by "{").
+		env["propertyNames"] = map[string]any{"minLength": 1, "pattern": "^([^=\\x00$]|\\$+[^{=\\x00$])*\\$*$"}
 	}
 	relative := map[string]any{"anyOf": []any{
 		map[string]any{"type": []string{"number", "boolean"}},
@@ -90,8 +91,11 @@ func (p *RunParams) problems() engine.FieldErrors {
 		errs = append(errs, engine.FieldError{Path: "creates", Message: "a relative path needs dir (or make it absolute)"})
 	}
 	for k := range p.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00"):
 			errs = append(errs, engine.FieldError{Path: "env", Message: fmt.Sprintf("invalid environment variable name %q", k)})
+		case strings.Contains(k, "${"):
+			errs = append(errs, engine.FieldError{Path: "env", Message: fmt.Sprintf("environment variable name %q: variables are not expanded in names, only in values", k)})
 		}
 	}
 	return errs

@@ -231,3 +231,27 @@ const (
 	hostArch     Arch     = "${host.arch}"
 	hostHostname Hostname = "${host.hostname}"
 )
+
+// duplicates reports each name a list holds more than once.
+func duplicates(field string, list []Name) engine.FieldErrors {
+	var errs engine.FieldErrors
+	seen := map[Name]int{}
+	for i, n := range list {
+		if first, dup := seen[n]; dup {
+			errs = append(errs, engine.FieldError{Path: fmt.Sprintf("%s[%d]", field, i), Message: fmt.Sprintf("%q is listed twice (first as %s[%d])", n, field, first)})
+			continue
+		}
+		seen[n] = i
+	}
+	return errs
+}
+
+// uniqueItems makes the schema of the list property field say that its
+// items are distinct.
+func uniqueItems(s map[string]any, field string) {
+	if props, ok := s["properties"].(map[string]any); ok {
+		if f, ok := props[field].(map[string]any); ok {
+			f["uniqueItems"] = true
+		}
+	}
+}
