@@ -99,6 +99,10 @@ var exitScenarios = map[int][]scenario{
 			return []string{"apply", "--cache-max-size", "-1", writePlan(nil, d, twoFiles)}
 		}},
 		{name: "overflowing size", args: func(string) []string { return []string{"cache", "prune", "--max-size", "9999999TiB"} }},
+		{name: "a size under a byte", args: func(string) []string { return []string{"cache", "prune", "--max-size", "0.0000001"} }},
+		{name: "a log level zerolog has but the README does not", args: func(d string) []string {
+			return []string{"validate", "--log-level", "trace", writePlan(nil, d, twoFiles)}
+		}},
 		{name: "--all with --max-size", args: func(string) []string { return []string{"cache", "prune", "--all", "--max-size", "1GiB"} }},
 		{name: "unknown step type", args: func(string) []string { return []string{"steps", "fiel"} }},
 		{name: "--report into a missing directory (checked before anything is done)", args: func(d string) []string {
@@ -247,7 +251,7 @@ func TestEveryCommandHasExamples(t *testing.T) {
 // values are refused.
 func TestSizes(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]int64{"10G": 10e9, "10GiB": 10 << 30, "500MB": 500e6, "1024": 1024, "0": 0, "1.5 GiB": 3 << 29, "8EiB": -1, "9999999TiB": -1, "-1": -1, "lots": -1, "": -1} {
+	for in, want := range map[string]int64{"10G": 10e9, "10GiB": 10 << 30, "500MB": 500e6, "1024": 1024, "0": 0, "1.5 GiB": 3 << 29, "8EiB": -1, "9999999TiB": -1, "-1": -1, "lots": -1, "": -1, "0.0000001": -1, "0.0GiB": 0, "0.5": -1} {
 		got, err := parseSize(in)
 		switch {
 		case want < 0 && err == nil:

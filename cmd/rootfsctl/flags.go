@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -142,6 +143,10 @@ func parseSize(s string) (int64, error) {
 	}
 	if n > math.MaxInt64 {
 		return 0, fmt.Errorf("%q is too large (sizes are less than 8EiB)", s)
+	}
+	if n == 0 && strings.Trim(strings.TrimRightFunc(t, unicode.IsLetter), "0. ") != "" {
+		// 0.0000001GB: not what anyone means by "remove everything".
+		return 0, fmt.Errorf("%q is less than a byte; write 0 if you mean nothing", s)
 	}
 	return int64(n), nil
 }

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -345,7 +346,7 @@ func emitsDocument(cmd *cobra.Command) bool {
 // logger builds the zerolog logger the flags ask for.
 func (a *app) logger() (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(a.logLevel)
-	if err != nil || a.logLevel == "" {
+	if err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, a.logLevel) {
 		return zerolog.Nop(), usagef("--log-level %q: use debug, info, warn or error", a.logLevel)
 	}
 	var w io.Writer = a.stderr
