@@ -3,6 +3,7 @@ package steps_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
 )
 
@@ -203,5 +205,73 @@ func TestWrongPublishedChecksumIsNotRemembered(t *testing.T) {
 	}
 	if n := served.Load(); n != before {
 		t.Errorf("kubelet.sha256 fetched again for a second machine (%d times, then %d), want it remembered once verified", before, n)
+	}
+}
+
+// TestDamagedMemberIndexIsNotTrusted: the cache's list of an archive's
+// members is checked before use. A list edited to send a member elsewhere
+// (etc/shadow), even with its checksum line made to match, and a list
+// whose content no longer matches its checksum line (another member's
+// digest) are both dropped; the archive is taken apart again and the new
+// machine gets exactly the files of the first.
+func TestDamagedMemberIndexIsNotTrusted(t *testing.T) {
+	t.Parallel()
+	s := newStand(t)
+	dir := t.TempDir()
+	shared := cache.New(dir)
+	run := func(machine string) {
+		t.Helper()
+		rep, err := s.apply(shared, zerolog.Nop(), map[string]string{"machine": machine})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantAll(t, rep, engine.StatusChanged)
+	}
+	installed := func(machine string) map[string]string {
+		m := map[string]string{}
+		for _, sub := range []string{"usr/local/bin", "opt/cni/bin", "etc"} {
+			for k, v := range manifest(t, filepath.Join(s.out, "machines", machine, sub)) {
+				if sub == "etc" && k != "shadow" {
+					continue // hostname and the like name the machine
+				}
+				f := strings.Fields(v)
+				m[sub+"/"+k] = strings.Join(f[:min(3, len(f))], " ") // without the time
+			}
+		}
+		return m
+	}
+	tamper := func(edit func(members []map[string]string), rehash bool) {
+		t.Helper()
+		files, _ := filepath.Glob(filepath.Join(dir, "sums", "index-*"))
+		if len(files) == 0 {
+			t.Fatal("no member index in the cache")
+		}
+		for _, f := range files {
+			sum, doc, _ := strings.Cut(readFile(t, f), "\n")
+			var members []map[string]string
+			if err := json.Unmarshal([]byte(doc), &members); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			edit(members)
+			b, _ := json.Marshal(members)
+			if rehash {
+				h := sha256.Sum256(b)
+				sum = hex.EncodeToString(h[:])
+			}
+			if err := os.WriteFile(f, []byte(sum+"\n"+string(b)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run("m1")
+	want := installed("m1")
+	tamper(func(ms []map[string]string) { ms[0]["dest"] = "etc/shadow" }, true)
+	run("m2")
+	tamper(func(ms []map[string]string) { ms[0]["sha256"] = ms[len(ms)-1]["sha256"] }, false)
+	run("m3")
+	for _, m := range []string{"m2", "m3"} {
+		if d := diffManifests(want, installed(m)); len(d) > 0 {
+			t.Errorf("%s differs from m1:\n%s", m, strings.Join(d, "\n"))
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rootfsctl/rootfsctl/internal/cache"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
 	"github.com/rootfsctl/rootfsctl/internal/retry"
 )
 
@@ -30,7 +31,7 @@ type member struct {
 // remembering the list in the cache.
 func (in *Installer) extracted(ctx context.Context, j Job, archive string, hold *pins) ([]member, error) {
 	key := "members:" + j.Selection + ":" + archive
-	if members, ok := in.indexed(key, hold); ok {
+	if members, ok := in.indexed(j, key, hold); ok {
 		return members, nil
 	}
 	rc, _, err := in.Cache.Open(archive)
@@ -70,11 +71,18 @@ func (in *Installer) extracted(ctx context.Context, j Job, archive string, hold 
 }
 
 // indexed returns the members remembered under key when every one of them
-// is still in the cache (pinned in hold, when given).
-func (in *Installer) indexed(key string, hold *pins) ([]member, bool) {
+// is still in the cache (pinned in hold, when given). A list the job would
+// not have made (a name it does not choose, another destination, a
+// malformed digest, a destination twice) is forgotten: the archive is
+// taken apart again.
+func (in *Installer) indexed(j Job, key string, hold *pins) ([]member, bool) {
 	var members []member
 	b, ok := in.Cache.Index(key)
-	if !ok || json.Unmarshal(b, &members) != nil || len(members) == 0 {
+	if !ok {
+		return nil, false
+	}
+	if json.Unmarshal(b, &members) != nil || len(members) == 0 || !j.made(members) {
+		in.Cache.RemoveIndex(key)
 		return nil, false
 	}
 	for _, m := range members {
@@ -83,6 +91,20 @@ func (in *Installer) indexed(key string, hold *pins) ([]member, bool) {
 		}
 	}
 	return members, true
+}
+
+// made reports whether the job's scan could have chosen these members.
+func (j Job) made(members []member) bool {
+	dests := map[string]bool{}
+	for _, m := range members {
+		name, err := memberName(m.Name)
+		dest, ok := j.Pick(name)
+		if err != nil || name != m.Name || !ok || dest != m.Dest || dests[dest] || !fetch.IsSHA256(m.SHA256) {
+			return false
+		}
+		dests[dest] = true
+	}
+	return true
 }
 
 // scanArchive reads a gzipped tar archive as untrusted input and hands each

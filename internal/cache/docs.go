@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -72,10 +73,27 @@ func keyName(key string) string {
 
 // Index returns a small document remembered under key (for example the
 // list of an archive's members); the entries it names are checked by the
-// caller.
+// caller. It is stored after the SHA-256 of its content: a document that
+// does not match it (damaged, or written by an older version) is removed
+// and reported missing, so the caller makes it again.
 func (c *Cache) Index(key string) ([]byte, bool) {
-	b, err := readSmall(filepath.Join(c.dir, "sums", "index-"+keyName(key)), maxIndex)
-	return b, err == nil
+	p := filepath.Join(c.dir, "sums", "index-"+keyName(key))
+	b, err := readSmall(p, maxIndex)
+	if err != nil {
+		return nil, false
+	}
+	sum, doc, ok := bytes.Cut(b, []byte("\n"))
+	h := sha256.Sum256(doc)
+	if !ok || string(sum) != hex.EncodeToString(h[:]) {
+		_ = os.Remove(p)
+		return nil, false
+	}
+	return doc, true
+}
+
+// RemoveIndex forgets the document under key (its caller found it wrong).
+func (c *Cache) RemoveIndex(key string) {
+	_ = os.Remove(filepath.Join(c.dir, "sums", "index-"+keyName(key)))
 }
 
 // maxIndex bounds a remembered index document (an archive's member list).
@@ -105,7 +123,8 @@ func readSmall(p string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// PutIndex remembers a small document under key.
+// PutIndex remembers a small document under key, after its SHA-256.
 func (c *Cache) PutIndex(key string, doc []byte) error {
-	return c.putSmall(path.Join("sums", "index-"+keyName(key)), doc)
+	h := sha256.Sum256(doc)
+	return c.putSmall(path.Join("sums", "index-"+keyName(key)), append([]byte(hex.EncodeToString(h[:])+"\n"), doc...))
 }
