@@ -105,22 +105,8 @@ func flowHint(data []byte, line int) string {
 // enough for a hint, not a YAML parser.
 func flowDepth(text string) int {
 	depth := 0
-	for i := 0; i < len(text); i++ {
+	for i := 0; i < len(text); i = skipped(text, i) + 1 {
 		switch c := text[i]; {
-		case c == '"' || c == '\'':
-			if j := strings.IndexByte(text[i+1:], c); j >= 0 {
-				i += j + 1
-			}
-		case c == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\n'):
-			if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
-				i += j
-			} else {
-				i = len(text)
-			}
-		case c == '$' && strings.HasPrefix(text[i:], "${"):
-			if j := strings.IndexByte(text[i:], '}'); j >= 0 {
-				i += j
-			}
 		case c == '{' || c == '[':
 			depth++
 		case (c == '}' || c == ']') && depth > 0:
@@ -128,4 +114,25 @@ func flowDepth(text string) int {
 		}
 	}
 	return depth
+}
+
+// skipped is where what starts at text[i] ends: the closing quote of a
+// quoted string, the end of a comment's line, the } of a reference; i for
+// anything else.
+func skipped(text string, i int) int {
+	end := func(from int, sep string) int {
+		if j := strings.Index(text[from:], sep); j >= 0 {
+			return from + j
+		}
+		return len(text) - 1
+	}
+	switch c := text[i]; {
+	case c == '"' || c == '\'':
+		return end(i+1, string(c))
+	case c == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\n'):
+		return end(i, "\n")
+	case strings.HasPrefix(text[i:], "${"):
+		return end(i, "}")
+	}
+	return i
 }
