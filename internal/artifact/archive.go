@@ -53,7 +53,11 @@ func (in *Installer) extracted(ctx context.Context, j Job, archive string, hold 
 		}
 		m.SHA256 = e.Digest()
 		members = append(members, m)
-		return hold.commit(e, m.SHA256)
+		if err := hold.commit(e, m.SHA256); err != nil {
+			return err
+		}
+		in.fresh.Store(m.SHA256, true)
+		return nil
 	})
 	// Close verifies what the scan did not read: a damaged entry, not the
 	// archive, is then the cause of a failure, and a retry downloads it.

@@ -98,6 +98,9 @@ type Installer struct {
 
 	mu     sync.Mutex
 	staged *stage // this run's stage, from the prefetch until Release
+	// fresh holds the digests of cache entries this run wrote, hashing
+	// them as it wrote them: verified, so staging copies them unhashed.
+	fresh sync.Map
 }
 
 // New returns the installer of s.

@@ -161,6 +161,7 @@ func (in *Installer) download(ctx context.Context, a Artifact, want string, reme
 	} else if err != nil {
 		return err
 	}
+	in.fresh.Store(want, true)
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/rootfsctl/rootfsctl/internal/machine"
 	"github.com/rs/zerolog"
+
+	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -77,13 +79,31 @@ func newStage(machineDir, step string) (*stage, error) {
 }
 
 // put stages a verified copy of the cache entry digest, unless one is
-// staged already.
+// staged already. An entry this run wrote (and hashed as it wrote it) is
+// copied in the kernel without hashing it again; one from an earlier run
+// is hashed as it is copied, as every read of the cache is verified.
 func (in *Installer) put(s *stage, digest string) error {
 	if _, err := s.root.Lstat(digest); err == nil {
 		return nil
 	}
-	f, err := in.copyFromCache(s.root, digest, digest, digest)
+	if _, fresh := in.fresh.Load(digest); !fresh {
+		f, err := in.copyFromCache(s.root, digest, digest, digest)
+		if err != nil {
+			return err
+		}
+		return f.Commit(0o755)
+	}
+	src, err := in.Cache.OpenUnverified(digest)
 	if err != nil {
+		return err
+	}
+	defer src.Close()
+	f, err := atomicfile.Create(s.root, digest, in.Step)
+	if err != nil {
+		return err
+	}
+	if err := f.CopyKnown(src, digest); err != nil {
+		f.Abort()
 		return err
 	}
 	return f.Commit(0o755)

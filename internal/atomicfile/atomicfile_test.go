@@ -214,3 +214,36 @@ func TestRemoveTempsTakesOnlyTheOwnersLeftovers(t *testing.T) {
 		t.Errorf("Commit() after another's cleanup: %v", err)
 	}
 }
+
+// TestCopyKnown: a file filled by CopyKnown holds the source's bytes and
+// says the digest it was given.
+func TestCopyKnown(t *testing.T) {
+	t.Parallel()
+	dir, root := openRoot(t)
+	data := strings.Repeat("rootfsctl ", 100000)
+	src := filepath.Join(dir, "src")
+	if err := os.WriteFile(src, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	f, err := atomicfile.Create(root, "sub/dst", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CopyKnown(in, "given"); err != nil {
+		t.Fatal(err)
+	}
+	if f.Digest() != "given" {
+		t.Errorf("Digest() = %q, want the given digest", f.Digest())
+	}
+	if err := f.Commit(0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "sub/dst")); string(got) != data {
+		t.Errorf("copied %d bytes, want the source's %d", len(got), len(data))
+	}
+}
