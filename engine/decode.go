@@ -223,7 +223,7 @@ func (dec *decoder) decodeGiven(n *yaml.Node, v, def reflect.Value, fields field
 		case !ok && fields.extension(k.Value):
 			continue // x-... keys hold anchors for the rest of the document
 		case !ok:
-			dec.report(k, "%sunknown field %q%s", pre(name), k.Value, suggest(k.Value, fields.names))
+			dec.report(k, "%sunknown field %q%s", pre(name), k.Value, dec.d.hints.suggest(k.Value, fields.names))
 			continue
 		case set[k.Value]:
 			dec.report(k, "%sduplicate key %q", pre(name), k.Value)

@@ -82,8 +82,9 @@ func (ds Diagnostics) Sort() Diagnostics {
 type diags struct {
 	file  string
 	list  Diagnostics
-	spent int // YAML nodes visited, against maxPlanNodes
-	bytes int // bytes of expanded values, against maxExpandedBytes
+	spent int   // YAML nodes visited, against maxPlanNodes
+	bytes int   // bytes of expanded values, against maxExpandedBytes
+	hints hints // "did you mean", within one budget for the plan
 	// merged remembers each mapping's pairs with merge keys expanded.
 	merged map[*yaml.Node][][2]*yaml.Node
 }

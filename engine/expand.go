@@ -104,7 +104,7 @@ func (e *expander) scalar(n, c *yaml.Node, name string) {
 		}
 		e.poisoned[c] = true
 		if !e.vars.defined(rf.name) {
-			e.d.atPos(refPos(e.d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, literalHint(rf.name, e.vars.allNames()))
+			e.d.atPos(refPos(e.d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, literalHint(rf.name, e.d.hints.suggest(rf.name, e.vars.allNames())))
 		}
 	}
 	if e.poisoned[c] {

@@ -212,7 +212,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	typeNode := dec.fields["type"]
 	st, ok := l.reg.Lookup(sd.Type)
 	if !ok {
-		hint := suggestOrList(sd.Type, l.reg.names())
+		hint := suggestOrList(l.d.hints.suggest(sd.Type, l.reg.names()), l.reg.names())
 		if strings.Contains(sd.Type, "${") {
 			hint = " (variables are not expanded in type and needs: the graph's shape never depends on them)"
 		}
@@ -318,9 +318,10 @@ func (l *loader) policy(sd stepDoc) (time.Duration, Retry, bool) {
 	return timeout, r, set
 }
 
-func suggestOrList(got string, candidates []string) string {
-	if s := suggest(got, candidates); s != "" {
-		return s
+// suggestOrList is the suggestion, or else the list of candidates.
+func suggestOrList(suggestion string, candidates []string) string {
+	if suggestion != "" {
+		return suggestion
 	}
 	return " (known types: " + validNames(candidates) + ")"
 }

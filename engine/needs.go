@@ -22,7 +22,7 @@ func checkNeeds(d *diags, p *Plan) {
 			case need == s.ID:
 				d.atPos(pos, "%s: a step cannot need itself", s.ID)
 			case p.byID[need] == nil:
-				d.atPos(pos, "%s: needs unknown step %q%s", s.ID, need, suggest(need, ids))
+				d.atPos(pos, "%s: needs unknown step %q%s", s.ID, need, d.hints.suggest(need, ids))
 			case seen[need]:
 				d.atPos(pos, "%s: needs %q more than once", s.ID, need)
 			default:
