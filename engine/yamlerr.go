@@ -106,21 +106,11 @@ func flowHint(data []byte, line int) string {
 func flowDepth(text string) int {
 	depth := 0
 	for i := 0; i < len(text); i++ {
+		if end, skip := skipFlowText(text, i); skip {
+			i = end
+			continue
+		}
 		switch c := text[i]; {
-		case c == '"' || c == '\'':
-			if j := strings.IndexByte(text[i+1:], c); j >= 0 {
-				i += j + 1
-			}
-		case c == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\n'):
-			if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
-				i += j
-			} else {
-				i = len(text)
-			}
-		case c == '$' && strings.HasPrefix(text[i:], "${"):
-			if j := strings.IndexByte(text[i:], '}'); j >= 0 {
-				i += j
-			}
 		case c == '{' || c == '[':
 			depth++
 		case (c == '}' || c == ']') && depth > 0:
@@ -128,4 +118,25 @@ func flowDepth(text string) int {
 		}
 	}
 	return depth
+}
+
+// skipFlowText: when a quoted string, a comment or a ${...} reference
+// starts at text[i], the offset of its last byte.
+func skipFlowText(text string, i int) (end int, skip bool) {
+	switch c := text[i]; {
+	case c == '"' || c == '\'':
+		if j := strings.IndexByte(text[i+1:], c); j >= 0 {
+			return i + j + 1, true
+		}
+	case c == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\n'):
+		if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
+			return i + j, true
+		}
+		return len(text), true
+	case c == '$' && strings.HasPrefix(text[i:], "${"):
+		if j := strings.IndexByte(text[i:], '}'); j >= 0 {
+			return i + j, true
+		}
+	}
+	return i, false
 }
