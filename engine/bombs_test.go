@@ -69,3 +69,65 @@ func TestSuggestionsHaveABudget(t *testing.T) {
 		t.Errorf("%d undefined references reported, %d with a suggestion; want some, not all, with one", undefined, hinted)
 	}
 }
+
+// TestAliasedProblemsAreReportedOnce: a scalar with 50 undefined
+// references, used 30,000 times through aliases in lists of lists (a 1 KB
+// plan), is reported once per reference, and the list that is no string
+// once, not a million times.
+func TestAliasedProblemsAreReportedOnce(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: aliased\nx-s: &s \"")
+	for i := range 50 {
+		fmt.Fprintf(&b, "${u%d}", i)
+	}
+	b.WriteString("\"\nx-l: &l [" + strings.Repeat("*s, ", 99) + "*s]\n")
+	b.WriteString("x-m: &m [" + strings.Repeat("*l, ", 99) + "*l]\n")
+	b.WriteString("steps: {a: {type: run, with: {command: [*m, *m]}}, b: {type: run, with: {command: [*m]}}}\n")
+	ds := parseWithin(t, 30*time.Second, "aliased.yaml", b.String())
+	if len(ds) != 51 {
+		t.Fatalf("%d diagnostics; want 51, one per undefined reference and one for the list; the last: %s", len(ds), ds[len(ds)-1])
+	}
+	for i, d := range ds[:50] {
+		if want := fmt.Sprintf("undefined variable ${u%d}", i); !strings.Contains(d.Message, want) {
+			t.Errorf("diagnostic %d: %s; want it about ${u%d}", i, d, i)
+		}
+	}
+	if want := "aliased.yaml:6:6: a.with.command[0]: expected a string, got a list"; ds[50].String() != want {
+		t.Errorf("diagnostic 50: %s; want %s", ds[50], want)
+	}
+}
+
+// TestDiagnosticsAreCapped: a plan with 1,200 distinct problems, each
+// reached twice through merge keys, lists the first 1,000 and ends with
+// one line counting the other 200 (not 1,400), whatever sorting does.
+func TestDiagnosticsAreCapped(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: capped\nx-m: &m\n")
+	for i := range 1200 {
+		fmt.Fprintf(&b, "  k%d: 1\n", i)
+	}
+	b.WriteString("steps:\n  a: {<<: *m, type: run, with: {command: [\"true\"]}}\n  b: {<<: *m, type: run, with: {command: [\"true\"]}}\n")
+	ds := parseWithin(t, 30*time.Second, "capped.yaml", b.String())
+	if len(ds) != 1001 {
+		t.Fatalf("%d diagnostics; want 1,000 and one counting the rest", len(ds))
+	}
+	last := ds.Sort()[1000]
+	if last.Message != "and 200 more problems not listed (the first 1000 found are)" || last.File != "capped.yaml" {
+		t.Errorf("last diagnostic: %s", last)
+	}
+}
+
+// TestLongMessagesAreShortened: a message quoting a 100 KB value keeps
+// its beginning and its end.
+func TestLongMessagesAreShortened(t *testing.T) {
+	t.Parallel()
+	src := "apiVersion: rootfsctl/v1\nkind: Plan\nname: long\nsteps:\n  a:\n    type: run\n    with:\n      command: [\"true\"]\n      ? " +
+		strings.Repeat("q", 100_000) + "\n      : 1\n"
+	ds := parseWithin(t, 30*time.Second, "long.yaml", src)
+	if len(ds) != 1 || len(ds[0].Message) > 4200 || !strings.HasPrefix(ds[0].Message, "a.with: unknown field \"qqq") ||
+		!strings.HasSuffix(ds[0].Message, "qqq\"") {
+		t.Errorf("got %d diagnostics, the first of %d bytes: %.300s", len(ds), len(ds[0].Message), ds[0])
+	}
+}

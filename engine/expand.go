@@ -42,7 +42,7 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 	if n.Kind == yaml.AliasNode {
 		target := resolveAlias(n)
 		if e.active[target] {
-			e.d.at(n, "%srecursive YAML alias *%s", pre(name), n.Value)
+			e.d.named(nodePos(e.d.file, n), name, "recursive YAML alias *%s", n.Value)
 			stand := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 			e.poisoned[stand] = true // what stands in for it is not the user's value
 			return stand
@@ -78,47 +78,51 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 	return &c
 }
 
-// scalar expands one scalar value into c, its copy.
+// scalar expands one scalar value into c, its copy. A value that failed
+// is reported once, at its first use: a use through an alias fails again
+// without a word.
 func (e *expander) scalar(n, c *yaml.Node, name string) {
-	refs, problem, at := scanRefs(n.Value)
-	if problem != "" {
-		e.d.atPos(refPos(e.d.file, n, at), "%s%s", pre(name), problem)
+	if e.d.badScalars[n] {
 		e.poisoned[c] = true
 		return
+	}
+	if !e.expandScalar(n, c, name) {
+		e.poisoned[c] = true
+		if e.d.badScalars == nil {
+			e.d.badScalars = map[*yaml.Node]bool{}
+		}
+		e.d.badScalars[n] = true
+	}
+}
+
+// expandScalar is scalar for a value not seen to fail; it reports false
+// when the value cannot be expanded, the problem reported.
+func (e *expander) expandScalar(n, c *yaml.Node, name string) bool {
+	refs, problem, at := scanRefs(n.Value)
+	if problem != "" {
+		e.d.named(refPos(e.d.file, n, at), name, "%s", problem)
+		return false
 	}
 	if len(n.Value) > maxValueBytes {
 		// The same bound as for expanded values, whichever way a value
 		// was written.
-		e.d.at(n, "%sthe value is longer than %s", pre(name), byteSize(maxValueBytes))
-		e.poisoned[c] = true
-		return
+		e.d.named(nodePos(e.d.file, n), name, "the value is longer than %s", byteSize(maxValueBytes))
+		return false
 	}
 	if len(refs) == 0 && !strings.Contains(n.Value, "$${") {
-		return
+		return true
 	}
-	var from []string
-	for _, rf := range refs {
-		if _, ok := e.vars.resolve(rf.name); ok {
-			from = appendNew(from, e.vars.from[rf.name]...)
-			continue
-		}
-		e.poisoned[c] = true
-		if !e.vars.defined(rf.name) {
-			e.d.atPos(refPos(e.d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, literalHint(rf.name, e.d.hints.suggest(rf.name, e.vars.allNames())))
-		}
-	}
-	if e.poisoned[c] {
-		return
+	from, ok := e.resolveRefs(n, refs, name)
+	if !ok {
+		return false
 	}
 	v, _, tooLarge := substitute(n.Value, e.vars.resolve)
 	if tooLarge {
-		e.d.at(n, "%sexpands to more than %s; refusing to go on", pre(name), byteSize(maxValueBytes))
-		e.poisoned[c] = true
-		return
+		e.d.named(nodePos(e.d.file, n), name, "expands to more than %s; refusing to go on", byteSize(maxValueBytes))
+		return false
 	}
 	if !e.d.spendBytes(len(v), n) {
-		e.poisoned[c] = true
-		return
+		return false
 	}
 	c.Value = v
 	if len(refs) > 0 {
@@ -129,4 +133,23 @@ func (e *expander) scalar(n, c *yaml.Node, name string) {
 	if len(from) > 0 {
 		e.notes[c] = " (value from " + strings.Join(from, ", ") + ")"
 	}
+	return true
+}
+
+// resolveRefs resolves the references of the scalar n, reporting those
+// undefined, and returns the overrides their values come from.
+func (e *expander) resolveRefs(n *yaml.Node, refs []ref, name string) (from []string, ok bool) {
+	ok = true
+	for _, rf := range refs {
+		if _, found := e.vars.resolve(rf.name); found {
+			from = appendNew(from, e.vars.from[rf.name]...)
+			continue
+		}
+		ok = false
+		if !e.vars.defined(rf.name) {
+			e.d.named(refPos(e.d.file, n, rf.offset), name, "undefined variable ${%s}%s", rf.name,
+				literalHint(rf.name, e.d.hints.suggest(rf.name, e.vars.allNames())))
+		}
+	}
+	return from, ok
 }

@@ -184,7 +184,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 		d.at(n, "%s: expected a mapping with type and with, got %s", s.ID, kindName(n))
 		return
 	}
-	before := len(d.list)
+	before := d.found
 	// Variables are expanded everywhere in a step except in type and needs:
 	// the graph's shape stays the same whatever the variables say.
 	ex := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
@@ -223,7 +223,7 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	if withNode.Kind == 0 {
 		withNode = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 	}
-	if len(d.list) > before || dec.errs > 0 {
+	if d.found > before || dec.errs > 0 {
 		l.buildParams(s, st, withNode, e, false)
 		return
 	}
