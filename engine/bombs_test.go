@@ -131,3 +131,35 @@ func TestLongMessagesAreShortened(t *testing.T) {
 		t.Errorf("got %d diagnostics, the first of %d bytes: %.300s", len(ds), len(ds[0].Message), ds[0])
 	}
 }
+
+// TestAliasedLiteralsCountAgainstTheBudget: the 32 MiB bound on a plan's
+// values holds for values written out and repeated through aliases as for
+// variables: a 512 KiB literal used 56 times (28 MiB) loads; used 70 times
+// (35 MiB) as a value, a map key or a needs entry, it is refused once,
+// with the bound named.
+func TestAliasedLiteralsCountAgainstTheBudget(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("q", 512<<10)
+	plan := func(uses int, step string) string {
+		var b strings.Builder
+		b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: wide\nx-a: &a " + big + "\nx-e: &e {*a : x}\nsteps:\n")
+		for i := range uses {
+			fmt.Fprintf(&b, "  s%d: "+step+"\n", i, i)
+		}
+		return b.String()
+	}
+	opts := engine.LoadOptions{Registry: newRegistry(newTracker()), Host: testHost}
+	if _, err := engine.Parse("wide.yaml", []byte(plan(56, "{type: file, with: {path: /tmp/x%d, content: *a}}")), opts); err != nil {
+		t.Errorf("28 MiB of values: %v, want it loaded", err)
+	}
+	for _, step := range []string{
+		"{type: file, with: {path: /tmp/x%d, content: *a}}",
+		"{type: run, with: {command: [\"true\", \"%d\"], env: *e}}",
+		"{type: run, needs: [*a], with: {command: [\"true\", \"%d\"]}}",
+	} {
+		_, err := engine.Parse("wide.yaml", []byte(plan(70, step)), opts)
+		if err == nil || strings.Count(err.Error(), "plan expands to more than 32 MiB of values") != 1 {
+			t.Errorf("%s 70 times: got %.300v, want one error naming the 32 MiB bound", step, err)
+		}
+	}
+}

@@ -83,10 +83,12 @@ func newDecoder(d *diags) *decoder {
 		notes: map[*yaml.Node]string{}, expanded: map[*yaml.Node]bool{}}
 }
 
-// report records a problem with the value at n, called name.
+// report records a problem with the value at n, called name. Once a
+// budget is spent, values are missing from what was read: their absence
+// is no news.
 func (dec *decoder) report(n *yaml.Node, name, format string, args ...any) {
 	dec.errs++
-	if dec.quiet[n] {
+	if dec.quiet[n] || dec.d.refused() {
 		return
 	}
 	dec.d.named(nodePos(dec.d.file, n), name, "%s", fmt.Sprintf(format, args...)+dec.notes[n])

@@ -126,19 +126,28 @@ func (d *diags) spendBytes(n int, at *yaml.Node) bool {
 	before := d.bytes
 	d.bytes += n
 	if d.bytes > maxExpandedBytes && before <= maxExpandedBytes {
-		d.at(at, "plan expands to more than %s of values (variables used many times); refusing to go on", byteSize(maxExpandedBytes))
+		d.at(at, "plan expands to more than %s of values (variables or aliases used many times); refusing to go on", byteSize(maxExpandedBytes))
 	}
 	return d.bytes <= maxExpandedBytes
 }
 
 // spend counts one visited node; past the budget it reports once and
-// returns false.
+// returns false. Once either budget is spent, nothing more is read.
 func (d *diags) spend(n *yaml.Node) bool {
+	if d.refused() {
+		return false
+	}
 	d.spent++
 	if d.spent == maxPlanNodes+1 {
 		d.at(n, "plan expands to more than %d YAML nodes (aliases included); refusing to go on", maxPlanNodes)
 	}
 	return d.spent <= maxPlanNodes
+}
+
+// refused reports whether a budget was spent: the plan is refused, and
+// what is read after would only be missing.
+func (d *diags) refused() bool {
+	return d.spent > maxPlanNodes || d.bytes > maxExpandedBytes
 }
 
 func (d *diags) at(n *yaml.Node, format string, args ...any) {

@@ -26,6 +26,9 @@ type expander struct {
 	notes map[*yaml.Node]string
 	// expanded holds copies whose value was written with references.
 	expanded map[*yaml.Node]bool
+	// literal: copy values as written, without expanding them (type and
+	// needs), only counting them.
+	literal bool
 }
 
 func newExpander(d *diags, vars *varResolver) *expander {
@@ -35,6 +38,8 @@ func newExpander(d *diags, vars *varResolver) *expander {
 
 // interpolate returns a deep copy of n with ${...} expanded in every scalar
 // value. Mapping keys are left alone. Problems are reported at the scalar.
+// Every key and value copied counts against the plan's budgets, literal
+// or expanded, however many aliases repeat it.
 func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 	if n == nil {
 		return nil
@@ -63,6 +68,7 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 		for i, ch := range n.Content {
 			if i%2 == 0 {
 				c.Content[i] = ch
+				e.d.spendBytes(len(resolveAlias(ch).Value), ch)
 			} else {
 				c.Content[i] = e.interpolate(ch, joinName(name, n.Content[i-1].Value))
 			}
@@ -82,6 +88,12 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 // is reported once, at its first use: a use through an alias fails again
 // without a word.
 func (e *expander) scalar(n, c *yaml.Node, name string) {
+	if e.literal {
+		if !e.literalScalar(n, name) {
+			e.poisoned[c] = true
+		}
+		return
+	}
 	if e.d.badScalars[n] {
 		e.poisoned[c] = true
 		return
@@ -93,6 +105,15 @@ func (e *expander) scalar(n, c *yaml.Node, name string) {
 		}
 		e.d.badScalars[n] = true
 	}
+}
+
+// literalScalar checks the size of a value copied as written.
+func (e *expander) literalScalar(n *yaml.Node, name string) bool {
+	if len(n.Value) > maxValueBytes {
+		e.d.named(nodePos(e.d.file, n), name, "the value is longer than %s", byteSize(maxValueBytes))
+		return false
+	}
+	return e.d.spendBytes(len(n.Value), n)
 }
 
 // expandScalar is scalar for a value not seen to fail; it reports false
@@ -109,17 +130,16 @@ func (e *expander) expandScalar(n, c *yaml.Node, name string) bool {
 		e.d.named(nodePos(e.d.file, n), name, "the value is longer than %s", byteSize(maxValueBytes))
 		return false
 	}
-	if len(refs) == 0 && !strings.Contains(n.Value, "$${") {
-		return true
-	}
-	from, ok := e.resolveRefs(n, refs, name)
-	if !ok {
-		return false
-	}
-	v, _, tooLarge := substitute(n.Value, e.vars.resolve)
-	if tooLarge {
-		e.d.named(nodePos(e.d.file, n), name, "expands to more than %s; refusing to go on", byteSize(maxValueBytes))
-		return false
+	v, from := n.Value, []string(nil)
+	if len(refs) > 0 || strings.Contains(n.Value, "$${") {
+		var ok, tooLarge bool
+		if from, ok = e.resolveRefs(n, refs, name); !ok {
+			return false
+		}
+		if v, _, tooLarge = substitute(n.Value, e.vars.resolve); tooLarge {
+			e.d.named(nodePos(e.d.file, n), name, "expands to more than %s; refusing to go on", byteSize(maxValueBytes))
+			return false
+		}
 	}
 	if !e.d.spendBytes(len(v), n) {
 		return false

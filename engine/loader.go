@@ -191,12 +191,10 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	e := newExpander(d, l.vars)
 	e.active[n] = true
 	for _, kv := range d.pairs(n) {
-		val := kv[1]
-		if kv[0].Value != "type" && kv[0].Value != "needs" {
-			val = e.interpolate(val, s.ID+"."+kv[0].Value)
-		}
-		ex.Content = append(ex.Content, kv[0], val)
+		e.literal = kv[0].Value == "type" || kv[0].Value == "needs"
+		ex.Content = append(ex.Content, kv[0], e.interpolate(kv[1], s.ID+"."+kv[0].Value))
 	}
+	e.literal = false
 	var sd stepDoc
 	dec := newDecoder(d)
 	dec.quiet, dec.notes, dec.expanded = e.poisoned, e.notes, e.expanded
