@@ -163,3 +163,22 @@ func TestAliasedLiteralsCountAgainstTheBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedNeedsAreReportedOnce: a list of needs shared by many steps
+// through an alias is reported once per bad entry, under the first step
+// that uses it, and the same for a shared step type.
+func TestSharedNeedsAreReportedOnce(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("apiVersion: rootfsctl/v1\nkind: Plan\nname: shared\nx-n: &n [nope, nada]\nx-t: &t rnu\nsteps:\n")
+	for i := range 300 {
+		fmt.Fprintf(&b, "  s%d: {type: *t, needs: *n}\n", i)
+	}
+	ds := parseWithin(t, 30*time.Second, "shared.yaml", b.String())
+	want := `shared.yaml:4:10: s0: needs unknown step "nope"
+shared.yaml:4:16: s0: needs unknown step "nada"
+shared.yaml:5:6: s0: unknown step type "rnu" (did you mean "run"?)`
+	if ds.Error() != want {
+		t.Errorf("got\n%s\nwant\n%s", ds.Error(), want)
+	}
+}

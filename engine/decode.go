@@ -87,11 +87,22 @@ func newDecoder(d *diags) *decoder {
 // budget is spent, values are missing from what was read: their absence
 // is no news.
 func (dec *decoder) report(n *yaml.Node, name, format string, args ...any) {
+	dec.reportHinted(n, name, nil, format, args...)
+}
+
+// reportHinted is report with a hint, made only when the problem is listed.
+func (dec *decoder) reportHinted(n *yaml.Node, name string, hint func() string, format string, args ...any) {
 	dec.errs++
 	if dec.quiet[n] || dec.d.refused() {
 		return
 	}
-	dec.d.named(nodePos(dec.d.file, n), name, "%s", fmt.Sprintf(format, args...)+dec.notes[n])
+	note := dec.notes[n]
+	dec.d.hinted(nodePos(dec.d.file, n), name, func() string {
+		if hint == nil {
+			return note
+		}
+		return hint() + note
+	}, format, args...)
 }
 
 // decode fills v (a settable value) from n, starting from def (a value of
@@ -225,7 +236,7 @@ func (dec *decoder) decodeGiven(n *yaml.Node, v, def reflect.Value, fields field
 		case !ok && fields.extension(k.Value):
 			continue // x-... keys hold anchors for the rest of the document
 		case !ok:
-			dec.report(k, name, "unknown field %q%s", k.Value, dec.d.hints.suggest(k.Value, fields.names))
+			dec.reportHinted(k, name, func() string { return dec.d.hints.suggest(k.Value, fields.names) }, "unknown field %q", k.Value)
 			continue
 		case set[k.Value]:
 			dec.report(k, name, "duplicate key %q", k.Value)

@@ -151,23 +151,29 @@ func (d *diags) refused() bool {
 }
 
 func (d *diags) at(n *yaml.Node, format string, args ...any) {
-	d.add(nodePos(d.file, n), "", fmt.Sprintf(format, args...))
+	d.add(nodePos(d.file, n), "", fmt.Sprintf(format, args...), nil)
 }
 
 func (d *diags) atPos(p Pos, format string, args ...any) {
-	d.add(p, "", fmt.Sprintf(format, args...))
+	d.add(p, "", fmt.Sprintf(format, args...), nil)
 }
 
 // named reports a problem with the value called name ("a.with.path"),
 // which starts the message.
 func (d *diags) named(p Pos, name, format string, args ...any) {
-	d.add(p, name, fmt.Sprintf(format, args...))
+	d.add(p, name, fmt.Sprintf(format, args...), nil)
+}
+
+// hinted is named with a hint ending the message, made only when the
+// problem is listed: a "did you mean" has its cost.
+func (d *diags) hinted(p Pos, name string, hint func() string, format string, args ...any) {
+	d.add(p, name, fmt.Sprintf(format, args...), hint)
 }
 
 // add lists a problem, unless the same message was given at the same
-// position (under any name), or maxDiagnostics are listed: then it is
-// only counted.
-func (d *diags) add(p Pos, name, msg string) {
+// position (under any name, whatever the hint), or maxDiagnostics are
+// listed: then it is only counted.
+func (d *diags) add(p Pos, name, msg string, hint func() string) {
 	d.found++
 	if d.seen == nil {
 		d.seen, d.seed = map[uint64]bool{}, maphash.MakeSeed()
@@ -187,6 +193,9 @@ func (d *diags) add(p Pos, name, msg string) {
 	if len(d.list) >= maxDiagnostics {
 		d.more++
 		return
+	}
+	if hint != nil {
+		msg += hint()
 	}
 	d.list = append(d.list, Diagnostic{Pos: p, Message: elide(pre(name) + msg)})
 }

@@ -167,8 +167,9 @@ func (e *expander) resolveRefs(n *yaml.Node, refs []ref, name string) (from []st
 		}
 		ok = false
 		if !e.vars.defined(rf.name) {
-			e.d.named(refPos(e.d.file, n, rf.offset), name, "undefined variable ${%s}%s", rf.name,
-				literalHint(rf.name, e.d.hints.suggest(rf.name, e.vars.allNames())))
+			e.d.hinted(refPos(e.d.file, n, rf.offset), name, func() string {
+				return literalHint(rf.name, e.d.hints.suggest(rf.name, e.vars.allNames()))
+			}, "undefined variable ${%s}", rf.name)
 		}
 	}
 	return from, ok

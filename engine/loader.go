@@ -181,7 +181,7 @@ func (l *loader) parseSteps(stepsNode *yaml.Node) {
 func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	d := l.d
 	if n.Kind != yaml.MappingNode {
-		d.at(n, "%s: expected a mapping with type and with, got %s", s.ID, kindName(n))
+		d.named(nodePos(d.file, n), s.ID, "expected a mapping with type and with, got %s", kindName(n))
 		return
 	}
 	before := d.found
@@ -210,11 +210,13 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	typeNode := dec.fields["type"]
 	st, ok := l.reg.Lookup(sd.Type)
 	if !ok {
-		hint := suggestOrList(l.d.hints.suggest(sd.Type, l.reg.names()), l.reg.names())
-		if strings.Contains(sd.Type, "${") {
-			hint = " (variables are not expanded in type and needs: the graph's shape never depends on them)"
+		hint := func() string {
+			if strings.Contains(sd.Type, "${") {
+				return " (variables are not expanded in type and needs: the graph's shape never depends on them)"
+			}
+			return suggestOrList(l.d.hints.suggest(sd.Type, l.reg.names()), l.reg.names())
 		}
-		d.at(typeNode, "%s: unknown step type %q%s", s.ID, sd.Type, hint)
+		d.hinted(nodePos(d.file, typeNode), s.ID, hint, "unknown step type %q", sd.Type)
 		return
 	}
 	withNode := &sd.With
@@ -252,7 +254,7 @@ func (l *loader) buildParams(s *PlanStep, st *StepType, withNode *yaml.Node, e *
 		// Built from fields that failed, the error would only garble
 		// what decoding said.
 		if pdec.errs == 0 {
-			l.d.at(withNode, "%s: %v", s.ID, err)
+			l.d.named(nodePos(l.d.file, withNode), s.ID, "%v", err)
 		}
 		return
 	}

@@ -280,7 +280,8 @@ func (r *varResolver) resolveRefs(name string, n *yaml.Node) (from []string, ok 
 		}
 		ok = false
 		if !r.defined(rf.name) {
-			r.d.atPos(at(rf.offset), "%s: undefined variable ${%s}%s", r.label(name), rf.name, r.d.hints.suggest(rf.name, r.allNames()))
+			r.d.hinted(at(rf.offset), r.label(name), func() string { return r.d.hints.suggest(rf.name, r.allNames()) },
+				"undefined variable ${%s}", rf.name)
 		}
 	}
 	return from, ok
