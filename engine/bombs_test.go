@@ -37,8 +37,8 @@ func parseWithin(t *testing.T, limit time.Duration, name, src string) engine.Dia
 // TestSuggestionsHaveABudget: "did you mean" compares each undefined name
 // with every variable. 4,000 undefined references among 4,000 variables,
 // all of 60-byte names (a 520 KB plan), would take 60 billion cells of
-// edit distance; the plan is validated at once, every reference reported,
-// the first ones still with a suggestion.
+// edit distance; the plan is validated at once, the first references
+// still with a suggestion.
 func TestSuggestionsHaveABudget(t *testing.T) {
 	t.Parallel()
 	const n = 4000
