@@ -83,13 +83,26 @@ func newDecoder(d *diags) *decoder {
 		notes: map[*yaml.Node]string{}, expanded: map[*yaml.Node]bool{}}
 }
 
-// report records a problem with the value at n.
-func (dec *decoder) report(n *yaml.Node, format string, args ...any) {
+// report records a problem with the value at n, called name. Once a
+// budget is spent, values are missing from what was read: their absence
+// is no news.
+func (dec *decoder) report(n *yaml.Node, name, format string, args ...any) {
+	dec.reportHinted(n, name, nil, format, args...)
+}
+
+// reportHinted is report with a hint, made only when the problem is listed.
+func (dec *decoder) reportHinted(n *yaml.Node, name string, hint func() string, format string, args ...any) {
 	dec.errs++
-	if dec.quiet[n] {
+	if dec.quiet[n] || dec.d.refused() {
 		return
 	}
-	dec.d.at(n, "%s", fmt.Sprintf(format, args...)+dec.notes[n])
+	note := dec.notes[n]
+	dec.d.hinted(nodePos(dec.d.file, n), name, func() string {
+		if hint == nil {
+			return note
+		}
+		return hint() + note
+	}, format, args...)
 }
 
 // decode fills v (a settable value) from n, starting from def (a value of
@@ -129,7 +142,7 @@ func (dec *decoder) decodeField(n *yaml.Node, v, def reflect.Value, prefix, path
 	case reflect.PointerTo(v.Type()).Implements(textUnmarshalerType):
 		if dec.expectScalar(n, name, "a string") {
 			if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
-				dec.report(n, "%s%v", pre(name), err)
+				dec.report(n, name, "%v", err)
 			}
 		}
 	case v.Kind() == reflect.Slice:
@@ -149,7 +162,7 @@ func (dec *decoder) decodeList(n *yaml.Node, v reflect.Value, prefix, path strin
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		dec.report(n, "%sexpected a list, got %s", pre(joinName(prefix, path)), kindName(n))
+		dec.report(n, joinName(prefix, path), "expected a list, got %s", kindName(n))
 		return
 	}
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -166,7 +179,7 @@ func (dec *decoder) decodeMap(n *yaml.Node, v reflect.Value, prefix, path string
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		dec.report(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
+		dec.report(n, name, "expected a mapping, got %s", kindName(n))
 		return
 	}
 	m := reflect.MakeMap(v.Type())
@@ -174,7 +187,7 @@ func (dec *decoder) decodeMap(n *yaml.Node, v reflect.Value, prefix, path string
 	for _, kv := range dec.d.pairs(n) {
 		k, val := kv[0], kv[1]
 		if seen[k.Value] {
-			dec.report(k, "%sduplicate key %q", pre(name), k.Value)
+			dec.report(k, name, "duplicate key %q", k.Value)
 			continue
 		}
 		seen[k.Value] = true
@@ -192,7 +205,7 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v, def reflect.Value, prefix, pat
 		n = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 	}
 	if n.Kind != yaml.MappingNode {
-		dec.report(n, "%sexpected a mapping, got %s", pre(name), kindName(n))
+		dec.report(n, name, "expected a mapping, got %s", kindName(n))
 		dec.failed[path] = true
 		return
 	}
@@ -203,7 +216,7 @@ func (dec *decoder) decodeStruct(n *yaml.Node, v, def reflect.Value, prefix, pat
 		}
 		fpath := joinPath(path, f.name)
 		if f.required {
-			dec.report(n, "%smissing required field %q", pre(name), f.name)
+			dec.report(n, name, "missing required field %q", f.name)
 			dec.failed[fpath] = true
 			continue
 		}
@@ -223,10 +236,10 @@ func (dec *decoder) decodeGiven(n *yaml.Node, v, def reflect.Value, fields field
 		case !ok && fields.extension(k.Value):
 			continue // x-... keys hold anchors for the rest of the document
 		case !ok:
-			dec.report(k, "%sunknown field %q%s", pre(name), k.Value, suggest(k.Value, fields.names))
+			dec.reportHinted(k, name, func() string { return dec.d.hints.suggest(k.Value, fields.names) }, "unknown field %q", k.Value)
 			continue
 		case set[k.Value]:
-			dec.report(k, "%sduplicate key %q", pre(name), k.Value)
+			dec.report(k, name, "duplicate key %q", k.Value)
 			continue
 		}
 		fv := v.FieldByIndex(f.index)
@@ -328,7 +341,7 @@ func (dec *decoder) place(n *yaml.Node, findings []FieldError, prefix, path stri
 		if fn := dec.fields[fpath]; fn != nil {
 			at = fn
 		}
-		dec.report(at, "%s%s", pre(joinName(prefix, fpath)), fe.Message)
+		dec.report(at, joinName(prefix, fpath), "%s", fe.Message)
 	}
 }
 

@@ -20,7 +20,7 @@ func (dec *decoder) literalTypeAllowed(n *yaml.Node, v reflect.Value, f *field, 
 	if typeAllowed(yamlType(n), allowed) {
 		return true
 	}
-	dec.report(n, "%sexpected %s, got %s%s", pre(name), typeWords(allowed), describeScalar(n), quoteHint(n, allowed, v.Type(), f))
+	dec.report(n, name, "expected %s, got %s%s", typeWords(allowed), describeScalar(n), quoteHint(n, allowed, v.Type(), f))
 	return false
 }
 
@@ -40,7 +40,7 @@ func (dec *decoder) decodeScalar(n *yaml.Node, v reflect.Value, name string) {
 		case "false":
 			v.SetBool(false)
 		default:
-			dec.report(n, "%sexpected true or false, got %q", pre(name), n.Value)
+			dec.report(n, name, "expected true or false, got %q", n.Value)
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		if !dec.expectScalar(n, name, "an integer") {
@@ -48,7 +48,7 @@ func (dec *decoder) decodeScalar(n *yaml.Node, v reflect.Value, name string) {
 		}
 		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 10, v.Type().Bits())
 		if err != nil {
-			dec.report(n, "%sexpected an integer, got %q", pre(name), n.Value)
+			dec.report(n, name, "expected an integer, got %q", n.Value)
 			return
 		}
 		v.SetInt(i)
@@ -63,14 +63,14 @@ func (dec *decoder) checkConstraints(n *yaml.Node, v reflect.Value, f field, nam
 		dec.checkText(n, v.String(), f, name)
 	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64:
 		if f.minimum != nil && v.Int() < *f.minimum {
-			dec.report(n, "%smust be at least %d, got %d", pre(name), *f.minimum, v.Int())
+			dec.report(n, name, "must be at least %d, got %d", *f.minimum, v.Int())
 		}
 		if f.maximum != nil && v.Int() > *f.maximum {
-			dec.report(n, "%smust be at most %d, got %d", pre(name), *f.maximum, v.Int())
+			dec.report(n, name, "must be at most %d, got %d", *f.maximum, v.Int())
 		}
 	case v.Kind() == reflect.Slice:
 		if f.minItems > 0 && v.Len() < f.minItems && n.Kind == yaml.SequenceNode {
-			dec.report(n, "%sneeds at least %s", pre(name), Plural(f.minItems, "item"))
+			dec.report(n, name, "needs at least %s", Plural(f.minItems, "item"))
 		}
 	}
 }
@@ -78,10 +78,10 @@ func (dec *decoder) checkConstraints(n *yaml.Node, v reflect.Value, f field, nam
 // checkText checks a text value against the field's enum and pattern.
 func (dec *decoder) checkText(n *yaml.Node, s string, f field, name string) {
 	if len(f.enum) > 0 && s != "" && !contains(f.enum, s) {
-		dec.report(n, "%s%q is not one of %s", pre(name), s, strings.Join(f.enum, ", "))
+		dec.report(n, name, "%q is not one of %s", s, strings.Join(f.enum, ", "))
 	}
 	if f.pattern != nil && !f.pattern.MatchString(s) {
-		dec.report(n, "%s%q does not match %s", pre(name), s, f.pattern)
+		dec.report(n, name, "%q does not match %s", s, f.pattern)
 	}
 }
 
@@ -89,6 +89,6 @@ func (dec *decoder) expectScalar(n *yaml.Node, name, want string) bool {
 	if n.Kind == yaml.ScalarNode {
 		return true
 	}
-	dec.report(n, "%sexpected %s, got %s", pre(name), want, kindName(n))
+	dec.report(n, name, "expected %s, got %s", want, kindName(n))
 	return false
 }

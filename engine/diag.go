@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"sort"
 	"strings"
 
@@ -36,6 +38,9 @@ func nodePos(file string, n *yaml.Node) Pos {
 type Diagnostic struct {
 	Pos
 	Message string `json:"message"`
+	// last sorts it after the other diagnostics of its file: the line
+	// that counts the problems not listed.
+	last bool
 }
 
 func (d Diagnostic) String() string { return d.Pos.String() + ": " + d.Message }
@@ -60,6 +65,9 @@ func (ds Diagnostics) Sort() Diagnostics {
 		if a.File != b.File {
 			return a.File < b.File
 		}
+		if a.last != b.last {
+			return b.last
+		}
 		if a.Line != b.Line {
 			return a.Line < b.Line
 		}
@@ -78,12 +86,36 @@ func (ds Diagnostics) Sort() Diagnostics {
 	return out
 }
 
+// maxDiagnostics bounds how many problems are listed for one plan: through
+// aliases one bad value can be reached a million times, and a list that
+// long helps nobody. Past it, problems are counted, and one line at the
+// end of the file's list says how many more there are.
+const maxDiagnostics = 1000
+
+// maxMessageBytes bounds one message; a longer one (a long value quoted in
+// it) keeps its beginning and its end.
+const maxMessageBytes = 4 << 10
+
 // diags collects diagnostics for one file.
 type diags struct {
-	file  string
-	list  Diagnostics
-	spent int // YAML nodes visited, against maxPlanNodes
-	bytes int // bytes of expanded values, against maxExpandedBytes
+	file string
+	list Diagnostics
+	// found counts every problem reported, listed or not, repeated or
+	// not: a phase knows from it whether it found any.
+	found int
+	// seen holds a hash of each problem listed or counted: its position
+	// and its message without the name of the value, so that one problem
+	// reached under several names (through aliases or merge keys) is
+	// reported once.
+	seen map[uint64]bool
+	seed maphash.Seed
+	more int // problems past maxDiagnostics, each counted once
+	// badScalars holds the source scalars whose expansion failed (and
+	// was reported): a use through an alias fails without a second look.
+	badScalars map[*yaml.Node]bool
+	spent      int   // YAML nodes visited, against maxPlanNodes
+	bytes      int   // bytes of expanded values, against maxExpandedBytes
+	hints      hints // "did you mean", within one budget for the plan
 	// merged remembers each mapping's pairs with merge keys expanded.
 	merged map[*yaml.Node][][2]*yaml.Node
 }
@@ -94,14 +126,17 @@ func (d *diags) spendBytes(n int, at *yaml.Node) bool {
 	before := d.bytes
 	d.bytes += n
 	if d.bytes > maxExpandedBytes && before <= maxExpandedBytes {
-		d.at(at, "plan expands to more than %s of values (variables used many times); refusing to go on", byteSize(maxExpandedBytes))
+		d.at(at, "plan expands to more than %s of values (variables or aliases used many times); refusing to go on", byteSize(maxExpandedBytes))
 	}
 	return d.bytes <= maxExpandedBytes
 }
 
 // spend counts one visited node; past the budget it reports once and
-// returns false.
+// returns false. Once either budget is spent, nothing more is read.
 func (d *diags) spend(n *yaml.Node) bool {
+	if d.refused() {
+		return false
+	}
 	d.spent++
 	if d.spent == maxPlanNodes+1 {
 		d.at(n, "plan expands to more than %d YAML nodes (aliases included); refusing to go on", maxPlanNodes)
@@ -109,10 +144,78 @@ func (d *diags) spend(n *yaml.Node) bool {
 	return d.spent <= maxPlanNodes
 }
 
+// refused reports whether a budget was spent: the plan is refused, and
+// what is read after would only be missing.
+func (d *diags) refused() bool {
+	return d.spent > maxPlanNodes || d.bytes > maxExpandedBytes
+}
+
 func (d *diags) at(n *yaml.Node, format string, args ...any) {
-	d.list = append(d.list, Diagnostic{Pos: nodePos(d.file, n), Message: fmt.Sprintf(format, args...)})
+	d.add(nodePos(d.file, n), "", fmt.Sprintf(format, args...), nil)
 }
 
 func (d *diags) atPos(p Pos, format string, args ...any) {
-	d.list = append(d.list, Diagnostic{Pos: p, Message: fmt.Sprintf(format, args...)})
+	d.add(p, "", fmt.Sprintf(format, args...), nil)
+}
+
+// named reports a problem with the value called name ("a.with.path"),
+// which starts the message.
+func (d *diags) named(p Pos, name, format string, args ...any) {
+	d.add(p, name, fmt.Sprintf(format, args...), nil)
+}
+
+// hinted is named with a hint ending the message, made only when the
+// problem is listed: a "did you mean" has its cost.
+func (d *diags) hinted(p Pos, name string, hint func() string, format string, args ...any) {
+	d.add(p, name, fmt.Sprintf(format, args...), hint)
+}
+
+// add lists a problem, unless the same message was given at the same
+// position (under any name, whatever the hint), or maxDiagnostics are
+// listed: then it is only counted.
+func (d *diags) add(p Pos, name, msg string, hint func() string) {
+	d.found++
+	if d.seen == nil {
+		d.seen, d.seed = map[uint64]bool{}, maphash.MakeSeed()
+	}
+	var h maphash.Hash
+	h.SetSeed(d.seed)
+	var buf [16]byte
+	binary.LittleEndian.PutUint64(buf[:8], uint64(p.Line))
+	binary.LittleEndian.PutUint64(buf[8:], uint64(p.Col))
+	_, _ = h.Write(buf[:])
+	_, _ = h.WriteString(msg)
+	key := h.Sum64()
+	if d.seen[key] {
+		return
+	}
+	d.seen[key] = true
+	if len(d.list) >= maxDiagnostics {
+		d.more++
+		return
+	}
+	if hint != nil {
+		msg += hint()
+	}
+	d.list = append(d.list, Diagnostic{Pos: p, Message: elide(pre(name) + msg)})
+}
+
+// elide shortens a message past maxMessageBytes in its middle.
+func elide(msg string) string {
+	if len(msg) <= maxMessageBytes {
+		return msg
+	}
+	head, tail := msg[:maxMessageBytes/2], msg[len(msg)-maxMessageBytes/4:]
+	return strings.ToValidUTF8(head, "") + fmt.Sprintf(" … (%d bytes) … ", len(msg)) + strings.ToValidUTF8(tail, "")
+}
+
+// sorted is the problems found, sorted, with a last line counting those
+// not listed.
+func (d *diags) sorted() Diagnostics {
+	ds := d.list.Sort()
+	if d.more > 0 {
+		ds = append(ds, Diagnostic{Pos: Pos{File: d.file}, last: true,
+			Message: fmt.Sprintf("and %s not listed (the first %d found are)", Plural(d.more, "more problem"), maxDiagnostics)})
+	}
+	return ds
 }

@@ -4,8 +4,10 @@
 //   - loading (plan.go, loader.go, decode.go, vars.go, expand.go): the YAML
 //     is decoded into each step type's parameter struct, starting from the
 //     default value the type registered, with variables expanded under size
-//     budgets; every problem becomes a Diagnostic with file:line:col, and
-//     all of them are reported, sorted, not only the first;
+//     budgets (nodes, bytes of values, work spent on "did you mean"); every
+//     problem becomes a Diagnostic with file:line:col, and all of them are
+//     reported, sorted, not only the first: each once however many aliases
+//     reach it, up to 1,000 listed and a last line counting any others;
 //   - the step contract (step.go): Step (Check, Apply) plus optional
 //     one-method capabilities (Preflighter, Prefetcher, Tidier, Resource)
 //     and a Registry that cmd fills;

@@ -26,6 +26,9 @@ type expander struct {
 	notes map[*yaml.Node]string
 	// expanded holds copies whose value was written with references.
 	expanded map[*yaml.Node]bool
+	// literal: copy values as written, without expanding them (type and
+	// needs), only counting them.
+	literal bool
 }
 
 func newExpander(d *diags, vars *varResolver) *expander {
@@ -35,6 +38,8 @@ func newExpander(d *diags, vars *varResolver) *expander {
 
 // interpolate returns a deep copy of n with ${...} expanded in every scalar
 // value. Mapping keys are left alone. Problems are reported at the scalar.
+// Every key and value copied counts against the plan's budgets, literal
+// or expanded, however many aliases repeat it.
 func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 	if n == nil {
 		return nil
@@ -42,7 +47,7 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 	if n.Kind == yaml.AliasNode {
 		target := resolveAlias(n)
 		if e.active[target] {
-			e.d.at(n, "%srecursive YAML alias *%s", pre(name), n.Value)
+			e.d.named(nodePos(e.d.file, n), name, "recursive YAML alias *%s", n.Value)
 			stand := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 			e.poisoned[stand] = true // what stands in for it is not the user's value
 			return stand
@@ -63,6 +68,7 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 		for i, ch := range n.Content {
 			if i%2 == 0 {
 				c.Content[i] = ch
+				e.d.spendBytes(len(resolveAlias(ch).Value), ch)
 			} else {
 				c.Content[i] = e.interpolate(ch, joinName(name, n.Content[i-1].Value))
 			}
@@ -78,47 +84,65 @@ func (e *expander) interpolate(n *yaml.Node, name string) *yaml.Node {
 	return &c
 }
 
-// scalar expands one scalar value into c, its copy.
+// scalar expands one scalar value into c, its copy. A value that failed
+// is reported once, at its first use: a use through an alias fails again
+// without a word.
 func (e *expander) scalar(n, c *yaml.Node, name string) {
-	refs, problem, at := scanRefs(n.Value)
-	if problem != "" {
-		e.d.atPos(refPos(e.d.file, n, at), "%s%s", pre(name), problem)
+	if e.literal {
+		if !e.literalScalar(n, name) {
+			e.poisoned[c] = true
+		}
+		return
+	}
+	if e.d.badScalars[n] {
 		e.poisoned[c] = true
 		return
+	}
+	if !e.expandScalar(n, c, name) {
+		e.poisoned[c] = true
+		if e.d.badScalars == nil {
+			e.d.badScalars = map[*yaml.Node]bool{}
+		}
+		e.d.badScalars[n] = true
+	}
+}
+
+// literalScalar checks the size of a value copied as written.
+func (e *expander) literalScalar(n *yaml.Node, name string) bool {
+	if len(n.Value) > maxValueBytes {
+		e.d.named(nodePos(e.d.file, n), name, "the value is longer than %s", byteSize(maxValueBytes))
+		return false
+	}
+	return e.d.spendBytes(len(n.Value), n)
+}
+
+// expandScalar is scalar for a value not seen to fail; it reports false
+// when the value cannot be expanded, the problem reported.
+func (e *expander) expandScalar(n, c *yaml.Node, name string) bool {
+	refs, problem, at := scanRefs(n.Value)
+	if problem != "" {
+		e.d.named(refPos(e.d.file, n, at), name, "%s", problem)
+		return false
 	}
 	if len(n.Value) > maxValueBytes {
 		// The same bound as for expanded values, whichever way a value
 		// was written.
-		e.d.at(n, "%sthe value is longer than %s", pre(name), byteSize(maxValueBytes))
-		e.poisoned[c] = true
-		return
+		e.d.named(nodePos(e.d.file, n), name, "the value is longer than %s", byteSize(maxValueBytes))
+		return false
 	}
-	if len(refs) == 0 && !strings.Contains(n.Value, "$${") {
-		return
-	}
-	var from []string
-	for _, rf := range refs {
-		if _, ok := e.vars.resolve(rf.name); ok {
-			from = appendNew(from, e.vars.from[rf.name]...)
-			continue
+	v, from := n.Value, []string(nil)
+	if len(refs) > 0 || strings.Contains(n.Value, "$${") {
+		var ok, tooLarge bool
+		if from, ok = e.resolveRefs(n, refs, name); !ok {
+			return false
 		}
-		e.poisoned[c] = true
-		if !e.vars.defined(rf.name) {
-			e.d.atPos(refPos(e.d.file, n, rf.offset), "%sundefined variable ${%s}%s", pre(name), rf.name, literalHint(rf.name, e.vars.allNames()))
+		if v, _, tooLarge = substitute(n.Value, e.vars.resolve); tooLarge {
+			e.d.named(nodePos(e.d.file, n), name, "expands to more than %s; refusing to go on", byteSize(maxValueBytes))
+			return false
 		}
-	}
-	if e.poisoned[c] {
-		return
-	}
-	v, _, tooLarge := substitute(n.Value, e.vars.resolve)
-	if tooLarge {
-		e.d.at(n, "%sexpands to more than %s; refusing to go on", pre(name), byteSize(maxValueBytes))
-		e.poisoned[c] = true
-		return
 	}
 	if !e.d.spendBytes(len(v), n) {
-		e.poisoned[c] = true
-		return
+		return false
 	}
 	c.Value = v
 	if len(refs) > 0 {
@@ -129,4 +153,24 @@ func (e *expander) scalar(n, c *yaml.Node, name string) {
 	if len(from) > 0 {
 		e.notes[c] = " (value from " + strings.Join(from, ", ") + ")"
 	}
+	return true
+}
+
+// resolveRefs resolves the references of the scalar n, reporting those
+// undefined, and returns the overrides their values come from.
+func (e *expander) resolveRefs(n *yaml.Node, refs []ref, name string) (from []string, ok bool) {
+	ok = true
+	for _, rf := range refs {
+		if _, found := e.vars.resolve(rf.name); found {
+			from = appendNew(from, e.vars.from[rf.name]...)
+			continue
+		}
+		ok = false
+		if !e.vars.defined(rf.name) {
+			e.d.hinted(refPos(e.d.file, n, rf.offset), name, func() string {
+				return literalHint(rf.name, e.d.hints.suggest(rf.name, e.vars.allNames()))
+			}, "undefined variable ${%s}", rf.name)
+		}
+	}
+	return from, ok
 }

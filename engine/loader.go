@@ -181,22 +181,20 @@ func (l *loader) parseSteps(stepsNode *yaml.Node) {
 func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	d := l.d
 	if n.Kind != yaml.MappingNode {
-		d.at(n, "%s: expected a mapping with type and with, got %s", s.ID, kindName(n))
+		d.named(nodePos(d.file, n), s.ID, "expected a mapping with type and with, got %s", kindName(n))
 		return
 	}
-	before := len(d.list)
+	before := d.found
 	// Variables are expanded everywhere in a step except in type and needs:
 	// the graph's shape stays the same whatever the variables say.
 	ex := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 	e := newExpander(d, l.vars)
 	e.active[n] = true
 	for _, kv := range d.pairs(n) {
-		val := kv[1]
-		if kv[0].Value != "type" && kv[0].Value != "needs" {
-			val = e.interpolate(val, s.ID+"."+kv[0].Value)
-		}
-		ex.Content = append(ex.Content, kv[0], val)
+		e.literal = kv[0].Value == "type" || kv[0].Value == "needs"
+		ex.Content = append(ex.Content, kv[0], e.interpolate(kv[1], s.ID+"."+kv[0].Value))
 	}
+	e.literal = false
 	var sd stepDoc
 	dec := newDecoder(d)
 	dec.quiet, dec.notes, dec.expanded = e.poisoned, e.notes, e.expanded
@@ -212,18 +210,20 @@ func (l *loader) parseStep(s *PlanStep, n *yaml.Node) {
 	typeNode := dec.fields["type"]
 	st, ok := l.reg.Lookup(sd.Type)
 	if !ok {
-		hint := suggestOrList(sd.Type, l.reg.names())
-		if strings.Contains(sd.Type, "${") {
-			hint = " (variables are not expanded in type and needs: the graph's shape never depends on them)"
+		hint := func() string {
+			if strings.Contains(sd.Type, "${") {
+				return " (variables are not expanded in type and needs: the graph's shape never depends on them)"
+			}
+			return suggestOrList(l.d.hints.suggest(sd.Type, l.reg.names()), l.reg.names())
 		}
-		d.at(typeNode, "%s: unknown step type %q%s", s.ID, sd.Type, hint)
+		d.hinted(nodePos(d.file, typeNode), s.ID, hint, "unknown step type %q", sd.Type)
 		return
 	}
 	withNode := &sd.With
 	if withNode.Kind == 0 {
 		withNode = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 	}
-	if len(d.list) > before || dec.errs > 0 {
+	if d.found > before || dec.errs > 0 {
 		l.buildParams(s, st, withNode, e, false)
 		return
 	}
@@ -254,7 +254,7 @@ func (l *loader) buildParams(s *PlanStep, st *StepType, withNode *yaml.Node, e *
 		// Built from fields that failed, the error would only garble
 		// what decoding said.
 		if pdec.errs == 0 {
-			l.d.at(withNode, "%s: %v", s.ID, err)
+			l.d.named(nodePos(l.d.file, withNode), s.ID, "%v", err)
 		}
 		return
 	}
@@ -318,9 +318,10 @@ func (l *loader) policy(sd stepDoc) (time.Duration, Retry, bool) {
 	return timeout, r, set
 }
 
-func suggestOrList(got string, candidates []string) string {
-	if s := suggest(got, candidates); s != "" {
-		return s
+// suggestOrList is the suggestion, or else the list of candidates.
+func suggestOrList(suggestion string, candidates []string) string {
+	if suggestion != "" {
+		return suggestion
 	}
 	return " (known types: " + validNames(candidates) + ")"
 }

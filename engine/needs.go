@@ -20,11 +20,11 @@ func checkNeeds(d *diags, p *Plan) {
 			pos := s.needPos(i)
 			switch {
 			case need == s.ID:
-				d.atPos(pos, "%s: a step cannot need itself", s.ID)
+				d.named(pos, s.ID, "a step cannot need itself")
 			case p.byID[need] == nil:
-				d.atPos(pos, "%s: needs unknown step %q%s", s.ID, need, suggest(need, ids))
+				d.hinted(pos, s.ID, func() string { return d.hints.suggest(need, ids) }, "needs unknown step %q", need)
 			case seen[need]:
-				d.atPos(pos, "%s: needs %q more than once", s.ID, need)
+				d.named(pos, s.ID, "needs %q more than once", need)
 			default:
 				seen[need] = true
 				valid[s.ID] = append(valid[s.ID], need)

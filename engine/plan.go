@@ -161,8 +161,8 @@ func Parse(file string, data []byte, opts LoadOptions) (*Plan, error) {
 	if l.unknown != nil {
 		return nil, l.unknown
 	}
-	if len(l.d.list) > 0 {
-		return nil, l.d.list.Sort()
+	if l.d.found > 0 {
+		return nil, l.d.sorted()
 	}
 	return p, nil
 }

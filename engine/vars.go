@@ -170,8 +170,9 @@ type UnknownVarError struct {
 
 func (e *UnknownVarError) Error() string {
 	parts := make([]string, len(e.Unknown))
+	var h hints
 	for i, o := range e.Unknown {
-		parts[i] = fmt.Sprintf("%s: the plan declares no variable %q%s", o.Origin, o.Name, suggest(o.Name, e.Known))
+		parts[i] = fmt.Sprintf("%s: the plan declares no variable %q%s", o.Origin, o.Name, h.suggest(o.Name, e.Known))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -190,6 +191,7 @@ type varResolver struct {
 	from  map[string][]string
 	state map[string]int // 0 unvisited, 1 on the stack, 2 done
 	stack []string
+	names []string // allNames, once the variables are known
 }
 
 // label is how messages name a variable's definition.
@@ -278,7 +280,8 @@ func (r *varResolver) resolveRefs(name string, n *yaml.Node) (from []string, ok 
 		}
 		ok = false
 		if !r.defined(rf.name) {
-			r.d.atPos(at(rf.offset), "%s: undefined variable ${%s}%s", r.label(name), rf.name, suggest(rf.name, r.allNames()))
+			r.d.hinted(at(rf.offset), r.label(name), func() string { return r.d.hints.suggest(rf.name, r.allNames()) },
+				"undefined variable ${%s}", rf.name)
 		}
 	}
 	return from, ok
@@ -308,23 +311,29 @@ func (r *varResolver) growth(name string) []string {
 	return chain
 }
 
+// allNames is every variable a reference may name, for suggestions. The
+// names are fixed before the first reference is resolved.
 func (r *varResolver) allNames() []string {
-	var out []string
+	if r.names != nil {
+		return r.names
+	}
+	out := make([]string, 0, len(r.raw)+len(r.builtins))
 	for k := range r.raw {
 		out = append(out, k)
 	}
 	for k := range r.builtins {
 		out = append(out, k)
 	}
+	r.names = out
 	return out
 }
 
-// literalHint suggests a close variable name, or else how to pass a shell
-// variable through: ${HOME} in a run step's command is the plan's, $${HOME}
-// the shell's.
-func literalHint(name string, names []string) string {
-	if s := suggest(name, names); s != "" {
-		return s
+// literalHint is the suggestion of a close variable name, or else how to
+// pass a shell variable through: ${HOME} in a run step's command is the
+// plan's, $${HOME} the shell's.
+func literalHint(name, suggestion string) string {
+	if suggestion != "" {
+		return suggestion
 	}
 	return fmt.Sprintf(" (for the shell's or the program's own ${%s}, write $${%s})", name, name)
 }

@@ -1,13 +1,16 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	goccy "github.com/goccy/go-yaml"
+	goccylexer "github.com/goccy/go-yaml/lexer"
 	goccyparser "github.com/goccy/go-yaml/parser"
+	goccytoken "github.com/goccy/go-yaml/token"
 )
 
 // yaml.v3 decides whether a plan is well-formed, but its syntax errors carry
@@ -37,10 +40,7 @@ func locateSyntaxError(file string, data []byte, err error) syntaxProblem {
 			p.pos.Line, p.pos.Col = gl, max(se.Token.Position.Column, 1)
 		}
 	}
-	if i := invalidUTF8(data); i >= 0 {
-		// yaml.v3 reports no position for it: count lines and columns.
-		line := 1 + strings.Count(string(data[:i]), "\n")
-		col := 1 + i - (strings.LastIndexByte(string(data[:i]), '\n') + 1)
+	if line, col, ok := placeUnplaced(data, p.msg); ok {
 		p.pos.Line, p.pos.Col = line, col
 	}
 	hint := flowHint(data, p.pos.Line)
@@ -49,6 +49,61 @@ func locateSyntaxError(file string, data []byte, err error) syntaxProblem {
 	}
 	p.msg = "invalid YAML: " + p.msg + hint
 	return p
+}
+
+// placeUnplaced finds the problems yaml.v3 reports without a position
+// (goccy accepts them, or fails elsewhere): a byte that is not UTF-8, a
+// control character, an alias of an anchor not defined before it.
+func placeUnplaced(data []byte, msg string) (line, col int, ok bool) {
+	if i := invalidUTF8(data); i >= 0 {
+		line, col = offsetPos(data, i)
+		return line, col, true
+	}
+	if strings.Contains(msg, "control characters are not allowed") {
+		if i := controlChar(data); i >= 0 {
+			line, col = offsetPos(data, i)
+			return line, col, true
+		}
+	}
+	if rest, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
+		if name, ok := strings.CutSuffix(rest, "' referenced"); ok {
+			return aliasPos(data, name)
+		}
+	}
+	return 0, 0, false
+}
+
+// offsetPos is the line and column (in characters) of a byte offset.
+func offsetPos(data []byte, i int) (line, col int) {
+	start := bytes.LastIndexByte(data[:i], '\n') + 1
+	return 1 + bytes.Count(data[:start], []byte("\n")), 1 + utf8.RuneCount(data[start:i])
+}
+
+// controlChar is the offset of the first character YAML does not allow
+// in a document (yaml.v3's test), or -1.
+func controlChar(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == '\t' || r == '\n' || r == '\r', r >= 0x20 && r <= 0x7E, r == 0x85,
+			r >= 0xA0 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return i
+		}
+		i += size
+	}
+	return -1
+}
+
+// aliasPos is the position of the first alias of anchor name.
+func aliasPos(data []byte, name string) (line, col int, ok bool) {
+	tokens := goccylexer.Tokenize(string(data))
+	for i, tk := range tokens {
+		if tk.Type == goccytoken.AliasType && i+1 < len(tokens) && tokens[i+1].Value == name && tk.Position != nil {
+			return tk.Position.Line, max(tk.Position.Column, 1), true
+		}
+	}
+	return 0, 0, false
 }
 
 // invalidUTF8 is the offset of the first byte that is not UTF-8, or -1.
@@ -105,7 +160,11 @@ func flowHint(data []byte, line int) string {
 // enough for a hint, not a YAML parser.
 func flowDepth(text string) int {
 	depth := 0
-	for i := 0; i < len(text); i = skipped(text, i) + 1 {
+	for i := 0; i < len(text); i++ {
+		if end, skip := skipFlowText(text, i); skip {
+			i = end
+			continue
+		}
 		switch c := text[i]; {
 		case c == '{' || c == '[':
 			depth++
@@ -116,23 +175,23 @@ func flowDepth(text string) int {
 	return depth
 }
 
-// skipped is where what starts at text[i] ends: the closing quote of a
-// quoted string, the end of a comment's line, the } of a reference; i for
-// anything else.
-func skipped(text string, i int) int {
-	end := func(from int, sep string) int {
-		if j := strings.Index(text[from:], sep); j >= 0 {
-			return from + j
-		}
-		return len(text) - 1
-	}
+// skipFlowText: when a quoted string, a comment or a ${...} reference
+// starts at text[i], the offset of its last byte.
+func skipFlowText(text string, i int) (end int, skip bool) {
 	switch c := text[i]; {
 	case c == '"' || c == '\'':
-		return end(i+1, string(c))
+		if j := strings.IndexByte(text[i+1:], c); j >= 0 {
+			return i + j + 1, true
+		}
 	case c == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\n'):
-		return end(i, "\n")
-	case strings.HasPrefix(text[i:], "${"):
-		return end(i, "}")
+		if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
+			return i + j, true
+		}
+		return len(text), true
+	case c == '$' && strings.HasPrefix(text[i:], "${"):
+		if j := strings.IndexByte(text[i:], '}'); j >= 0 {
+			return i + j, true
+		}
 	}
-	return i
+	return i, false
 }
