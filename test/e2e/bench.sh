@@ -39,6 +39,7 @@ source "$REPO/test/e2e/lib.sh"
 source "$REPO/test/e2e/stand.sh"
 
 log "installing the peers"
+need_peer=()
 for p in skopeo umoci; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_peer+=("$p")
 done
