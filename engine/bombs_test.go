@@ -113,6 +113,9 @@ func TestDiagnosticsAreCapped(t *testing.T) {
 	if len(ds) != 1001 {
 		t.Fatalf("%d diagnostics; want 1,000 and one counting the rest", len(ds))
 	}
+	if n := ds.Count(); n != 1200 {
+		t.Errorf("Count() = %d; want the 1,200 problems, listed or not", n)
+	}
 	last := ds.Sort()[1000]
 	if last.Message != "and 200 more problems not listed (the first 1000 found are)" || last.File != "capped.yaml" {
 		t.Errorf("last diagnostic: %s", last)

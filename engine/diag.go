@@ -39,8 +39,9 @@ type Diagnostic struct {
 	Pos
 	Message string `json:"message"`
 	// last sorts it after the other diagnostics of its file: the line
-	// that counts the problems not listed.
+	// that counts the problems not listed, more of them.
 	last bool
+	more int
 }
 
 func (d Diagnostic) String() string { return d.Pos.String() + ": " + d.Message }
@@ -48,6 +49,20 @@ func (d Diagnostic) String() string { return d.Pos.String() + ": " + d.Message }
 // Diagnostics is every problem found in one or more plans. It is an error so
 // that loaders can return it; callers that need the list use errors.As.
 type Diagnostics []Diagnostic
+
+// Count is how many problems ds stands for: those listed, and those a
+// last line counts without listing them.
+func (ds Diagnostics) Count() int {
+	n := 0
+	for _, d := range ds {
+		if d.more > 0 {
+			n += d.more
+		} else {
+			n++
+		}
+	}
+	return n
+}
 
 func (ds Diagnostics) Error() string {
 	lines := make([]string, len(ds))
@@ -214,7 +229,7 @@ func elide(msg string) string {
 func (d *diags) sorted() Diagnostics {
 	ds := d.list.Sort()
 	if d.more > 0 {
-		ds = append(ds, Diagnostic{Pos: Pos{File: d.file}, last: true,
+		ds = append(ds, Diagnostic{Pos: Pos{File: d.file}, last: true, more: d.more,
 			Message: fmt.Sprintf("and %s not listed (the first %d found are)", Plural(d.more, "more problem"), maxDiagnostics)})
 	}
 	return ds

@@ -39,7 +39,7 @@ type errInvalidPlan struct {
 }
 
 func (e *errInvalidPlan) Error() string {
-	return fmt.Sprintf("%s: %s; nothing was done", e.file, engine.Plural(len(e.ds), "problem"))
+	return fmt.Sprintf("%s: %s; nothing was done", e.file, engine.Plural(e.ds.Count(), "problem"))
 }
 
 // loadPlan loads one plan and its graph. An invalid plan is an
@@ -155,7 +155,7 @@ func (a *app) validate(files []string, format string, vars *varFlags) error {
 		return err
 	}
 	if len(all) > 0 {
-		return &exitError{code: exitFailed, err: fmt.Errorf("%s in %d of %s", engine.Plural(len(all), "problem"),
+		return &exitError{code: exitFailed, err: fmt.Errorf("%s in %d of %s", engine.Plural(all.Count(), "problem"),
 			len(files)-len(summaries), engine.Plural(len(files), "plan"))}
 	}
 	return nil
