@@ -1,12 +1,19 @@
 package steps_test
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rootfsctl/rootfsctl/engine"
+	"github.com/rootfsctl/rootfsctl/internal/cache"
+	"github.com/rootfsctl/rootfsctl/internal/fetch"
+	"github.com/rootfsctl/rootfsctl/steps"
 )
 
 // stepImpl is the implementation of the plan's step id.
@@ -101,4 +108,75 @@ func TestStageLeftoverIsTidied(t *testing.T) {
 	if _, err := os.Lstat(stageDir); !os.IsNotExist(err) {
 		t.Errorf("stage leftover still there: %v", err)
 	}
+}
+
+// TestMembersInstallWholeOrNotAtAll: a machine on another file system
+// than its stage (a symlink to a tmpfs) cannot take staged files by
+// rename, so its members are copied from the cache; when the last
+// member's cache entry turns out damaged, the install fails before any
+// member is committed, and the machine keeps the old set whole. (The
+// copies were once made at commit time, after earlier members were
+// renamed in.)
+func TestMembersInstallWholeOrNotAtAll(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs for the machine (CI runs make test as root)")
+	}
+	s := provisioned(t)
+	elsewhere := t.TempDir()
+	if err := syscall.Mount("tmpfs", elsewhere, "tmpfs", 0, "size=256m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(elsewhere, syscall.MNT_DETACH) })
+	moved := filepath.Join(elsewhere, "demo1")
+	if out, err := exec.Command("cp", "-a", s.machine(), moved).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	if err := os.RemoveAll(s.machine()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(moved, s.machine()); err != nil {
+		t.Fatal(err)
+	}
+	before := manifest(t, filepath.Join(moved, "usr/local/bin"))
+	dir := t.TempDir()
+	p, _ := s.planWith(steps.Options{Fetch: fetch.New("t", fetch.WithRetries(1, time.Millisecond)), Cache: cache.New(dir)},
+		map[string]string{"containerdVersion": "2.1.0"})
+	st := stepImpl(t, p, "cri")
+	if err := st.(engine.Prefetcher).Prefetch(ctx()); err != nil {
+		t.Fatalf("Prefetch(): %v", err)
+	}
+	defer st.(engine.Releaser).Release(ctx())
+	last := lastMember(t, dir, "containerd")
+	entry := filepath.Join(dir, "sha256", last)
+	b, err := os.ReadFile(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 1 // same size, one bit off
+	if err := os.WriteFile(entry, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(ctx()); err == nil {
+		t.Fatal("Apply() installed from a damaged cache entry")
+	}
+	if d := diffManifests(before, manifest(t, filepath.Join(moved, "usr/local/bin"))); len(d) > 0 {
+		t.Errorf("a failed install changed the machine's files:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+// lastMember is the digest of the last member, in the archive's order, of
+// the cached member list whose destinations mention name.
+func lastMember(t *testing.T, cacheDir, name string) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "sums", "index-*"))
+	for _, f := range files {
+		_, doc, _ := strings.Cut(readFile(t, f), "\n")
+		var ms []struct{ Dest, SHA256 string }
+		if json.Unmarshal([]byte(doc), &ms) == nil && len(ms) > 1 && strings.Contains(doc, name) {
+			return ms[len(ms)-1].SHA256
+		}
+	}
+	t.Fatalf("no member list of %s in the cache", name)
+	return ""
 }

@@ -21,7 +21,7 @@ func (in *Installer) install(ctx context.Context, root *os.Root, j Job, pl jobPl
 	if pl.members != nil {
 		return in.installMembers(ctx, root, j, pl.digest, pl.members)
 	}
-	f, err := in.prepareFile(root, pl.dest, pl.digest, j.Artifact.Name)
+	f, err := in.prepareFile(ctx, root, pl.dest, pl.digest, j.Artifact.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func (in *Installer) installMembers(ctx context.Context, root *os.Root, j Job, a
 		}
 	}
 	for _, m := range members {
-		f, err := in.prepareFile(root, m.Dest, m.SHA256, j.Artifact.Name+": "+m.Name)
+		f, err := in.prepareFile(ctx, root, m.Dest, m.SHA256, j.Artifact.Name+": "+m.Name)
 		if err != nil {
 			abort(pending)
 			return nil, err
@@ -77,30 +77,32 @@ type placed interface {
 	Abort()
 }
 
-// prepareFile makes the file digest ready to go to dest: staged by the
-// prefetch, or else copied from the cache beside dest.
-func (in *Installer) prepareFile(root *os.Root, dest, digest, what string) (placed, error) {
-	if in.isStaged(digest) {
-		return &stagedFile{in: in, root: root, dest: dest, digest: digest, what: what}, nil
+// prepareFile makes the file digest ready to go to dest: a staged copy
+// reserved for it, or else a copy from the cache written and verified
+// beside dest. Either way the work that can fail on the content is done
+// here, before anything is committed.
+func (in *Installer) prepareFile(ctx context.Context, root *os.Root, dest, digest, what string) (placed, error) {
+	if name, ok := in.reserve(root, digest); ok {
+		return &stagedFile{in: in, ctx: ctx, root: root, dest: dest, name: name, digest: digest, what: what}, nil
 	}
-	return in.copyFromCache(root, dest, digest, what)
+	return in.copyFromCache(ctx, root, dest, digest, what)
 }
 
-// stagedFile is a file the prefetch staged; its Commit renames it into
-// place, or copies from the cache when the staged one cannot be taken
-// (another destination of the same content took it first).
+// stagedFile is a staged file reserved for dest; its Commit renames it
+// into place (copying from the cache only if the rename fails after all).
 type stagedFile struct {
-	in                 *Installer
-	root               *os.Root
-	dest, digest, what string
+	in                       *Installer
+	ctx                      context.Context
+	root                     *os.Root
+	dest, name, digest, what string
 }
 
 func (s *stagedFile) Commit(mode fs.FileMode) error {
-	ok, err := s.in.takeStaged(s.root, s.dest, s.digest)
+	ok, err := s.in.takeStaged(s.root, s.dest, s.name)
 	if ok || err != nil {
 		return err
 	}
-	f, err := s.in.copyFromCache(s.root, s.dest, s.digest, s.what)
+	f, err := s.in.copyFromCache(s.ctx, s.root, s.dest, s.digest, s.what)
 	if err != nil {
 		return err
 	}
@@ -113,7 +115,7 @@ func (s *stagedFile) Abort() {}
 // copyFromCache stages a copy of a cache entry at dest inside the machine
 // and checks the copy's digest (the one hash of the install). A damaged
 // entry is removed, so a retry downloads it again.
-func (in *Installer) copyFromCache(root *os.Root, dest, digest, what string) (*atomicfile.File, error) {
+func (in *Installer) copyFromCache(ctx context.Context, root *os.Root, dest, digest, what string) (*atomicfile.File, error) {
 	src, err := in.Cache.OpenUnverified(digest)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("install %s: %w", what, errEntryGone)
@@ -126,7 +128,7 @@ func (in *Installer) copyFromCache(root *os.Root, dest, digest, what string) (*a
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.Copy(f, src); err != nil {
+	if _, err := io.Copy(f, ctxReader{ctx, src}); err != nil {
 		f.Abort()
 		return nil, fmt.Errorf("install %s: %w", what, err)
 	}
@@ -136,4 +138,18 @@ func (in *Installer) copyFromCache(root *os.Root, dest, digest, what string) (*a
 		return nil, fmt.Errorf("install %s: %w (got %s, want %s); removed it, a retry downloads it again", what, cache.ErrCorrupt, got, digest)
 	}
 	return f, nil
+}
+
+// ctxReader reads r until ctx is done, so a long copy stops when the run
+// is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

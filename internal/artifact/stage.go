@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/rootfsctl/rootfsctl/internal/machine"
 	"github.com/rs/zerolog"
@@ -41,8 +42,10 @@ func stagePath(machineDir, step string) string {
 
 // stage is a step's open stage directory.
 type stage struct {
-	dir  string
-	root *os.Root
+	dir      string
+	root     *os.Root
+	dev      uint64       // its file system: a rename reaches only the same one
+	reserved atomic.Int64 // names handed out by reserve
 }
 
 // newStage removes what a killed run left at the step's stage and makes
@@ -75,19 +78,20 @@ func newStage(machineDir, step string) (*stage, error) {
 		root.Close()
 		return nil, err
 	}
-	return &stage{dir: dir, root: root}, nil
+	return &stage{dir: dir, root: root, dev: st.Dev}, nil
 }
 
 // put stages a verified copy of the cache entry digest, unless one is
 // staged already. An entry this run wrote (and hashed as it wrote it) is
 // copied in the kernel without hashing it again; one from an earlier run
-// is hashed as it is copied, as every read of the cache is verified.
-func (in *Installer) put(s *stage, digest string) error {
+// is hashed as it is copied, as every read of the cache is verified. A
+// cancelled ctx stops the copy within a chunk.
+func (in *Installer) put(ctx context.Context, s *stage, digest string) error {
 	if _, err := s.root.Lstat(digest); err == nil {
 		return nil
 	}
 	if _, fresh := in.fresh.Load(digest); !fresh {
-		f, err := in.copyFromCache(s.root, digest, digest, digest)
+		f, err := in.copyFromCache(ctx, s.root, digest, digest, digest)
 		if err != nil {
 			return err
 		}
@@ -102,7 +106,7 @@ func (in *Installer) put(s *stage, digest string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.CopyKnown(src, digest); err != nil {
+	if err := f.CopyKnown(ctx, src, digest); err != nil {
 		f.Abort()
 		return err
 	}
@@ -129,7 +133,7 @@ func (in *Installer) stageAll(ctx context.Context, digests []string) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := in.put(s, d); err != nil {
+		if err := in.put(ctx, s, d); err != nil {
 			zerolog.Ctx(ctx).Debug().Err(err).Str("sha256", d).Msg("not staged; the install copies it")
 		}
 	}
@@ -160,6 +164,14 @@ func (in *Installer) openStage(ctx context.Context) {
 		zerolog.Ctx(ctx).Debug().Err(err).Msg("no stage beside the machine; installs copy from the cache")
 		return
 	}
+	var st unix.Stat_t
+	if unix.Stat(in.MachineDir, &st) == nil && st.Dev != s.dev {
+		// A machine on another file system (a symlink to another
+		// volume): no rename could take a staged file there.
+		s.remove()
+		zerolog.Ctx(ctx).Debug().Msg("the machine is on another file system than its parent; installs copy from the cache")
+		return
+	}
 	in.mu.Lock()
 	old := in.staged
 	in.staged = s
@@ -180,29 +192,44 @@ func (in *Installer) Release(context.Context) {
 	}
 }
 
-// isStaged reports whether a copy of digest is staged.
-func (in *Installer) isStaged(digest string) bool {
+// reserve takes the staged copy of digest for one destination in root (the
+// machine): it renames it to a name of its own inside the stage, so no
+// other destination takes it, and returns that name. It is false when
+// there is no such copy, or the machine is on another file system than
+// the stage (a rename could not reach it): then the caller copies from the
+// cache, before anything is committed.
+func (in *Installer) reserve(root *os.Root, digest string) (string, bool) {
 	in.mu.Lock()
 	s := in.staged
 	in.mu.Unlock()
 	if s == nil {
-		return false
+		return "", false
 	}
-	_, err := s.root.Lstat(digest)
-	return err == nil
+	top, err := root.Open(".")
+	if err != nil {
+		return "", false
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(int(top.Fd()), &st)
+	top.Close()
+	if err != nil || st.Dev != s.dev {
+		return "", false
+	}
+	name := fmt.Sprintf("reserved-%d", s.reserved.Add(1))
+	if err := s.root.Rename(digest, name); err != nil {
+		return "", false // none staged, or another destination took it
+	}
+	return name, true
 }
 
-// takeStaged renames the staged copy of digest to dest inside the machine
-// and reports whether it did; false (and no error) means nothing usable
-// was staged and the caller copies.
-func (in *Installer) takeStaged(root *os.Root, dest, digest string) (bool, error) {
+// takeStaged renames the reserved staged file name to dest inside the
+// machine and reports whether it did; false (and no error) means the
+// rename could not be made and the caller copies.
+func (in *Installer) takeStaged(root *os.Root, dest, name string) (bool, error) {
 	in.mu.Lock()
 	s := in.staged
 	in.mu.Unlock()
 	if s == nil {
-		return false, nil
-	}
-	if _, err := s.root.Lstat(digest); err != nil {
 		return false, nil
 	}
 	dir := path.Dir(dest)
@@ -222,10 +249,10 @@ func (in *Installer) takeStaged(root *os.Root, dest, digest string) (bool, error
 		return false, nil
 	}
 	defer from.Close()
-	err = unix.Renameat(int(from.Fd()), digest, int(to.Fd()), path.Base(dest))
+	err = unix.Renameat(int(from.Fd()), name, int(to.Fd()), path.Base(dest))
 	switch {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EXDEV):
-		return false, nil // taken by another destination, or another file system
+		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("rename into place %s: %w", dest, err)
 	}

@@ -19,6 +19,7 @@
 package atomicfile
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -100,14 +101,27 @@ func (f *File) Digest() string {
 // CopyKnown fills the new file with src, whose SHA-256 the caller verified
 // moments ago (a cache entry this run wrote and hashed), by an in-kernel
 // copy (copy_file_range) without hashing it again; Digest then says
-// digest. It is for a file nothing was written to yet.
-func (f *File) CopyKnown(src *os.File, digest string) error {
-	if _, err := f.f.ReadFrom(src); err != nil {
-		return err
+// digest. It is for a file nothing was written to yet. It copies in
+// chunks and stops between them when ctx is done.
+func (f *File) CopyKnown(ctx context.Context, src *os.File, digest string) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := f.f.ReadFrom(&io.LimitedReader{R: src, N: copyChunk})
+		if err != nil {
+			return err
+		}
+		if n < copyChunk {
+			break
+		}
 	}
 	f.known = digest
 	return nil
 }
+
+// copyChunk is how much CopyKnown copies between looks at its context.
+const copyChunk = 16 << 20
 
 // Name is the final name inside the root.
 func (f *File) Name() string { return f.name }

@@ -1,6 +1,7 @@
 package atomicfile_test
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -220,7 +221,7 @@ func TestRemoveTempsTakesOnlyTheOwnersLeftovers(t *testing.T) {
 func TestCopyKnown(t *testing.T) {
 	t.Parallel()
 	dir, root := openRoot(t)
-	data := strings.Repeat("rootfsctl ", 100000)
+	data := strings.Repeat("rootfsctl ", 4000000) // 40 MB: several chunks
 	src := filepath.Join(dir, "src")
 	if err := os.WriteFile(src, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
@@ -234,7 +235,7 @@ func TestCopyKnown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.CopyKnown(in, "given"); err != nil {
+	if err := f.CopyKnown(context.Background(), in, "given"); err != nil {
 		t.Fatal(err)
 	}
 	if f.Digest() != "given" {
