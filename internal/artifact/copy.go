@@ -128,7 +128,7 @@ func (in *Installer) copyFromCache(ctx context.Context, root *os.Root, dest, dig
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.Copy(f, ctxReader{ctx, src}); err != nil {
+	if _, err := io.Copy(f, fetch.CancelReader(ctx, src)); err != nil {
 		f.Abort()
 		return nil, fmt.Errorf("install %s: %w", what, err)
 	}
@@ -138,18 +138,4 @@ func (in *Installer) copyFromCache(ctx context.Context, root *os.Root, dest, dig
 		return nil, fmt.Errorf("install %s: %w (got %s, want %s); removed it, a retry downloads it again", what, cache.ErrCorrupt, got, digest)
 	}
 	return f, nil
-}
-
-// ctxReader reads r until ctx is done, so a long copy stops when the run
-// is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

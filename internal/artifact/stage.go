@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
-	"github.com/rootfsctl/rootfsctl/internal/machine"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/rootfsctl/rootfsctl/internal/atomicfile"
-	"golang.org/x/sys/unix"
+	"github.com/rootfsctl/rootfsctl/internal/machine"
 )
 
 // The stage: while the rootfs is still being unpacked, the prefetch copies
@@ -65,12 +65,7 @@ func newStage(machineDir, step string) (*stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	top, err := root.Open(".")
-	if err == nil {
-		err = unix.Fstat(int(top.Fd()), &st)
-		top.Close()
-	}
+	st, err := statRoot(root)
 	if err == nil && (st.Uid != uint32(os.Geteuid()) || st.Mode&0o077 != 0) {
 		err = fmt.Errorf("%s is not a private directory of this user's", dir)
 	}
@@ -79,6 +74,24 @@ func newStage(machineDir, step string) (*stage, error) {
 		return nil, err
 	}
 	return &stage{dir: dir, root: root, dev: st.Dev}, nil
+}
+
+// statRoot is what fstat says of root's top directory.
+func statRoot(root *os.Root) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	top, err := root.Open(".")
+	if err != nil {
+		return st, err
+	}
+	defer top.Close()
+	return st, unix.Fstat(int(top.Fd()), &st)
+}
+
+// current is this run's stage, or nil.
+func (in *Installer) current() *stage {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.staged
 }
 
 // put stages a verified copy of the cache entry digest, unless one is
@@ -123,9 +136,7 @@ func (s *stage) remove() {
 // stageAll stages every file the prefetched job installs: the artifact
 // itself or its chosen members. A failure only means the install copies.
 func (in *Installer) stageAll(ctx context.Context, digests []string) {
-	in.mu.Lock()
-	s := in.staged
-	in.mu.Unlock()
+	s := in.current()
 	if s == nil {
 		return
 	}
@@ -199,20 +210,11 @@ func (in *Installer) Release(context.Context) {
 // the stage (a rename could not reach it): then the caller copies from the
 // cache, before anything is committed.
 func (in *Installer) reserve(root *os.Root, digest string) (string, bool) {
-	in.mu.Lock()
-	s := in.staged
-	in.mu.Unlock()
+	s := in.current()
 	if s == nil {
 		return "", false
 	}
-	top, err := root.Open(".")
-	if err != nil {
-		return "", false
-	}
-	var st unix.Stat_t
-	err = unix.Fstat(int(top.Fd()), &st)
-	top.Close()
-	if err != nil || st.Dev != s.dev {
+	if st, err := statRoot(root); err != nil || st.Dev != s.dev {
 		return "", false
 	}
 	name := fmt.Sprintf("reserved-%d", s.reserved.Add(1))
@@ -226,9 +228,7 @@ func (in *Installer) reserve(root *os.Root, digest string) (string, bool) {
 // machine and reports whether it did; false (and no error) means the
 // rename could not be made and the caller copies.
 func (in *Installer) takeStaged(root *os.Root, dest, name string) (bool, error) {
-	in.mu.Lock()
-	s := in.staged
-	in.mu.Unlock()
+	s := in.current()
 	if s == nil {
 		return false, nil
 	}

@@ -156,16 +156,6 @@ func (c *Cache) OpenUnverified(digest string) (*os.File, error) {
 	return f, err
 }
 
-// Warm asks the kernel to read an entry into memory ahead of its use. It
-// is a hint: nothing is read or verified here, and a missing entry is no
-// error.
-func (c *Cache) Warm(digest string) {
-	if f, _, err := c.openEntry(digest); err == nil {
-		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
-		f.Close()
-	}
-}
-
 // Remove drops an entry found damaged.
 func (c *Cache) Remove(digest string) {
 	_ = os.Remove(c.path(digest)) // best effort: a missing entry is fine

@@ -177,6 +177,10 @@ func fetchFile(ctx context.Context, u *url.URL, w io.Writer, onProgress func(int
 	return n, nil
 }
 
+// CancelReader reads r until ctx ends, so a long copy stops when its run
+// is cancelled.
+func CancelReader(ctx context.Context, r io.Reader) io.Reader { return &ctxReader{ctx: ctx, r: r} }
+
 // ctxReader stops a copy when the context ends.
 type ctxReader struct {
 	ctx context.Context
