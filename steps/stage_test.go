@@ -180,3 +180,31 @@ func lastMember(t *testing.T, cacheDir, name string) string {
 	t.Fatalf("no member list of %s in the cache", name)
 	return ""
 }
+
+// TestStagedInstallRefusesADirectoryInTheWay: a directory where a staged
+// file goes fails the step with a plain message, and the directory and
+// what it holds stay as they were.
+func TestStagedInstallRefusesADirectoryInTheWay(t *testing.T) {
+	t.Parallel()
+	s := provisioned(t)
+	in := filepath.Join(s.machine(), "usr/local/bin/containerd")
+	if err := os.Remove(in); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(in, "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.plan(map[string]string{"containerdVersion": "2.1.0"})
+	st := stepImpl(t, p, "cri")
+	if err := st.(engine.Prefetcher).Prefetch(ctx()); err != nil {
+		t.Fatalf("Prefetch(): %v", err)
+	}
+	defer st.(engine.Releaser).Release(ctx())
+	err := st.Apply(ctx())
+	if err == nil || !strings.Contains(err.Error(), "usr/local/bin/containerd: a directory is in the way") {
+		t.Fatalf("Apply(): %v, want the directory named as in the way", err)
+	}
+	if fi, err := os.Stat(filepath.Join(in, "keep")); err != nil || !fi.IsDir() {
+		t.Errorf("the directory in the way was touched: %v", err)
+	}
+}
