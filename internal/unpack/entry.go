@@ -145,17 +145,8 @@ func (u *Unpacker) regular(tr *tar.Reader, hdr *tar.Header, at dest) error {
 			return fmt.Errorf("set times of %s: %w", name, err)
 		}
 	}
-	if n > 0 {
-		// Start writing the content to disk now, in the background, so
-		// that the sync before the staging tree is renamed into place
-		// finds little left to do. Advisory: an error here changes
-		// nothing, the sync reports real ones.
-		_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", name, err)
-	}
-	return nil
+	// Closed, and its writeback started, off the extracting thread.
+	return u.closer.add(f)
 }
 
 // fileWriter hides *os.File's ReadFrom, so io.CopyBuffer uses our buffer

@@ -78,6 +78,7 @@ type Unpacker struct {
 	dirs  map[string]parent // resolved parent directories, by the path entries name them by
 	// forgotten are handles dropped from dirs while an entry was applied.
 	forgotten []int
+	closer    *closer // of the layer being applied
 }
 
 // New returns an Unpacker writing into root. Close releases its directory
@@ -199,11 +200,18 @@ const MaxTrailing = 1 << 20
 // digest, and a decompressor its trailer (gzip's CRC and size, zstd's
 // frame end).
 func (u *Unpacker) apply(ctx context.Context, r io.Reader) error {
+	u.closer = newCloser()
 	end := &endWatch{r: r}
-	if err := u.tar(ctx, tar.NewReader(end)); err != nil {
-		return err
+	err := u.tar(ctx, tar.NewReader(end))
+	if err == nil {
+		err = end.finish()
 	}
-	return end.finish()
+	cerr := u.closer.wait() // every file of the layer closed
+	u.closer = nil
+	if err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // finish checks that the tar ended with its end-of-archive marker, then

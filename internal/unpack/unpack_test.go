@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -368,5 +370,54 @@ func TestUnsupportedXattrsAreCountedApart(t *testing.T) {
 		if st := u.Stats(); st.UnsupportedXattrs != 1 || st.SkippedXattrs != 0 {
 			t.Errorf("privileged=%v: unsupported %d, skipped %d; want 1 and 0", privileged, st.UnsupportedXattrs, st.SkippedXattrs)
 		}
+	}
+}
+
+// openUnder lists this process's open files under dir (not directories:
+// an Unpacker holds its parent directories until it is closed).
+func openUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd to list open files: %v", err)
+	}
+	var open []string
+	for _, fd := range fds {
+		p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err != nil || !strings.HasPrefix(p, dir+"/") {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			open = append(open, p)
+		}
+	}
+	return open
+}
+
+// Files are closed off the extracting thread; a layer returns, whether it
+// succeeded or failed, only once every file it wrote is closed.
+func TestLayerReturnsWithItsFilesClosed(t *testing.T) {
+	t.Parallel()
+	var entries []fixture.Entry
+	for i := range 1000 { // more than the closer's queue holds
+		entries = append(entries, fixture.Entry{Name: fmt.Sprintf("d%d/f%d", i%7, i), Body: strings.Repeat("x", i)})
+	}
+	good := fixture.Tar(entries)
+	for name, blob := range map[string][]byte{"whole": good, "cut short": good[:len(good)/2]} {
+		dir := t.TempDir()
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := unpack.New(root, unpack.Options{})
+		err = u.Layer(context.Background(), bytes.NewReader(blob))
+		if open := openUnder(t, dir); len(open) > 0 {
+			t.Errorf("%s layer (err %v): %d files still open after Layer returned, such as %s", name, err, len(open), open[0])
+		}
+		if (err != nil) != (name == "cut short") {
+			t.Errorf("%s layer: err %v", name, err)
+		}
+		u.Close()
+		root.Close()
 	}
 }
