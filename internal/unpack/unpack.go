@@ -199,19 +199,19 @@ const MaxTrailing = 1 << 20
 // end-of-archive marker, so that a verifying reader underneath checks the
 // digest, and a decompressor its trailer (gzip's CRC and size, zstd's
 // frame end).
-func (u *Unpacker) apply(ctx context.Context, r io.Reader) error {
+func (u *Unpacker) apply(ctx context.Context, r io.Reader) (err error) {
 	u.closer = newCloser()
+	defer func() { // every file of the layer closed, however it ends
+		if cerr := u.closer.wait(); err == nil {
+			err = cerr
+		}
+		u.closer = nil
+	}()
 	end := &endWatch{r: r}
-	err := u.tar(ctx, tar.NewReader(end))
-	if err == nil {
-		err = end.finish()
+	if err := u.tar(ctx, tar.NewReader(end)); err != nil {
+		return err
 	}
-	cerr := u.closer.wait() // every file of the layer closed
-	u.closer = nil
-	if err == nil {
-		err = cerr
-	}
-	return err
+	return end.finish()
 }
 
 // finish checks that the tar ended with its end-of-archive marker, then
