@@ -169,39 +169,33 @@ const spoolers = 2
 // runtimes refuse it.
 //
 // While the first layer is unpacked, the following ones are fetched and
-// inflated into the cache, in order, up to spoolers at a time, on spare
-// slots of the budget in ctx (without one, before the first is unpacked).
-// The first error stops all of it.
+// inflated into the cache, in order, up to spoolers at a time, on a spare
+// slot of the budget in ctx. Each later layer is taken by whichever gets
+// to it first, the unpack or the fetch-ahead: the unpack waits only for a
+// layer a running fetch has taken, never for a fetch that has no slot to
+// start on (it then fetches every layer itself, as it reaches it). The
+// first error stops all of it.
 func (im *Image) Unpack(ctx context.Context, c *cache.Cache, unpack UnpackFunc) error {
 	layers, err := im.layers(ctx, c)
 	if err != nil {
 		return err
 	}
-	// cached[i] is closed once layer i (i >= 1) is in the cache; kept[i]
-	// is then its tar stream, if the fetch-ahead has just inflated it.
-	cached := make([]chan struct{}, len(layers))
-	for i := range cached {
-		cached[i] = make(chan struct{})
-	}
-	kept := make([]*cache.Pin, len(layers))
-	defer func() { // after every part has ended
-		for _, p := range kept {
-			if p != nil {
-				p.Release()
-			}
-		}
-	}()
-	// Part 0 fetches, part 1 unpacks: run in the caller one after the
-	// other, the unpacking never waits for a fetch that has not started.
+	a := newAhead(len(layers))
+	defer a.release() // after every part has ended
+	// Part 0 unpacks, part 1 fetches ahead: in the caller one after the
+	// other when the budget has no spare slot, and then the fetch-ahead
+	// finds every layer taken.
 	return budget.Each(ctx, 2, func(ctx context.Context, part int) error {
-		if part == 0 {
-			return im.fetchAhead(ctx, c, layers, cached, kept)
+		if part == 1 {
+			return im.fetchAhead(ctx, c, layers, a)
 		}
 		for i, l := range layers {
-			if i > 0 {
+			var kept *cache.Pin
+			if i > 0 && !a.take(i) {
 				end := trace.Span(ctx, fmt.Sprintf("wait for layer %d", i+1))
 				select {
-				case <-cached[i]:
+				case <-a.cached[i]:
+					kept = a.kept[i]
 				case <-ctx.Done():
 					end()
 					return context.Cause(ctx)
@@ -209,7 +203,7 @@ func (im *Image) Unpack(ctx context.Context, c *cache.Cache, unpack UnpackFunc) 
 				end()
 			}
 			end := trace.Span(ctx, fmt.Sprintf("extract layer %d", i+1))
-			err := im.unpackLayer(ctx, c, l, kept[i], unpack)
+			err := im.unpackLayer(ctx, c, l, kept, unpack)
 			end()
 			if err != nil {
 				return fmt.Errorf("unpack %s (%s): %w", l.Name, Short("sha256:"+l.Digest), err)
@@ -219,13 +213,44 @@ func (im *Image) Unpack(ctx context.Context, c *cache.Cache, unpack UnpackFunc) 
 	})
 }
 
-// fetchAhead puts every layer but the first in the cache, in order, up to
-// spoolers at a time.
-func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer, cached []chan struct{}, kept []*cache.Pin) error {
+// ahead is what the unpack and the fetch-ahead share: which later layers
+// are taken (by either), and for those the fetch-ahead took, when each is
+// in the cache and its tar stream if it has just inflated it.
+type ahead struct {
+	taken  []atomic.Bool
+	cached []chan struct{} // closed once layer i is in the cache
+	kept   []*cache.Pin    // set before cached[i] is closed
+}
+
+func newAhead(n int) *ahead {
+	a := &ahead{taken: make([]atomic.Bool, n), cached: make([]chan struct{}, n), kept: make([]*cache.Pin, n)}
+	for i := range a.cached {
+		a.cached[i] = make(chan struct{})
+	}
+	return a
+}
+
+// take says whether the caller is the first to take layer i.
+func (a *ahead) take(i int) bool { return a.taken[i].CompareAndSwap(false, true) }
+
+func (a *ahead) release() {
+	for _, p := range a.kept {
+		if p != nil {
+			p.Release()
+		}
+	}
+}
+
+// fetchAhead puts every later layer the unpack has not taken in the cache,
+// in order, up to spoolers at a time.
+func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer, a *ahead) error {
 	var next atomic.Int64
 	next.Store(1)
 	return budget.Each(ctx, spoolers, func(ctx context.Context, w int) error {
 		for i := int(next.Add(1) - 1); i < len(layers); i = int(next.Add(1) - 1) {
+			if !a.take(i) {
+				continue // the unpack got there first
+			}
 			end := trace.SpanOn(ctx, fmt.Sprintf("fetch-ahead %d", w+1), layers[i].Name,
 				map[string]any{"digest": "sha256:" + layers[i].Digest, "compressedBytes": layers[i].Size})
 			pin, err := im.cacheLayer(ctx, c, layers[i])
@@ -233,8 +258,8 @@ func (im *Image) fetchAhead(ctx context.Context, c *cache.Cache, layers []Layer,
 			if err != nil {
 				return fmt.Errorf("fetch %s (%s): %w", layers[i].Name, Short("sha256:"+layers[i].Digest), err)
 			}
-			kept[i] = pin
-			close(cached[i])
+			a.kept[i] = pin
+			close(a.cached[i])
 		}
 		return nil
 	})

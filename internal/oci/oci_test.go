@@ -3,10 +3,12 @@ package oci_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,7 +139,8 @@ func drain(_ context.Context, _ oci.Layer, blob io.Reader, spool io.Writer) erro
 }
 
 // TestLayersArriveInOrder: the layers reach the unpacker in order, whether
-// the later ones are fetched beside it (a spare slot) or before it (none);
+// the later ones are fetched beside it (a spare slot) or by the unpack as it
+// reaches them (none);
 // afterwards every layer is in the cache, and a second unpack asks the
 // registry for no blob.
 func TestLayersArriveInOrder(t *testing.T) {
@@ -211,5 +214,54 @@ func TestFailedFetchStopsTheUnpack(t *testing.T) {
 	var pe interface{ Temporary() bool }
 	if errors.As(err, &pe) && pe.Temporary() {
 		t.Errorf("Unpack(): %v is temporary; a 404 is not", err)
+	}
+}
+
+// TestUnpackNeverWaitsForAFetchWithoutASlot: with no spare slot in the
+// budget, the fetch-ahead cannot run beside the unpack; the unpack then
+// starts on the first layer at once and fetches each later layer itself
+// as it reaches it, instead of waiting for all of them to be fetched
+// first.
+func TestUnpackNeverWaitsForAFetchWithoutASlot(t *testing.T) {
+	t.Parallel()
+	f := newRegistry(t)
+	var layers []v1.Layer
+	for _, body := range []string{"one", "two", "three"} {
+		layers = append(layers, fixture.Layer([]fixture.Entry{{Name: "etc/" + body, Body: body}}))
+	}
+	ref := f.push(t, "noslot", fixture.Image("amd64", layers...))
+	digests := map[string]string{}
+	for i, l := range layers {
+		d, _ := l.Digest()
+		digests[d.String()] = fmt.Sprintf("fetch layer %d", i+1)
+	}
+	var mu sync.Mutex
+	var events []string
+	note := func(e string) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
+	f.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if e, ok := digests[path.Base(r.URL.Path)]; ok && r.Method == http.MethodGet {
+			note(e)
+		}
+		return false
+	})
+	ctx := budget.With(context.Background(), budget.New(1)) // the step's own slot, none spare
+	img, err := client(retry.Policy{Attempts: 1}).Resolve(ctx, ref, amd64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = img.Unpack(ctx, cache.New(t.TempDir()), func(ctx context.Context, l oci.Layer, blob io.Reader, spool io.Writer) error {
+		note("unpack " + l.Name)
+		return drain(ctx, l, blob, spool)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "fetch layer 1,unpack layer 1/3,fetch layer 2,unpack layer 2/3,fetch layer 3,unpack layer 3/3"
+	if got := strings.Join(events, ","); got != want {
+		t.Errorf("events:\n got %s\nwant %s", got, want)
 	}
 }
