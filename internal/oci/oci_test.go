@@ -248,7 +248,12 @@ func TestUnpackNeverWaitsForAFetchWithoutASlot(t *testing.T) {
 		}
 		return false
 	})
-	ctx := budget.With(context.Background(), budget.New(1)) // the step's own slot, none spare
+	b := budget.New(1)
+	ctx := budget.With(context.Background(), b)
+	if err := b.Acquire(ctx); err != nil { // the step's own slot: none is spare
+		t.Fatal(err)
+	}
+	defer b.Release()
 	img, err := client(retry.Policy{Attempts: 1}).Resolve(ctx, ref, amd64)
 	if err != nil {
 		t.Fatal(err)
