@@ -331,7 +331,7 @@ or SIGTERM, which cancel the running steps and print the partial result.`,
 // collector never scans, so collecting sooner costs next to no CPU; at the
 // default it let the heap grow to twice them, and peak RSS to 62-64 MiB.
 func applyGC() {
-	if os.Getenv("GOGC") == "" {
+	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(50)
 	}
 }

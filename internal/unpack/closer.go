@@ -3,6 +3,7 @@ package unpack
 import (
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -24,12 +25,16 @@ import (
 //
 // The queue is bounded (closerQueue open files); when it is full the
 // extractor closes the file itself and leaves its writeback to the sync.
-// wait returns once every file handed over is closed, with the first
-// close error: a layer is not done before its files are.
+// wait returns once every file handed over is closed, with a close error
+// if there was one: a layer is not done before its files are.
 type closer struct {
 	q    chan *os.File
 	done chan struct{}
-	err  error // the first close error; read after done
+	err  error // the first close error of the closer's own; read after done
+	// failed says the layer failed: what is left in the queue is closed
+	// without starting its writeback (its staging tree is removed), so a
+	// cancelled apply does not wait on a busy disk for files it drops.
+	failed atomic.Bool
 }
 
 const closerQueue = 128
@@ -44,7 +49,9 @@ func (c *closer) run() {
 	defer close(c.done)
 	budget.LowerThread()
 	for f := range c.q {
-		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE) // advisory, as above
+		if !c.failed.Load() {
+			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE) // advisory, as above
+		}
 		if err := f.Close(); err != nil && c.err == nil {
 			c.err = fmt.Errorf("close %s: %w", f.Name(), err)
 		}
@@ -64,8 +71,10 @@ func (c *closer) add(f *os.File) error {
 	return nil
 }
 
-// wait closes the queue and returns once every file in it is closed.
-func (c *closer) wait() error {
+// wait closes the queue and returns once every file in it is closed. With
+// failed, the files still queued are closed without their writeback.
+func (c *closer) wait(failed bool) error {
+	c.failed.Store(failed)
 	close(c.q)
 	<-c.done
 	return c.err

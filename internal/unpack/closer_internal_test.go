@@ -33,7 +33,7 @@ func TestCloserClosesWhatItCannotQueue(t *testing.T) {
 		t.Fatalf("with a full queue: overflow closed %v (want true), queued closed %v (want false)", isClosed(overflow), isClosed(queued))
 	}
 	go c.run()
-	if err := c.wait(); err != nil {
+	if err := c.wait(false); err != nil {
 		t.Fatal(err)
 	}
 	if !isClosed(queued) {
@@ -52,8 +52,30 @@ func TestCloserReportsTheFirstCloseError(t *testing.T) {
 	if err := c.add(openTemp(t, "fine")); err != nil {
 		t.Fatal(err)
 	}
-	err := c.wait()
+	err := c.wait(false)
 	if err == nil || !strings.Contains(err.Error(), "etc-passwd") {
 		t.Fatalf("wait: %v, want the failed close of etc-passwd", err)
+	}
+}
+
+// A failed layer's queued files are still all closed.
+func TestCloserClosesEverythingAfterAFailure(t *testing.T) {
+	c := &closer{q: make(chan *os.File, 4), done: make(chan struct{})}
+	var fs []*os.File
+	for _, n := range []string{"a", "b", "c"} {
+		f := openTemp(t, n)
+		fs = append(fs, f)
+		if err := c.add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go c.run()
+	if err := c.wait(true); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if !isClosed(f) {
+			t.Errorf("%s still open after wait", f.Name())
+		}
 	}
 }

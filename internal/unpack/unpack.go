@@ -202,7 +202,7 @@ const MaxTrailing = 1 << 20
 func (u *Unpacker) apply(ctx context.Context, r io.Reader) (err error) {
 	u.closer = newCloser()
 	defer func() { // every file of the layer closed, however it ends
-		if cerr := u.closer.wait(); err == nil {
+		if cerr := u.closer.wait(err != nil); err == nil {
 			err = cerr
 		}
 		u.closer = nil
