@@ -31,7 +31,8 @@ const aheadChunks, aheadChunkSize = 4, 1 << 20
 // lowest priority) to fall behind while both cores are busy. With twice
 // the chunks, the inflater waited for a free chunk 60-130 ms of a cold
 // apply's 1.1 s layer, and the apply took 0.03-0.04 s longer; four times
-// is 8 MiB more of peak RSS (57 MiB on the single-layer benchmark).
+// is 8 MiB more of the heap (a cold apply peaks at 52-53 MiB of RSS, with
+// the collector setting apply uses).
 const teeChunks = 4
 
 // errAheadClosed is what a read-ahead that was closed returns: never
