@@ -21,7 +21,7 @@ func isClosed(f *os.File) bool { return f.Fd() == ^uintptr(0) }
 // A file that finds the queue full is closed at once by the extractor; the
 // queued ones are closed by the closer's thread, all of them by wait.
 func TestCloserClosesWhatItCannotQueue(t *testing.T) {
-	c := &closer{q: make(chan *os.File, 1), done: make(chan struct{})} // run not started yet
+	c := &closer{q: make(chan []*os.File, 1), size: 1, done: make(chan struct{})} // run not started yet
 	queued, overflow := openTemp(t, "queued"), openTemp(t, "overflow")
 	if err := c.add(queued); err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func TestCloserReportsTheFirstCloseError(t *testing.T) {
 
 // A failed layer's queued files are still all closed.
 func TestCloserClosesEverythingAfterAFailure(t *testing.T) {
-	c := &closer{q: make(chan *os.File, 4), done: make(chan struct{})}
+	c := &closer{q: make(chan []*os.File, 4), size: 1, done: make(chan struct{})}
 	var fs []*os.File
 	for _, n := range []string{"a", "b", "c"} {
 		f := openTemp(t, n)
@@ -76,6 +76,53 @@ func TestCloserClosesEverythingAfterAFailure(t *testing.T) {
 	for _, f := range fs {
 		if !isClosed(f) {
 			t.Errorf("%s still open after wait", f.Name())
+		}
+	}
+}
+
+// Files go to the closer's thread in full batches; a batch that finds the
+// queue full is closed by the extractor, and wait hands over the last,
+// partial one: every file is closed once wait returns.
+func TestCloserHandsOverFullBatches(t *testing.T) {
+	c := &closer{q: make(chan []*os.File, 2), size: 3, done: make(chan struct{})} // run not started yet
+	var all []*os.File
+	add := func(n int) []*os.File {
+		var added []*os.File
+		for range n {
+			f := openTemp(t, "f")
+			if err := c.add(f); err != nil {
+				t.Fatal(err)
+			}
+			added = append(added, f)
+		}
+		all = append(all, added...)
+		return added
+	}
+	add(2)
+	if len(c.q) != 0 {
+		t.Fatalf("2 files of a batch of 3: %d batches queued, want none yet", len(c.q))
+	}
+	add(4) // completes the first batch and fills a second
+	if len(c.q) != 2 {
+		t.Fatalf("6 files in batches of 3: %d batches queued, want 2", len(c.q))
+	}
+	overflow := add(3) // a third batch, which finds the queue full
+	for i, f := range all {
+		if closed, want := isClosed(f), i >= 6; closed != want {
+			t.Fatalf("file %d closed %v, want %v (the first six are queued, the third batch is closed at once)", i, closed, want)
+		}
+	}
+	if len(overflow) != 3 || len(c.q) != 2 {
+		t.Fatalf("after the overflow: %d batches queued, want 2", len(c.q))
+	}
+	add(1) // a partial batch, handed over by wait
+	go c.run()
+	if err := c.wait(false); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range all {
+		if !isClosed(f) {
+			t.Errorf("file %d still open after wait", i)
 		}
 	}
 }
