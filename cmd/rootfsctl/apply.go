@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -315,7 +314,7 @@ or SIGTERM, which cancel the running steps and print the partial result.`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: planFileCompletion,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			applyRuntime(os.LookupEnv)
+			applyGC(os.LookupEnv)
 			_, err := a.execute(cmd, args[0], &f, false)
 			return err
 		},
@@ -326,36 +325,14 @@ or SIGTERM, which cancel the running steps and print the partial result.`,
 	return cmd
 }
 
-// applyRuntime tunes the Go runtime for an apply run, leaving alone what
-// the environment sets (GOGC, GOMAXPROCS: even set empty).
-//
-// The collector runs when the heap has grown by half, not doubled. An
-// apply's heap is mostly the unpack's read-ahead buffers, about 20 MiB of
-// bytes the collector never scans, so collecting sooner costs next to no
-// CPU; at the default it let the heap grow to twice them, and peak RSS to
-// 62-64 MiB.
-//
-// There are twice as many Ps as the runtime's default. Background work
-// (prefetches, the unpack's cache copy and closer) runs on goroutines
-// locked to threads at nice 19, and the Go scheduler has no priorities: a
-// goroutine that has run its 10 ms goes to the back of the run queue, and a
-// P that picks a locked goroutine goes to its thread, where it waits as
-// long as the kernel keeps that thread off the core. With as many Ps as
-// cores, the unpack's goroutines then waited for a P while a core was
-// theirs by nice value: the Go execution tracer counted 5.9 s of
-// scheduling latency in a 1.8 s cold apply on 2 cores, 2.9 s with 4 Ps.
-// The spare Ps leave the choice to the kernel, which knows the nice
-// values.
-func applyRuntime(lookupEnv func(string) (string, bool)) {
+// applyGC has the garbage collector of an apply run when the heap has grown
+// by half, not doubled (unless GOGC is set, even empty). An apply's heap is
+// mostly the unpack's read-ahead buffers, about 20 MiB of bytes the
+// collector never scans, so collecting sooner costs next to no CPU; at the
+// default it let the heap grow to twice them, and peak RSS to 62-64 MiB.
+// (The runtime's Ps are budget's concern: see budget.LowerThread.)
+func applyGC(lookupEnv func(string) (string, bool)) {
 	if _, set := lookupEnv("GOGC"); !set {
 		debug.SetGCPercent(50)
 	}
-	if _, set := lookupEnv("GOMAXPROCS"); !set {
-		runtime.GOMAXPROCS(2 * defaultProcs)
-	}
 }
-
-// defaultProcs is the runtime's own GOMAXPROCS (the CPUs this process may
-// use, a cgroup's limit included), read before anything changes it: an
-// apply run twice in one process (the tests) sets the same number.
-var defaultProcs = runtime.GOMAXPROCS(0)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,5 +81,41 @@ func TestBackgroundWorkRunsAtTheLowestPriority(t *testing.T) {
 	}
 	if isBackground(ctx) || !isBackground(bg) {
 		t.Fatal("isBackground does not tell the two contexts apart")
+	}
+}
+
+// procsAtStart is GOMAXPROCS before any test lowered a thread.
+var procsAtStart = runtime.GOMAXPROCS(0)
+
+// lowerTwice lowers a goroutine's thread twice over, as two background
+// goroutines would, and returns the runtime's Ps afterwards.
+func lowerTwice() int {
+	for range 2 {
+		done := make(chan struct{})
+		go func() { defer close(done); LowerThread() }()
+		<-done
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// Lowering a thread gives the process twice its Ps, once; with GOMAXPROCS
+// set in the environment (a child process of this test) it keeps them.
+func TestLoweringAThreadGivesSparePs(t *testing.T) {
+	if os.Getenv("BUDGET_PROCS_CHILD") != "" {
+		fmt.Printf("procs %d\n", lowerTwice())
+		return
+	}
+	want := 2 * procsAtStart
+	if _, set := os.LookupEnv("GOMAXPROCS"); set {
+		want = procsAtStart
+	}
+	if got := lowerTwice(); got != want {
+		t.Fatalf("GOMAXPROCS after lowering threads = %d, want %d (started with %d)", got, want, procsAtStart)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLoweringAThreadGivesSparePs$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BUDGET_PROCS_CHILD=1", "GOMAXPROCS=3")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "procs 3\n") {
+		t.Fatalf("with GOMAXPROCS=3 set: %v, output %q, want procs 3", err, out)
 	}
 }
