@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -314,7 +313,6 @@ or SIGTERM, which cancel the running steps and print the partial result.`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: planFileCompletion,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			applyGC(os.LookupEnv)
 			_, err := a.execute(cmd, args[0], &f, false)
 			return err
 		},
@@ -323,16 +321,4 @@ or SIGTERM, which cancel the running steps and print the partial result.`,
 	a.registerPlanCompletions(cmd, &f.vars)
 	a.registerCheckCompletion(cmd)
 	return cmd
-}
-
-// applyGC has the garbage collector of an apply run when the heap has grown
-// by half, not doubled (unless GOGC is set, even empty). An apply's heap is
-// mostly the unpack's read-ahead buffers, about 20 MiB of bytes the
-// collector never scans, so collecting sooner costs next to no CPU; at the
-// default it let the heap grow to twice them, and peak RSS to 62-64 MiB.
-// (The runtime's Ps are budget's concern: see budget.LowerThread.)
-func applyGC(lookupEnv func(string) (string, bool)) {
-	if _, set := lookupEnv("GOGC"); !set {
-		debug.SetGCPercent(50)
-	}
 }

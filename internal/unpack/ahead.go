@@ -52,6 +52,7 @@ func aheadOf(r io.Reader, c io.Closer, tee io.Writer) *aheadReader {
 		chunks *= teeChunks
 	}
 	a := &aheadReader{full: make(chan *chunk, chunks), free: make(chan *chunk, chunks), done: make(chan struct{}), teeDone: make(chan struct{})}
+	buffersLive()
 	for i := 0; i < chunks; i++ {
 		a.free <- &chunk{b: make([]byte, aheadChunkSize)}
 	}
@@ -189,6 +190,9 @@ func (a *aheadReader) Read(p []byte) (int, error) {
 }
 
 func (a *aheadReader) Close() error {
-	a.closeOnce.Do(func() { close(a.done) })
+	a.closeOnce.Do(func() {
+		close(a.done)
+		buffersGone()
+	})
 	return nil
 }
