@@ -75,6 +75,9 @@ time_runs() {
   done
 }
 median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(l) for l in open(sys.argv[1])):.3f}")' "$WORK/t-$1"; }
+# median_ms NAME: the median in milliseconds, to a tenth (a warm apply's
+# 15 ms goal is not to be read off a figure rounded to the millisecond).
+median_ms() { python3 -c 'import statistics,sys; print(f"{1000*statistics.median(float(l) for l in open(sys.argv[1])):.1f}")' "$WORK/t-$1"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}x')" "$1" "$2"; }
 
 i_machine=0
@@ -153,7 +156,7 @@ SHAPE=A
 for i in $(seq $((RUNS*2))); do
   t=$EPOCHREALTIME
   "$WORK/rootfsctl" --cache-dir "$WARM_CACHE" --log-level warn apply "$PLAN" "${VARS[@]}" --var machine=bench-1 >"$WORK/warm.log" 2>&1 || bad "warm apply" "$(tail -3 "$WORK/warm.log")"
-  since "$t" >>"$WORK/t-warm"
+  now=$EPOCHREALTIME; awk -v a="$t" -v b="$now" 'BEGIN { printf "%.6f\n", b - a }' >>"$WORK/t-warm"
 done
 grep -q "6 unchanged" "$WORK/warm.log" && ok warm || bad "warm apply did not report 6 unchanged" "$(tail -2 "$WORK/warm.log")"
 
@@ -209,7 +212,7 @@ fi
 echo
 for m in skopeo-umoci tar-xzf gunzip; do row "shape A: $m" "$(median $m)" "cold apply / this: $(ratio "$(median cold-A)" "$(median $m)")"; done
 row "rootfsctl unpack alone (local blob)" "$UNPACK" "vs tar -xzf: $(ratio "$UNPACK" "$(median tar-xzf)"), vs gunzip: $(ratio "$UNPACK" "$(median gunzip)")"
-row "rootfsctl warm apply" "$(median warm)" "(goal < 0.015 s)"
+row "rootfsctl warm apply (ms)" "$(median_ms warm)" "(goal < 15 ms)"
 row "second machine, shape A: requests to the mirror" "$MIRROR_REQS" ""
 row "peak RSS, cold apply, shape A / B (MiB)" "$(( $(cat "$WORK/rss-cold") / 1024 )) / $(( $(cat "$WORK/rss-cold-B") / 1024 ))" "(goal < 64)"
 row "peak RSS, installing a 1 GiB kubelet (MiB)" "$(( $(cat "$WORK/rss-big") / 1024 ))" ""
