@@ -23,8 +23,10 @@ import (
 // writeback hint and the close, neither of which changes what the file
 // holds.
 //
-// The queue is bounded (closerQueue open files); when it is full the
-// extractor closes the file itself and leaves its writeback to the sync.
+// At most closerOpen files are open at once on the closer's account (a
+// batch being filled, the queued batches, the batch being closed); when
+// the queue is full the extractor closes a batch itself and leaves its
+// writeback to the sync.
 // wait returns once every file handed over is closed, with a close error
 // if there was one: a layer is not done before its files are.
 type closer struct {
@@ -39,18 +41,20 @@ type closer struct {
 	failed atomic.Bool
 }
 
-// Files are handed over closerBatch at a time, at most closerQueue of them
-// queued. Each handover wakes the closer's thread, and the Go scheduler
-// then gives that thread a P of the extractor's: handed over one by one
-// (about 5,000 files in a debootstrap rootfs), the extractor spent a
-// quarter of a second waiting for a P again.
+// Files are handed over closerBatch at a time. Each handover wakes the
+// closer's thread, and the Go scheduler then gives that thread a P of the
+// extractor's: handed over one by one (about 5,000 files in a debootstrap
+// rootfs), the extractor spent a quarter of a second waiting for a P
+// again. The queue holds what closerOpen leaves beside the batch being
+// filled and the one being closed.
 const (
-	closerBatch = 32
-	closerQueue = 128
+	closerBatch   = 32
+	closerOpen    = 128
+	closerBatches = closerOpen/closerBatch - 2 // queued
 )
 
 func newCloser() *closer {
-	c := &closer{q: make(chan []*os.File, closerQueue/closerBatch), size: closerBatch, done: make(chan struct{})}
+	c := &closer{q: make(chan []*os.File, closerBatches), size: closerBatch, done: make(chan struct{})}
 	go c.run()
 	return c
 }

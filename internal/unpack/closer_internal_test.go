@@ -126,3 +126,31 @@ func TestCloserHandsOverFullBatches(t *testing.T) {
 		}
 	}
 }
+
+// However far the closer's thread falls behind, the files open on its
+// account stay within closerOpen: here it has not started, so the batch it
+// would be closing is not counted, and the rest must leave room for it.
+func TestCloserKeepsItsOpenFilesBounded(t *testing.T) {
+	c := &closer{q: make(chan []*os.File, closerBatches), size: closerBatch, done: make(chan struct{})} // as newCloser, run not started
+	var all []*os.File
+	for range 1000 {
+		f := openTemp(t, "f")
+		all = append(all, f)
+		if err := c.add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := 0
+	for _, f := range all {
+		if !isClosed(f) {
+			open++
+		}
+	}
+	if open > closerOpen-closerBatch {
+		t.Fatalf("%d files open with the closer stalled, want at most %d (closerOpen %d less the batch it would be closing)", open, closerOpen-closerBatch, closerOpen)
+	}
+	go c.run()
+	if err := c.wait(false); err != nil {
+		t.Fatal(err)
+	}
+}
