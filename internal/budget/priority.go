@@ -65,6 +65,9 @@ var spare sync.Once
 // better than 4). The spare Ps leave the choice to the kernel, which
 // knows the nice values. Only a process that lowers a thread needs them:
 // a warm apply, which lowers none, starts no more threads than before.
+// Setting GOMAXPROCS stops the runtime from following later changes of the
+// CPUs this process may use (affinity, a cgroup's quota) for the rest of
+// the run: twice the CPUs it had when it started, for a run of seconds.
 func spareProcs() {
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
 		runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))

@@ -142,9 +142,19 @@ func (u *Unpacker) dir(name string, create bool) (parent, error) {
 	if err != nil {
 		return parent{}, err
 	}
+	if len(u.dirs) >= maxCachedDirs {
+		u.forgetDirs() // closed once the entry is done, as on a replace
+	}
 	u.dirs[name] = p
 	return p, nil
 }
+
+// maxCachedDirs bounds the directory handles kept between entries: an
+// image's number of directories must not meet the limit on open files
+// (25,000 directories failed with "too many open files" under a hard limit
+// of 20,000). Forgetting them all costs each later entry one resolution of
+// its parent.
+const maxCachedDirs = 512
 
 // Stats returns the counts so far.
 func (u *Unpacker) Stats() Stats { return u.stats }

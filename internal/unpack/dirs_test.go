@@ -1,0 +1,66 @@
+package unpack_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rootfsctl/rootfsctl/internal/fixture"
+	"github.com/rootfsctl/rootfsctl/internal/unpack"
+)
+
+// dirsOpenUnder lists the directories under dir that this process holds open.
+func dirsOpenUnder(t *testing.T, dir string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd to list open files: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err != nil || !strings.HasPrefix(p, dir+"/") {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			n++
+		}
+	}
+	return n
+}
+
+// An image's number of directories does not decide how many handles the
+// unpack keeps open (each one would count against the limit on open
+// files): 3,000 directories, each with a file in it, all extracted, with
+// at most a few hundred directory handles open between layers.
+func TestDirectoryHandlesAreBounded(t *testing.T) {
+	t.Parallel()
+	const dirs = 3000
+	var entries []fixture.Entry
+	for i := range dirs {
+		entries = append(entries, fixture.Entry{Name: fmt.Sprintf("a/d%d/f", i), Body: fmt.Sprint(i)})
+	}
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	u := unpack.New(root, unpack.Options{})
+	defer u.Close()
+	if err := u.Layer(context.Background(), bytes.NewReader(fixture.Tar(entries))); err != nil {
+		t.Fatal(err)
+	}
+	if n := dirsOpenUnder(t, dir); n > 600 {
+		t.Errorf("%d directory handles open after a layer of %d directories, want a bound (at most 600)", n, dirs)
+	}
+	for i := range dirs {
+		if b, err := os.ReadFile(filepath.Join(dir, "a", fmt.Sprintf("d%d", i), "f")); err != nil || string(b) != fmt.Sprint(i) {
+			t.Fatalf("d%d/f: %q, %v", i, b, err)
+		}
+	}
+}
