@@ -6,32 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
 	"github.com/rootfsctl/rootfsctl/internal/unpack"
 )
-
-// dirsOpenUnder lists the directories under dir that this process holds open.
-func dirsOpenUnder(t *testing.T, dir string) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd to list open files: %v", err)
-	}
-	n := 0
-	for _, fd := range fds {
-		p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
-		if err != nil || !strings.HasPrefix(p, dir+"/") {
-			continue
-		}
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			n++
-		}
-	}
-	return n
-}
 
 // An image's number of directories does not decide how many handles the
 // unpack keeps open (each one would count against the limit on open
@@ -55,8 +34,8 @@ func TestDirectoryHandlesAreBounded(t *testing.T) {
 	if err := u.Layer(context.Background(), bytes.NewReader(fixture.Tar(entries))); err != nil {
 		t.Fatal(err)
 	}
-	if n := dirsOpenUnder(t, dir); n > 600 {
-		t.Errorf("%d directory handles open after a layer of %d directories, want a bound (at most 600)", n, dirs)
+	if _, open := openUnder(t, dir); len(open) > 600 {
+		t.Errorf("%d directory handles open after a layer of %d directories, want a bound (at most 600)", len(open), dirs)
 	}
 	for i := range dirs {
 		if b, err := os.ReadFile(filepath.Join(dir, "a", fmt.Sprintf("d%d", i), "f")); err != nil || string(b) != fmt.Sprint(i) {

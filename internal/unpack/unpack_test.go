@@ -373,25 +373,27 @@ func TestUnsupportedXattrsAreCountedApart(t *testing.T) {
 	}
 }
 
-// openUnder lists this process's open files under dir (not directories:
-// an Unpacker holds its parent directories until it is closed).
-func openUnder(t *testing.T, dir string) []string {
+// openUnder lists what this process holds open under dir: files, and
+// directories apart (an Unpacker holds some parent directories until it is
+// closed).
+func openUnder(t *testing.T, dir string) (files, dirs []string) {
 	t.Helper()
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Skipf("no /proc/self/fd to list open files: %v", err)
 	}
-	var open []string
 	for _, fd := range fds {
 		p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
 		if err != nil || !strings.HasPrefix(p, dir+"/") {
 			continue
 		}
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			open = append(open, p)
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			dirs = append(dirs, p)
+		} else if err == nil {
+			files = append(files, p)
 		}
 	}
-	return open
+	return files, dirs
 }
 
 // Files are closed off the extracting thread; a layer returns, whether it
@@ -411,7 +413,7 @@ func TestLayerReturnsWithItsFilesClosed(t *testing.T) {
 		}
 		u := unpack.New(root, unpack.Options{})
 		err = u.Layer(context.Background(), bytes.NewReader(blob))
-		if open := openUnder(t, dir); len(open) > 0 {
+		if open, _ := openUnder(t, dir); len(open) > 0 {
 			t.Errorf("%s layer (err %v): %d files still open after Layer returned, such as %s", name, err, len(open), open[0])
 		}
 		if (err != nil) != (name == "cut short") {
