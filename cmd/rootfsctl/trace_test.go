@@ -12,6 +12,9 @@ import (
 	"github.com/rootfsctl/rootfsctl/engine"
 )
 
+// failingRun: side ends well after fetch has started however late a
+// loaded machine starts it, so that fetch, which needs nothing, is not
+// taken for a step that waited for side's slot (a report has only times).
 const failingRun = `  fetch:
     type: run
     with: {command: [sh, -c, "sleep 0.05"]}
@@ -20,8 +23,8 @@ const failingRun = `  fetch:
     needs: [fetch]
     with: {command: [sh, -c, "exit 3"]}
   side:
-    type: file
-    with: {path: "${out}/side.txt", content: s}
+    type: run
+    with: {command: [sh, -c, "sleep 0.03"]}
   ship:
     type: file
     needs: [build, side]
