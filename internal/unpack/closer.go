@@ -54,9 +54,23 @@ const (
 )
 
 func newCloser() *closer {
-	c := &closer{q: make(chan []*os.File, closerBatches), size: closerBatch, done: make(chan struct{})}
+	c := makeCloser(closerBatches, closerBatch)
 	go c.run()
 	return c
+}
+
+// makeCloser is a closer whose thread is not started yet: queue batches
+// of size files.
+func makeCloser(queue, size int) *closer {
+	return &closer{q: make(chan []*os.File, queue), size: size, done: make(chan struct{})}
+}
+
+// closeFile closes f, naming it in the error.
+func closeFile(f *os.File) error {
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", f.Name(), err)
+	}
+	return nil
 }
 
 func (c *closer) run() {
@@ -67,8 +81,8 @@ func (c *closer) run() {
 			if !c.failed.Load() {
 				_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE) // advisory, as above
 			}
-			if err := f.Close(); err != nil && c.err == nil {
-				c.err = fmt.Errorf("close %s: %w", f.Name(), err)
+			if err := closeFile(f); err != nil && c.err == nil {
+				c.err = err
 			}
 		}
 	}
@@ -97,8 +111,8 @@ func (c *closer) handOver() error {
 	}
 	var first error
 	for _, f := range b {
-		if err := f.Close(); err != nil && first == nil {
-			first = fmt.Errorf("close %s: %w", f.Name(), err)
+		if err := closeFile(f); err != nil && first == nil {
+			first = err
 		}
 	}
 	return first

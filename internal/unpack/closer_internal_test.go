@@ -21,7 +21,7 @@ func isClosed(f *os.File) bool { return f.Fd() == ^uintptr(0) }
 // A file that finds the queue full is closed at once by the extractor; the
 // queued ones are closed by the closer's thread, all of them by wait.
 func TestCloserClosesWhatItCannotQueue(t *testing.T) {
-	c := &closer{q: make(chan []*os.File, 1), size: 1, done: make(chan struct{})} // run not started yet
+	c := makeCloser(1, 1) // run not started yet
 	queued, overflow := openTemp(t, "queued"), openTemp(t, "overflow")
 	if err := c.add(queued); err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func TestCloserReportsTheFirstCloseError(t *testing.T) {
 
 // A failed layer's queued files are still all closed.
 func TestCloserClosesEverythingAfterAFailure(t *testing.T) {
-	c := &closer{q: make(chan []*os.File, 4), size: 1, done: make(chan struct{})}
+	c := makeCloser(4, 1)
 	var fs []*os.File
 	for _, n := range []string{"a", "b", "c"} {
 		f := openTemp(t, n)
@@ -84,7 +84,7 @@ func TestCloserClosesEverythingAfterAFailure(t *testing.T) {
 // queue full is closed by the extractor, and wait hands over the last,
 // partial one: every file is closed once wait returns.
 func TestCloserHandsOverFullBatches(t *testing.T) {
-	c := &closer{q: make(chan []*os.File, 2), size: 3, done: make(chan struct{})} // run not started yet
+	c := makeCloser(2, 3) // run not started yet
 	var all []*os.File
 	add := func(n int) []*os.File {
 		var added []*os.File
@@ -131,7 +131,7 @@ func TestCloserHandsOverFullBatches(t *testing.T) {
 // account stay within closerOpen: here it has not started, so the batch it
 // would be closing is not counted, and the rest must leave room for it.
 func TestCloserKeepsItsOpenFilesBounded(t *testing.T) {
-	c := &closer{q: make(chan []*os.File, closerBatches), size: closerBatch, done: make(chan struct{})} // as newCloser, run not started
+	c := makeCloser(closerBatches, closerBatch) // as newCloser, its thread not started
 	var all []*os.File
 	for range 1000 {
 		f := openTemp(t, "f")

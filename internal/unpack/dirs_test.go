@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
-	"github.com/rootfsctl/rootfsctl/internal/unpack"
 )
 
 // An image's number of directories does not decide how many handles the
@@ -24,13 +23,8 @@ func TestDirectoryHandlesAreBounded(t *testing.T) {
 		entries = append(entries, fixture.Entry{Name: fmt.Sprintf("a/d%d/f", i), Body: fmt.Sprint(i)})
 	}
 	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	u := unpack.New(root, unpack.Options{})
-	defer u.Close()
+	u, done := openUnpacker(t, dir)
+	defer done()
 	if err := u.Layer(context.Background(), bytes.NewReader(fixture.Tar(entries))); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
-	"github.com/rootfsctl/rootfsctl/internal/unpack"
 )
 
 // The reference model: an in-memory tree with the layer semantics written
@@ -307,13 +306,8 @@ func TestUnpackerMatchesModel(t *testing.T) {
 // unpackAll applies layers to directory target, up to the first failure.
 func unpackAll(t *testing.T, target string, layers [][]entry) error {
 	t.Helper()
-	root, err := os.OpenRoot(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	u := unpack.New(root, unpack.Options{})
-	defer u.Close()
+	u, done := openUnpacker(t, target)
+	defer done()
 	for _, l := range layers {
 		if err := u.Layer(context.Background(), bytes.NewReader(fixture.Tar(l))); err != nil {
 			return err

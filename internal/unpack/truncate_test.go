@@ -15,7 +15,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/rootfsctl/rootfsctl/internal/fixture"
-	"github.com/rootfsctl/rootfsctl/internal/unpack"
 )
 
 // tarPieces returns a layer's tar stream in pieces that each end on a
@@ -143,13 +142,8 @@ func TestTruncatedLayersFail(t *testing.T) {
 func layerFrom(t *testing.T, blob []byte) error {
 	t.Helper()
 	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	u := unpack.New(root, unpack.Options{})
-	defer u.Close()
+	u, done := openUnpacker(t, dir)
+	defer done()
 	if err := u.Layer(context.Background(), bytes.NewReader(blob)); err != nil {
 		return err
 	}

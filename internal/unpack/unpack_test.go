@@ -373,6 +373,18 @@ func TestUnsupportedXattrsAreCountedApart(t *testing.T) {
 	}
 }
 
+// openUnpacker returns an Unpacker writing into dir, and what closes it
+// and its root.
+func openUnpacker(t *testing.T, dir string) (*unpack.Unpacker, func()) {
+	t.Helper()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := unpack.New(root, unpack.Options{})
+	return u, func() { u.Close(); root.Close() }
+}
+
 // openUnder lists what this process holds open under dir: files, and
 // directories apart (an Unpacker holds some parent directories until it is
 // closed).
