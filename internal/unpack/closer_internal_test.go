@@ -154,3 +154,31 @@ func TestCloserKeepsItsOpenFilesBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A batch that finds the queue full is closed by the extractor, and a close
+// that fails there is the add's error, named by its file; the batch's other
+// files are closed all the same.
+func TestCloserReportsAFailedCloseOfAnOverflowingBatch(t *testing.T) {
+	c := makeCloser(1, 2) // its thread not started
+	for _, n := range []string{"a", "b"} {
+		if err := c.add(openTemp(t, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad, fine := openTemp(t, "etc-shadow"), openTemp(t, "fine")
+	bad.Close() // closing it again fails
+	if err := c.add(bad); err != nil {
+		t.Fatal(err)
+	}
+	err := c.add(fine)
+	if err == nil || !strings.Contains(err.Error(), "etc-shadow") {
+		t.Fatalf("add of an overflowing batch: %v, want the failed close of etc-shadow", err)
+	}
+	if !isClosed(fine) {
+		t.Error("the overflowing batch's other file is still open")
+	}
+	go c.run()
+	if err := c.wait(false); err != nil {
+		t.Fatal(err)
+	}
+}
